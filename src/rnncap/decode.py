@@ -1,0 +1,131 @@
+"""Greedy decoding and beam search, shared by every captioning model.
+
+A model takes part by exposing ``vocab_size``, ``start_id``, ``end_id``, ``null_id`` and two methods:
+
+- ``init_state(features) -> state``: a tuple of arrays whose first axis is the batch;
+- ``step(state, word_ids) -> (log_probs, state)``: feeds one (N,) batch of token ids and returns the (N, V)
+  log-probabilities of the next token.
+
+Both searches are vectorised over the batch (and the beams): the only Python loop runs over time steps. Neither
+ever emits ``<NULL>`` or ``<START>``: they are padding and a prompt, not words.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def greedy_search(model: Any, features: np.ndarray, max_length: int = 30) -> np.ndarray:
+    """Pick the most likely word at every step.
+
+    Args:
+        model: a captioning model (see the module docstring).
+        features: (N, ...) image features, as the model's ``init_state`` takes them.
+        max_length: the most tokens generated per caption, ``<END>`` included.
+
+    Returns:
+        (N, max_length) int32 token ids; after a caption's ``<END>`` the row holds ``<NULL>``.
+    """
+    _check_max_length(max_length)
+    state = model.init_state(features)
+    N = state[0].shape[0]
+    captions = np.full((N, max_length), model.null_id, dtype=np.int32)
+    words = np.full(N, model.start_id, dtype=np.int32)
+    finished = np.zeros(N, dtype=bool)
+    for t in range(max_length):
+        log_probs, state = model.step(state, words)
+        words = _forbid_special_tokens(model, log_probs).argmax(axis=1).astype(np.int32)
+        captions[:, t] = np.where(finished, model.null_id, words)
+        finished |= words == model.end_id
+        if finished.all():
+            break
+    return captions
+
+
+def beam_search(
+    model: Any,
+    features: np.ndarray,
+    beam_size: int = 3,
+    max_length: int = 30,
+    length_penalty: float = 0.0,
+) -> np.ndarray:
+    """Keep the ``beam_size`` most likely partial captions per image at every step.
+
+    Hypotheses are ranked by ``sum(log p) / length ** length_penalty``, where the length counts the generated
+    tokens with ``<END>``: 0 ranks by total log-probability (favours short captions), 1 by mean log-probability.
+    A hypothesis that emits ``<END>`` is finished: it keeps its score and stays in the beam, competing with the
+    open ones. The search stops when every beam of every image is finished or at ``max_length``.
+
+    Args:
+        model: a captioning model (see the module docstring).
+        features: (N, ...) image features.
+        beam_size: hypotheses kept per image; 1 is greedy search.
+        max_length: the most tokens generated per caption, ``<END>`` included.
+        length_penalty: the exponent alpha above, >= 0.
+
+    Returns:
+        (N, max_length) int32 token ids of each image's best hypothesis, ``<NULL>`` after ``<END>``.
+    """
+    _check_max_length(max_length)
+    if not isinstance(beam_size, int | np.integer) or beam_size < 1:
+        raise ValueError(f"beam_size must be a positive integer, got {beam_size!r}")
+    if length_penalty < 0:
+        raise ValueError(f"length_penalty must be >= 0, got {length_penalty}")
+    B, V = int(beam_size), model.vocab_size
+    if B > V:
+        raise ValueError(f"beam_size {B} is larger than the vocabulary ({V} words)")
+
+    state = model.init_state(features)
+    N = state[0].shape[0]
+    state = tuple(np.repeat(s, B, axis=0) for s in state)  # (N*B, ...): beam b of image n at row n*B + b
+    tokens = np.full((N, B, max_length), model.null_id, dtype=np.int32)
+    scores = np.zeros((N, B))  # total log-probability, float64 so that long sums stay exact
+    scores[:, 1:] = -np.inf  # all beams start identical: only the first may expand at step 0
+    finished = np.zeros((N, B), dtype=bool)
+    lengths = np.zeros((N, B))
+    words = np.full(N * B, model.start_id, dtype=np.int32)
+
+    for t in range(max_length):
+        log_probs, state = model.step(state, words)
+        log_probs = _forbid_special_tokens(model, log_probs.astype(np.float64)).reshape(N, B, V)
+        # A finished hypothesis has exactly one continuation, <NULL> at no cost, so it survives unchanged.
+        log_probs[finished] = -np.inf
+        log_probs[finished, model.null_id] = 0.0
+        candidate = scores[:, :, None] + log_probs  # (N, B, V)
+        candidate_length = np.where(finished, lengths, t + 1)[:, :, None]
+        ranked = (candidate / candidate_length**length_penalty).reshape(N, B * V)
+
+        best = np.argpartition(-ranked, B - 1, axis=1)[:, :B]  # (N, B), unordered
+        order = np.argsort(-np.take_along_axis(ranked, best, axis=1), axis=1, kind="stable")
+        best = np.take_along_axis(best, order, axis=1)
+        parent, words_nb = np.divmod(best, V)  # (N, B) each
+
+        scores = np.take_along_axis(candidate.reshape(N, B * V), best, axis=1)
+        was_finished = np.take_along_axis(finished, parent, axis=1)
+        lengths = np.where(was_finished, np.take_along_axis(lengths, parent, axis=1), t + 1)
+        finished = was_finished | (words_nb == model.end_id)
+        tokens = np.take_along_axis(tokens, parent[:, :, None], axis=1)
+        tokens[:, :, t] = np.where(was_finished, model.null_id, words_nb)
+
+        rows = (parent + np.arange(N)[:, None] * B).ravel()  # (N*B,) rows of the surviving parents
+        state = tuple(s[rows] for s in state)
+        words = words_nb.ravel().astype(np.int32)
+        if finished.all():
+            break
+
+    final = scores / np.maximum(lengths, 1) ** length_penalty
+    best_beam = final.argmax(axis=1)  # (N,)
+    return tokens[np.arange(N), best_beam]
+
+
+def _forbid_special_tokens(model: Any, log_probs: np.ndarray) -> np.ndarray:
+    """Set the log-probability of ``<NULL>`` and ``<START>`` to -inf, in place; (N, V) -> (N, V)."""
+    log_probs[:, [model.null_id, model.start_id]] = -np.inf
+    return log_probs
+
+
+def _check_max_length(max_length: int) -> None:
+    if not isinstance(max_length, int | np.integer) or max_length < 1:
+        raise ValueError(f"max_length must be a positive integer, got {max_length!r}")

@@ -1,0 +1,231 @@
+"""CaptioningRNN: image features -> initial hidden state -> a recurrent network that writes the caption.
+
+The model of CS231n assignment 3 (names, shapes, initialisation and loss), with the GRU beside the vanilla RNN
+and the LSTM, beam search, input checks and a safe file format. Training runs
+``features --W_proj--> h0``, ``<START> w1 ... --W_embed--> x``, ``cell(x, h0) -> h``,
+``h --W_vocab--> scores`` and a softmax loss against the caption shifted by one word, ignoring ``<NULL>`` padding.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnncap import decode
+from rnncap.models.serialization import ModelFileError, check_params, read_model_file, write_model_file
+from rnncap.nn import (
+    CELLS,
+    affine_backward,
+    affine_forward,
+    log_softmax,
+    sequence_backward,
+    sequence_forward,
+    temporal_affine_backward,
+    temporal_affine_forward,
+    temporal_softmax_loss,
+    word_embedding_backward,
+    word_embedding_forward,
+)
+from rnncap.vocab import END, END_ID, NULL, START, START_ID, idx_to_word_list
+
+
+class CaptioningRNN:
+    """A recurrent image captioner (CS231n's ``CaptioningRNN``).
+
+    Parameters live in ``self.params`` under CS231n's names: ``W_proj`` (D, H), ``b_proj`` (H,), ``W_embed``
+    (V, W), ``Wx`` (W, kH), ``Wh`` (H, kH), ``b`` (kH,), ``W_vocab`` (H, V), ``b_vocab`` (V,), with k = 1 (rnn),
+    4 (lstm: gates i, f, o, g) or 3 (gru: gates r, z, n).
+    """
+
+    def __init__(
+        self,
+        word_to_idx: dict[str, int],
+        input_dim: int = 512,
+        wordvec_dim: int = 128,
+        hidden_dim: int = 128,
+        cell_type: str = "rnn",
+        dtype: np.dtype | type | str = np.float32,
+        rng: np.random.Generator | int | None = 0,
+    ) -> None:
+        """Build a model with CS231n's initialisation.
+
+        Args:
+            word_to_idx: vocabulary, word -> id; must contain ``<NULL>``. V = number of ids.
+            input_dim: D, the width of an image feature vector.
+            wordvec_dim: W, the width of a word vector.
+            hidden_dim: H, the width of the recurrent state.
+            cell_type: ``"rnn"``, ``"lstm"`` or ``"gru"``.
+            dtype: float32 to train fast, float64 for gradient checks.
+            rng: seed or generator for the initial weights.
+        """
+        if cell_type not in CELLS:
+            raise ValueError(f"cell_type must be one of {sorted(CELLS)}, got {cell_type!r}")
+        for name, value in (("input_dim", input_dim), ("wordvec_dim", wordvec_dim), ("hidden_dim", hidden_dim)):
+            if not isinstance(value, int | np.integer) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.cell = CELLS[cell_type]
+        self.cell_type = cell_type
+        self.word_to_idx = dict(word_to_idx)
+        self.idx_to_word = idx_to_word_list(self.word_to_idx)
+        self.null_id = self.word_to_idx[NULL]
+        self.start_id = self.word_to_idx.get(START, START_ID)
+        self.end_id = self.word_to_idx.get(END, END_ID)
+        self.input_dim, self.wordvec_dim, self.hidden_dim = int(input_dim), int(wordvec_dim), int(hidden_dim)
+        self.vocab_size = len(self.idx_to_word)
+
+        rng = np.random.default_rng(rng)
+        D, W, H, V, k = self.input_dim, self.wordvec_dim, self.hidden_dim, self.vocab_size, self.cell.gates
+        params = {
+            "W_embed": rng.standard_normal((V, W)) / 100,
+            "W_proj": rng.standard_normal((D, H)) / np.sqrt(D),
+            "b_proj": np.zeros(H),
+            "Wx": rng.standard_normal((W, k * H)) / np.sqrt(W),
+            "Wh": rng.standard_normal((H, k * H)) / np.sqrt(H),
+            "b": np.zeros(k * H),
+            "W_vocab": rng.standard_normal((H, V)) / np.sqrt(H),
+            "b_vocab": np.zeros(V),
+        }
+        self.params = {name: value.astype(self.dtype) for name, value in params.items()}
+
+    # ------------------------------------------------------------------ training
+
+    def loss(self, features: np.ndarray, captions: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+        """Loss and gradients for a minibatch (teacher forcing).
+
+        Args:
+            features: (N, D) image features.
+            captions: (N, T) integer ids, ``<START> w1 ... <END> <NULL> ...``; T >= 2. The model reads
+                ``captions[:, :-1]`` and predicts ``captions[:, 1:]``; ``<NULL>`` targets are ignored.
+
+        Returns:
+            loss: summed over time steps, averaged over the N captions.
+            grads: gradient of every parameter, keyed like ``self.params``.
+        """
+        features = self._check_features(features)
+        captions = self._check_captions(captions, features.shape[0])
+        p = self.params
+        captions_in, captions_out = captions[:, :-1], captions[:, 1:]
+        mask = captions_out != self.null_id
+
+        h0, proj_cache = affine_forward(features, p["W_proj"], p["b_proj"])  # (N, H)
+        x, embed_cache = word_embedding_forward(captions_in, p["W_embed"])  # (N, T-1, W)
+        h, rnn_cache = sequence_forward(self.cell, x, h0, p["Wx"], p["Wh"], p["b"])  # (N, T-1, H)
+        scores, vocab_cache = temporal_affine_forward(h, p["W_vocab"], p["b_vocab"])  # (N, T-1, V)
+        loss, dscores = temporal_softmax_loss(scores, captions_out, mask)
+
+        grads = {}
+        dh, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores, vocab_cache)
+        dx, dh0, grads["Wx"], grads["Wh"], grads["b"] = sequence_backward(self.cell, dh, rnn_cache)
+        grads["W_embed"] = word_embedding_backward(dx, embed_cache)
+        _, grads["W_proj"], grads["b_proj"] = affine_backward(dh0, proj_cache)
+        return loss, grads
+
+    # ------------------------------------------------------------------ decoding
+
+    def init_state(self, features: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The recurrent state before the first word: ``(h0,)``, or ``(h0, c0)`` for the LSTM; each (N, H)."""
+        features = self._check_features(features)
+        h0, _ = affine_forward(features, self.params["W_proj"], self.params["b_proj"])
+        return (h0, np.zeros_like(h0)) if self.cell.has_cell_state else (h0,)
+
+    def step(self, state: tuple[np.ndarray, ...], word_ids: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """Feed one word per caption.
+
+        Args:
+            state: from :meth:`init_state` or the previous step.
+            word_ids: (N,) ids of the previous words.
+
+        Returns:
+            log_probs: (N, V) log-probabilities of the next word; the next state.
+        """
+        p = self.params
+        prev_h = state[0]
+        prev_c = state[1] if self.cell.has_cell_state else None
+        a = p["W_embed"][word_ids] @ p["Wx"]  # (N, kH)
+        a += p["b"]
+        next_h = np.empty_like(prev_h)
+        next_c, _ = self.cell.core_forward(a, prev_h, prev_c, p["Wh"], next_h)
+        scores, _ = affine_forward(next_h, p["W_vocab"], p["b_vocab"])  # (N, V)
+        return log_softmax(scores), ((next_h, next_c) if self.cell.has_cell_state else (next_h,))
+
+    def sample(self, features: np.ndarray, max_length: int = 30) -> np.ndarray:
+        """Greedy captions: (N, D) features -> (N, max_length) int32 ids, ``<NULL>`` after ``<END>``."""
+        return decode.greedy_search(self, features, max_length)
+
+    def beam_search(
+        self, features: np.ndarray, beam_size: int = 3, max_length: int = 30, length_penalty: float = 0.0
+    ) -> np.ndarray:
+        """Beam-search captions: (N, D) features -> (N, max_length) int32 ids (see :func:`rnncap.decode.beam_search`)."""
+        return decode.beam_search(self, features, beam_size, max_length, length_penalty)
+
+    # ------------------------------------------------------------------ files
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments (without the vocabulary), JSON-serialisable."""
+        return {
+            "model": type(self).__name__,
+            "input_dim": self.input_dim,
+            "wordvec_dim": self.wordvec_dim,
+            "hidden_dim": self.hidden_dim,
+            "cell_type": self.cell_type,
+            "dtype": self.dtype.name,
+        }
+
+    def save(self, path: str | os.PathLike, weights_dtype: np.dtype | type | None = None) -> Path:
+        """Save weights, configuration and vocabulary in one ``.npz`` file; returns the path written."""
+        return write_model_file(path, self.config(), self.word_to_idx, self.params, weights_dtype)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, dtype: np.dtype | type | str | None = None) -> CaptioningRNN:
+        """Load a model saved by :meth:`save`, never unpickling; weights are cast to ``dtype`` (default: as saved).
+
+        Raises:
+            ModelFileError: the file is missing, corrupt, truncated, of another model, or its weights do not fit.
+        """
+        config, word_to_idx, stored = read_model_file(path)
+        if config.get("model") != cls.__name__:
+            raise ModelFileError(f"{path} holds a {config.get('model')!r} model, not a {cls.__name__}")
+        kwargs = {key: value for key, value in config.items() if key != "model"}
+        if dtype is not None:
+            kwargs["dtype"] = dtype
+        try:
+            model = cls(word_to_idx, **kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: configuration {config} does not describe a {cls.__name__}: {exc}") from exc
+        check_params(path, stored, model.params)
+        model.params = {name: stored[name].astype(model.dtype) for name in model.params}
+        return model
+
+    # ------------------------------------------------------------------ input checks
+
+    def _check_features(self, features: np.ndarray) -> np.ndarray:
+        features = np.asarray(features)
+        if features.ndim != 2 or features.shape[1] != self.input_dim:
+            raise ValueError(f"features must have shape (N, {self.input_dim}), got {features.shape}")
+        if features.shape[0] == 0:
+            raise ValueError("empty batch: features has no rows")
+        if not np.issubdtype(features.dtype, np.number):
+            raise ValueError(f"features must be numeric, got dtype {features.dtype}")
+        features = features.astype(self.dtype, copy=False)
+        if not np.isfinite(features).all():
+            rows = np.flatnonzero(~np.isfinite(features).all(axis=1))
+            raise ValueError(f"features hold NaN or infinite values (rows {rows[:10].tolist()})")
+        return features
+
+    def _check_captions(self, captions: np.ndarray, batch_size: int) -> np.ndarray:
+        captions = np.asarray(captions)
+        if captions.ndim != 2 or captions.shape[0] != batch_size or captions.shape[1] < 2:
+            raise ValueError(f"captions must have shape ({batch_size}, T) with T >= 2, got {captions.shape}")
+        if not np.issubdtype(captions.dtype, np.integer):
+            raise ValueError(f"captions must hold integer token ids, got dtype {captions.dtype}")
+        low, high = captions.min(), captions.max()
+        if low < 0 or high >= self.vocab_size:
+            bad = low if low < 0 else high
+            raise ValueError(f"caption token id {bad} is outside the vocabulary [0, {self.vocab_size})")
+        return captions

@@ -1,0 +1,113 @@
+"""One ``.npz`` file per model: weights, configuration and vocabulary, readable without unpickling.
+
+Layout: ``__format__`` (a version string), ``__config__`` and ``__vocab__`` (JSON strings), and one array per
+parameter under ``param/<name>``. Loading passes ``allow_pickle=False``, so a crafted file cannot run code, and
+every key, shape and value is checked before a model is built from it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "rnncap-model-1"
+PARAM_PREFIX = "param/"
+
+
+class ModelFileError(ValueError):
+    """A model file that is missing, corrupt, truncated or does not match the model it claims to be."""
+
+
+def write_model_file(
+    path: str | os.PathLike,
+    config: dict[str, Any],
+    word_to_idx: dict[str, int],
+    params: dict[str, np.ndarray],
+    weights_dtype: np.dtype | type | None = None,
+) -> Path:
+    """Write a model file atomically (a temporary file renamed over ``path``), so a crash never leaves half a file.
+
+    Args:
+        path: destination; ``.npz`` is appended when missing (as ``np.savez`` would).
+        config: JSON-serialisable constructor arguments, with the class name under ``"model"``.
+        word_to_idx: the vocabulary.
+        params: the weights by name.
+        weights_dtype: store the weights in this dtype (float16 halves a shipped model); default: as they are.
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    if path.suffix != ".npz":
+        path = path.with_name(path.name + ".npz")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "__format__": np.array(FORMAT),
+        "__config__": np.array(json.dumps(config)),
+        "__vocab__": np.array(json.dumps({word: int(idx) for word, idx in word_to_idx.items()})),
+    }
+    for name, value in params.items():
+        arrays[PARAM_PREFIX + name] = value if weights_dtype is None else value.astype(weights_dtype)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_model_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, int], dict[str, np.ndarray]]:
+    """Read a model file written by :func:`write_model_file`.
+
+    Returns:
+        config, word_to_idx, params (arrays as stored; the model checks their shapes and casts them).
+
+    Raises:
+        ModelFileError: the file is missing, not a model file, corrupt or truncated.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
+        raise ModelFileError(f"{path} is not a readable rnncap model file (corrupt or truncated?): {exc}") from exc
+    if str(arrays.get("__format__", "")) != FORMAT:
+        raise ModelFileError(f"{path} is not an rnncap model file: expected format {FORMAT!r}")
+    try:
+        config = json.loads(str(arrays["__config__"]))
+        word_to_idx = json.loads(str(arrays["__vocab__"]))
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: configuration or vocabulary is missing or not valid JSON: {exc}") from exc
+    if not isinstance(config, dict) or not isinstance(word_to_idx, dict):
+        raise ModelFileError(f"{path}: configuration and vocabulary must be JSON objects")
+    params = {key[len(PARAM_PREFIX) :]: value for key, value in arrays.items() if key.startswith(PARAM_PREFIX)}
+    return config, word_to_idx, params
+
+
+def check_params(path: str | os.PathLike, stored: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
+    """Refuse stored weights whose names, shapes or values do not fit the freshly built model ``expected``."""
+    missing, unexpected = expected.keys() - stored.keys(), stored.keys() - expected.keys()
+    if missing or unexpected:
+        raise ModelFileError(
+            f"{path}: parameters do not match the model: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+        )
+    for name, value in stored.items():
+        if value.shape != expected[name].shape:
+            raise ModelFileError(
+                f"{path}: parameter {name} has shape {value.shape}, the configuration expects {expected[name].shape}"
+            )
+        if not np.issubdtype(value.dtype, np.floating):
+            raise ModelFileError(f"{path}: parameter {name} has dtype {value.dtype}, expected floating point")
+        if not np.isfinite(value).all():
+            raise ModelFileError(f"{path}: parameter {name} holds NaN or infinite values")

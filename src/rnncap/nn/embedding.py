@@ -1,0 +1,42 @@
+"""Word embedding: a lookup table from token ids to vectors."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def word_embedding_forward(x: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """Look up the vector of every token.
+
+    Args:
+        x: (N, T) integer token ids in [0, V).
+        W: (V, D) one vector per vocabulary word.
+
+    Returns:
+        out: (N, T, D) with ``out[n, t] = W[x[n, t]]``.
+        cache: what ``word_embedding_backward`` needs.
+    """
+    return W[x], (x, W.shape)
+
+
+def word_embedding_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
+    """Backward pass of ``word_embedding_forward``: sum the gradients of every occurrence of a word.
+
+    ``np.add.at`` does this one element at a time; sorting the ids once and summing each run of equal ids
+    with ``np.add.reduceat`` keeps the work in vectorised NumPy.
+
+    Args:
+        dout: (N, T, D) upstream gradient.
+        cache: from ``word_embedding_forward``.
+
+    Returns:
+        dW: (V, D), zero for words that do not occur.
+    """
+    x, (V, D) = cache
+    ids = x.ravel()
+    order = np.argsort(ids, kind="stable")
+    sorted_ids = ids[order]
+    run_starts = np.flatnonzero(np.concatenate(([True], sorted_ids[1:] != sorted_ids[:-1])))
+    dW = np.zeros((V, D), dtype=dout.dtype)
+    dW[sorted_ids[run_starts]] = np.add.reduceat(dout.reshape(-1, D)[order], run_starts, axis=0)
+    return dW
