@@ -74,15 +74,15 @@ def beam_search(
     if length_penalty < 0:
         raise ValueError(f"length_penalty must be >= 0, got {length_penalty}")
     B, V = int(beam_size), model.vocab_size
-    if B > V:
-        raise ValueError(f"beam_size {B} is larger than the vocabulary ({V} words)")
 
     state = model.init_state(features)
     N = state[0].shape[0]
     state = tuple(np.repeat(s, B, axis=0) for s in state)  # (N*B, ...): beam b of image n at row n*B + b
     tokens = np.full((N, B, max_length), model.null_id, dtype=np.int32)
     scores = np.zeros((N, B))  # total log-probability, float64 so that long sums stay exact
-    scores[:, 1:] = -np.inf  # all beams start identical: only the first may expand at step 0
+    # All beams start identical: only the first may expand at step 0. Beams left at -inf (more beams than
+    # hypotheses) are carried along harmlessly and never win.
+    scores[:, 1:] = -np.inf
     finished = np.zeros((N, B), dtype=bool)
     lengths = np.zeros((N, B))
     words = np.full(N * B, model.start_id, dtype=np.int32)

@@ -53,7 +53,7 @@ def numerical_gradient(f: Callable[[], float], x: np.ndarray, h: float = 1e-3) -
 def numerical_gradient_array(
     f: Callable[[], np.ndarray], x: np.ndarray, dout: np.ndarray, h: float = 1e-3
 ) -> np.ndarray:
-    """Gradient of ``sum(f() * dout)`` with respect to ``x``, for array-valued ``f`` (see :func:`numerical_gradient`)."""
+    """Gradient of ``sum(f() * dout)`` with respect to ``x``, for array-valued ``f`` (as :func:`numerical_gradient`)."""
     return numerical_gradient(lambda: float(np.sum(f() * dout)), x, h)
 
 

@@ -63,7 +63,11 @@ class CaptioningRNN:
         """
         if cell_type not in CELLS:
             raise ValueError(f"cell_type must be one of {sorted(CELLS)}, got {cell_type!r}")
-        for name, value in (("input_dim", input_dim), ("wordvec_dim", wordvec_dim), ("hidden_dim", hidden_dim)):
+        for name, value in (
+            ("input_dim", input_dim),
+            ("wordvec_dim", wordvec_dim),
+            ("hidden_dim", hidden_dim),
+        ):
             if not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.dtype = np.dtype(dtype)
@@ -161,7 +165,7 @@ class CaptioningRNN:
     def beam_search(
         self, features: np.ndarray, beam_size: int = 3, max_length: int = 30, length_penalty: float = 0.0
     ) -> np.ndarray:
-        """Beam-search captions: (N, D) features -> (N, max_length) int32 ids (see :func:`rnncap.decode.beam_search`)."""
+        """Beam-search captions: (N, D) -> (N, max_length) int32 ids; see :func:`rnncap.decode.beam_search`."""
         return decode.beam_search(self, features, beam_size, max_length, length_penalty)
 
     # ------------------------------------------------------------------ files

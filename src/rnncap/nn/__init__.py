@@ -1,7 +1,12 @@
 """Hand-written layers: pure NumPy functions, ``*_forward(...) -> (out, cache)`` and
 ``*_backward(dout, cache) -> grads`` in the order of the forward inputs (CS231n's names and shapes)."""
 
-from rnncap.nn.affine import affine_backward, affine_forward, temporal_affine_backward, temporal_affine_forward
+from rnncap.nn.affine import (
+    affine_backward,
+    affine_forward,
+    temporal_affine_backward,
+    temporal_affine_forward,
+)
 from rnncap.nn.embedding import word_embedding_backward, word_embedding_forward
 from rnncap.nn.gru import GRU, gru_backward, gru_forward, gru_step_backward, gru_step_forward
 from rnncap.nn.loss import log_softmax, temporal_softmax_loss

@@ -1,0 +1,147 @@
+"""Greedy and beam search: shapes and special tokens, and beam search against exhaustive search."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from conftest import make_vocab
+from rnncap import CaptioningRNN, decode_captions
+from rnncap.decode import beam_search, greedy_search
+
+NULL, START, END = 0, 1, 2
+
+
+def _peaked_model(cell_type="lstm", words=3, seed=0):
+    """A float64 model with large weights, so its next-word distributions are far from ties."""
+    rng = np.random.default_rng(seed)
+    model = CaptioningRNN(
+        make_vocab(words),
+        input_dim=4,
+        wordvec_dim=5,
+        hidden_dim=6,
+        cell_type=cell_type,
+        dtype=np.float64,
+        rng=rng,
+    )
+    for name, value in model.params.items():
+        model.params[name] = rng.standard_normal(value.shape) * 1.5
+    return model, rng.standard_normal((5, 4))
+
+
+def _sequence_log_prob(model, features, tokens):
+    """Total log-probability of ``tokens`` (ending with <END> or not) for one image, step by step."""
+    state = model.init_state(features[None])
+    previous, total = START, 0.0
+    for token in tokens:
+        log_probs, state = model.step(state, np.array([previous]))
+        total += log_probs[0, token]
+        previous = token
+    return total
+
+
+def _exhaustive_best(model, features, max_length, length_penalty):
+    words = [w for w in range(model.vocab_size) if w not in (NULL, START)]
+    candidates = [
+        (*prefix, END)
+        for n in range(max_length)
+        for prefix in itertools.product([w for w in words if w != END], repeat=n)
+    ]
+    candidates += list(itertools.product([w for w in words if w != END], repeat=max_length))
+    scored = [(_sequence_log_prob(model, features, c) / len(c) ** length_penalty, c) for c in candidates]
+    return max(scored)[1]
+
+
+@pytest.mark.parametrize("cell_type", ["rnn", "lstm", "gru"])
+def test_greedy_shapes_and_special_tokens(cell_type):
+    model, features = _peaked_model(cell_type)
+    captions = model.sample(features, max_length=9)
+    assert captions.shape == (5, 9) and captions.dtype == np.int32
+    for row in captions:
+        assert START not in row
+        ends = np.flatnonzero(row == END)
+        body = row if ends.size == 0 else row[: ends[0]]
+        assert NULL not in body  # <NULL> only as padding after <END>
+        if ends.size:
+            assert (row[ends[0] + 1 :] == NULL).all()
+
+
+def test_greedy_picks_the_argmax_at_every_step():
+    model, features = _peaked_model()
+    captions = model.sample(features, max_length=6)
+    for n in range(len(features)):
+        state, previous = model.init_state(features[n : n + 1]), START
+        for t in range(6):
+            if t > 0 and captions[n, t - 1] in (END, NULL):
+                break
+            log_probs, state = model.step(state, np.array([previous]))
+            log_probs[0, [NULL, START]] = -np.inf
+            assert captions[n, t] == log_probs[0].argmax()
+            previous = captions[n, t]
+
+
+def test_batch_items_decode_independently():
+    model, features = _peaked_model()
+    together = model.beam_search(features, beam_size=3, max_length=7)
+    alone = np.concatenate([model.beam_search(features[i : i + 1], 3, 7) for i in range(len(features))])
+    np.testing.assert_array_equal(together, alone)
+
+
+def test_beam_of_one_is_greedy():
+    model, features = _peaked_model("gru")
+    np.testing.assert_array_equal(beam_search(model, features, 1, 8), greedy_search(model, features, 8))
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+def test_wide_beam_equals_exhaustive_search(length_penalty):
+    """With more beams than hypotheses, beam search is exact: it must find the best caption of all."""
+    model, features = _peaked_model(words=2)  # 3 usable words (<END>, <UNK>, w0, w1 minus <END>)
+    max_length = 3
+    captions = beam_search(model, features, beam_size=64, max_length=max_length, length_penalty=length_penalty)
+    for n in range(len(features)):
+        best = _exhaustive_best(model, features[n], max_length, length_penalty)
+        expected = np.full(max_length, NULL)
+        expected[: len(best)] = best
+        np.testing.assert_array_equal(captions[n], expected)
+
+
+def test_beam_search_beats_greedy_on_total_log_probability():
+    model, features = _peaked_model(seed=3)
+    greedy = greedy_search(model, features, 6)
+    beam = beam_search(model, features, beam_size=4, max_length=6)
+
+    def score(tokens):
+        tokens = [int(t) for t in tokens if t != NULL]
+        return _sequence_log_prob(model, features[n], tokens)
+
+    for n in range(len(features)):
+        assert score(beam[n]) >= score(greedy[n]) - 1e-12
+
+
+def test_length_penalty_favours_longer_captions():
+    model, features = _peaked_model(seed=1)
+    short = (beam_search(model, features, 5, 10, length_penalty=0.0) != NULL).sum()
+    long = (beam_search(model, features, 5, 10, length_penalty=1.0) != NULL).sum()
+    assert long >= short
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"beam_size": 0}, "beam_size"),
+        ({"max_length": 0}, "max_length"),
+        ({"length_penalty": -1}, "length_penalty"),
+    ],
+)
+def test_bad_search_arguments(kwargs, message):
+    model, features = _peaked_model()
+    with pytest.raises(ValueError, match=message):
+        beam_search(model, features, **{"beam_size": 2, "max_length": 5, **kwargs})
+
+
+def test_decode_captions_stops_at_end():
+    idx_to_word = ["<NULL>", "<START>", "<END>", "<UNK>", "a", "dog"]
+    ids = np.array([[1, 4, 5, 2, 4], [4, 0, 5, 0, 0]])
+    assert decode_captions(ids, idx_to_word) == ["a dog", "a dog"]

@@ -1,0 +1,147 @@
+"""Model files: round trips, and refusal of corrupt, truncated, crafted or mismatched files."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from conftest import make_vocab
+from rnncap import CaptioningRNN, ModelFileError
+
+
+@pytest.fixture
+def model():
+    return CaptioningRNN(make_vocab(8), input_dim=6, wordvec_dim=5, hidden_dim=4, cell_type="lstm", rng=1)
+
+
+@pytest.mark.parametrize("cell_type", ["rnn", "lstm", "gru"])
+def test_round_trip_keeps_everything(cell_type, tmp_path, rng):
+    original = CaptioningRNN(make_vocab(8), input_dim=6, wordvec_dim=5, hidden_dim=4, cell_type=cell_type, rng=2)
+    path = original.save(tmp_path / "model")
+    assert path.name == "model.npz"
+    loaded = CaptioningRNN.load(path)
+    assert loaded.config() == original.config()
+    assert loaded.word_to_idx == original.word_to_idx
+    for name, value in original.params.items():
+        np.testing.assert_array_equal(loaded.params[name], value)
+        assert loaded.params[name].dtype == np.float32
+    features = rng.standard_normal((3, 6))
+    np.testing.assert_array_equal(loaded.beam_search(features, 2, 6), original.beam_search(features, 2, 6))
+
+
+def test_float16_weights_halve_the_file_and_load_as_float32(model, tmp_path):
+    full = model.save(tmp_path / "full.npz")
+    half = model.save(tmp_path / "half.npz", weights_dtype=np.float16)
+    loaded = CaptioningRNN.load(half)
+    assert loaded.params["Wx"].dtype == np.float32
+    np.testing.assert_allclose(loaded.params["Wx"], model.params["Wx"], rtol=1e-3, atol=1e-4)
+    assert half.stat().st_size < full.stat().st_size
+    assert CaptioningRNN.load(full, dtype=np.float64).params["Wx"].dtype == np.float64
+
+
+def test_save_is_atomic_and_overwrites(model, tmp_path):
+    path = model.save(tmp_path / "m.npz")
+    model.params["b"] += 1
+    model.save(path)
+    np.testing.assert_array_equal(CaptioningRNN.load(path).params["b"], model.params["b"])
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # no temporary files left behind
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ModelFileError, match="does not exist"):
+        CaptioningRNN.load(tmp_path / "nope.npz")
+
+
+def test_truncated_file(model, tmp_path):
+    path = model.save(tmp_path / "m.npz")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="corrupt or truncated"):
+        CaptioningRNN.load(path)
+
+
+def test_garbage_file(tmp_path):
+    path = tmp_path / "m.npz"
+    path.write_bytes(b"this is not a model" * 10)
+    with pytest.raises(ModelFileError, match=str(path.name)):
+        CaptioningRNN.load(path)
+
+
+def test_pickled_payload_is_never_unpickled(model, tmp_path):
+    """A crafted file whose array is a pickle (which could run code) is refused, not loaded."""
+    path = model.save(tmp_path / "m.npz")
+    arrays = dict(np.load(path))
+    arrays["param/Wx"] = np.array([{"evil": "payload"}], dtype=object)
+    np.savez(path, **arrays)  # np.savez pickles object arrays
+    with pytest.raises(ModelFileError, match="corrupt or truncated|pickle"):
+        CaptioningRNN.load(path)
+
+
+def _rewrite(path, **changes):
+    arrays = dict(np.load(path))
+    arrays.update(changes)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    np.savez(path, **arrays)
+
+
+def test_wrong_shape_is_refused(model, tmp_path):
+    path = model.save(tmp_path / "m.npz")
+    _rewrite(path, **{"param/Wh": np.zeros((4, 4), dtype=np.float32)})
+    with pytest.raises(ModelFileError, match=r"Wh has shape \(4, 4\), the configuration expects \(4, 16\)"):
+        CaptioningRNN.load(path)
+
+
+def test_missing_parameter_is_refused(model, tmp_path):
+    path = model.save(tmp_path / "m.npz")
+    _rewrite(path, **{"param/b_vocab": None})
+    with pytest.raises(ModelFileError, match=r"missing \['b_vocab'\]"):
+        CaptioningRNN.load(path)
+
+
+def test_non_finite_weights_are_refused(model, tmp_path):
+    model.params["W_vocab"][0, 0] = np.nan
+    path = model.save(tmp_path / "m.npz")
+    with pytest.raises(ModelFileError, match="W_vocab holds NaN"):
+        CaptioningRNN.load(path)
+
+
+def test_vocabulary_size_mismatch_is_refused(model, tmp_path):
+    path = model.save(tmp_path / "m.npz")
+    _rewrite(path, __vocab__=np.array(json.dumps(make_vocab(3))))
+    with pytest.raises(ModelFileError, match="W_embed has shape"):
+        CaptioningRNN.load(path)
+
+
+def test_foreign_npz_is_refused(tmp_path):
+    path = tmp_path / "weights.npz"
+    np.savez(path, W=np.zeros(3))
+    with pytest.raises(ModelFileError, match="not an rnncap model file"):
+        CaptioningRNN.load(path)
+
+
+def test_bad_config_is_refused(model, tmp_path):
+    path = model.save(tmp_path / "m.npz")
+    _rewrite(path, __config__=np.array("{not json"))
+    with pytest.raises(ModelFileError, match="not valid JSON"):
+        CaptioningRNN.load(path)
+    config = {**model.config(), "cell_type": "transformer"}
+    _rewrite(path, __config__=np.array(json.dumps(config)))
+    with pytest.raises(ModelFileError, match="does not describe a CaptioningRNN"):
+        CaptioningRNN.load(path)
+
+
+def test_other_model_type_is_refused(model, tmp_path):
+    path = model.save(tmp_path / "m.npz")
+    _rewrite(path, __config__=np.array(json.dumps({**model.config(), "model": "AttentionCaptioner"})))
+    with pytest.raises(ModelFileError, match="holds a 'AttentionCaptioner' model"):
+        CaptioningRNN.load(path)
+
+
+def test_file_is_a_plain_zip_of_npy(model, tmp_path):
+    path = model.save(tmp_path / "m.npz")
+    with zipfile.ZipFile(path) as archive:
+        names = set(archive.namelist())
+    assert {"__format__.npy", "__config__.npy", "__vocab__.npy", "param/Wx.npy"} <= names
