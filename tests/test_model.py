@@ -152,3 +152,29 @@ def test_bad_configuration_is_refused(kwargs, message):
 def test_vocabulary_must_have_null():
     with pytest.raises(ValueError, match="<NULL>"):
         CaptioningRNN({"a": 0, "b": 1}, input_dim=4)
+
+
+def test_all_padding_batch_has_zero_loss(rng):
+    """A batch whose targets are all <NULL> (an empty caption) contributes nothing, without crashing."""
+    model = _small_model("gru", rng)
+    captions = np.zeros((2, 6), dtype=np.int32)
+    captions[:, 0] = 1
+    loss, grads = model.loss(rng.standard_normal((2, 5)), captions)
+    assert loss == 0.0
+    assert all(not g.any() for g in grads.values())
+
+
+def test_masked_loss_equals_cs231n_layer_composition(rng):
+    """The model skips padded rows; the result equals temporal_affine + temporal_softmax_loss on every row."""
+    from rnncap import nn
+
+    model = _small_model("lstm", rng)
+    features = rng.standard_normal((4, 5))
+    captions = make_captions(rng, 4, 9, model.vocab_size)
+    p = model.params
+    h0, _ = nn.affine_forward(features, p["W_proj"], p["b_proj"])
+    x, _ = nn.word_embedding_forward(captions[:, :-1], p["W_embed"])
+    h, _ = nn.lstm_forward(x, h0, p["Wx"], p["Wh"], p["b"])
+    scores, _ = nn.temporal_affine_forward(h, p["W_vocab"], p["b_vocab"])
+    expected, _ = nn.temporal_softmax_loss(scores, captions[:, 1:], captions[:, 1:] != 0)
+    assert model.loss(features, captions)[0] == pytest.approx(expected, rel=1e-12)

@@ -3,7 +3,9 @@
 The model of CS231n assignment 3 (names, shapes, initialisation and loss), with the GRU beside the vanilla RNN
 and the LSTM, beam search, input checks and a safe file format. Training runs
 ``features --W_proj--> h0``, ``<START> w1 ... --W_embed--> x``, ``cell(x, h0) -> h``,
-``h --W_vocab--> scores`` and a softmax loss against the caption shifted by one word, ignoring ``<NULL>`` padding.
+``h --W_vocab--> scores`` and a softmax loss against the caption shifted by one word, ignoring ``<NULL>`` padding
+(the loss equals CS231n's ``temporal_affine`` + ``temporal_softmax_loss``; padding is skipped rather than
+computed and multiplied by zero).
 """
 
 from __future__ import annotations
@@ -23,9 +25,7 @@ from rnncap.nn import (
     log_softmax,
     sequence_backward,
     sequence_forward,
-    temporal_affine_backward,
-    temporal_affine_forward,
-    temporal_softmax_loss,
+    softmax_cross_entropy,
     word_embedding_backward,
     word_embedding_forward,
 )
@@ -114,18 +114,29 @@ class CaptioningRNN:
         features = self._check_features(features)
         captions = self._check_captions(captions, features.shape[0])
         p = self.params
-        captions_in, captions_out = captions[:, :-1], captions[:, 1:]
-        mask = captions_out != self.null_id
+        N = features.shape[0]
+        mask = captions[:, 1:] != self.null_id  # (N, T-1): targets that count
+        # Columns after the batch's longest caption are all padding: they change neither loss nor gradients.
+        T = int(np.flatnonzero(mask.any(axis=0))[-1]) + 1 if mask.any() else 1
+        captions_in, captions_out, mask = captions[:, :T], captions[:, 1 : T + 1], mask[:, :T]
 
         h0, proj_cache = affine_forward(features, p["W_proj"], p["b_proj"])  # (N, H)
-        x, embed_cache = word_embedding_forward(captions_in, p["W_embed"])  # (N, T-1, W)
-        h, rnn_cache = sequence_forward(self.cell, x, h0, p["Wx"], p["Wh"], p["b"])  # (N, T-1, H)
-        scores, vocab_cache = temporal_affine_forward(h, p["W_vocab"], p["b_vocab"])  # (N, T-1, V)
-        loss, dscores = temporal_softmax_loss(scores, captions_out, mask)
+        x, embed_cache = word_embedding_forward(captions_in, p["W_embed"])  # (N, T, W)
+        h, rnn_cache = sequence_forward(self.cell, x, h0, p["Wx"], p["Wh"], p["b"])  # (N, T, H)
+        # Scores only where a target counts: the vocabulary projection is the largest product of the step,
+        # and padding after <END> would only be multiplied by zero weights.
+        H = h.shape[2]
+        counted = np.flatnonzero(mask.ravel())  # (M,) rows of the (N*T, H) states
+        h_counted = h.reshape(N * T, H)[counted]  # (M, H)
+        scores, vocab_cache = affine_forward(h_counted, p["W_vocab"], p["b_vocab"])  # (M, V)
+        weights = np.full(counted.size, 1 / N, dtype=self.dtype)
+        loss, dscores = softmax_cross_entropy(scores, captions_out.ravel()[counted], weights)
 
         grads = {}
-        dh, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores, vocab_cache)
-        dx, dh0, grads["Wx"], grads["Wh"], grads["b"] = sequence_backward(self.cell, dh, rnn_cache)
+        dh_counted, grads["W_vocab"], grads["b_vocab"] = affine_backward(dscores, vocab_cache)
+        dh = np.zeros((N * T, H), dtype=self.dtype)
+        dh[counted] = dh_counted
+        dx, dh0, grads["Wx"], grads["Wh"], grads["b"] = sequence_backward(self.cell, dh.reshape(N, T, H), rnn_cache)
         grads["W_embed"] = word_embedding_backward(dx, embed_cache)
         _, grads["W_proj"], grads["b_proj"] = affine_backward(dh0, proj_cache)
         return loss, grads

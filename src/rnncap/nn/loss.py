@@ -1,15 +1,44 @@
-"""Softmax cross-entropy over a vocabulary at every time step, with a mask for padding."""
+"""Softmax cross-entropy over a vocabulary, for a set of rows or for every time step with a padding mask."""
 
 from __future__ import annotations
 
 import numpy as np
 
 
-def temporal_softmax_loss(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[float, np.ndarray]:
-    """Masked softmax cross-entropy, summed over time steps and averaged over the minibatch.
+def softmax_cross_entropy(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> tuple[float, np.ndarray]:
+    """Weighted softmax cross-entropy of M rows: ``loss = -sum_m weights[m] * log softmax(x[m])[y[m]]``.
 
-    ``loss = -sum_{n,t} mask[n,t] * log softmax(x[n,t])[y[n,t]] / N``, computed from max-shifted scores so that
-    large scores neither overflow nor lose precision; the gradient reuses the softmax buffer in place.
+    Computed from max-shifted scores, so that large scores neither overflow nor lose precision; the gradient
+    reuses the softmax buffer in place (one (M, V) allocation in all).
+
+    Args:
+        x: (M, V) unnormalised scores.
+        y: (M,) integer targets in [0, V).
+        weights: (M,) weight of each row (0 drops a row).
+
+    Returns:
+        loss: the scalar loss (a Python float, summed in float64).
+        dx: (M, V) gradient of the loss with respect to ``x``, in ``x``'s dtype.
+    """
+    rows = np.arange(x.shape[0])
+    weights = weights.astype(x.dtype, copy=False)
+    probs = x - x.max(axis=1, keepdims=True)  # (M, V); each row's max is now 0
+    target_scores = probs[rows, y]  # shifted score of each target, before exp overwrites it
+    np.exp(probs, out=probs)
+    sums = probs.sum(axis=1)  # (M,), each >= 1 because the max entry is exp(0)
+    log_likelihood = target_scores - np.log(sums)
+    loss = -float(np.dot(weights.astype(np.float64), log_likelihood.astype(np.float64)))
+
+    probs /= sums[:, None]
+    probs[rows, y] -= 1
+    probs *= weights[:, None]
+    return loss, probs
+
+
+def temporal_softmax_loss(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tuple[float, np.ndarray]:
+    """Masked softmax cross-entropy, summed over time steps and averaged over the minibatch (CS231n's loss).
+
+    ``loss = -sum_{n,t} mask[n,t] * log softmax(x[n,t])[y[n,t]] / N``.
 
     Args:
         x: (N, T, V) unnormalised scores.
@@ -21,21 +50,9 @@ def temporal_softmax_loss(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tup
         dx: (N, T, V) gradient of the loss with respect to ``x``, in ``x``'s dtype.
     """
     N, T, V = x.shape
-    rows = np.arange(N * T)
-    targets = y.ravel()
     weights = mask.ravel().astype(x.dtype) / x.dtype.type(N)  # (N*T,)
-
-    probs = x.reshape(N * T, V) - x.reshape(N * T, V).max(axis=1, keepdims=True)  # (N*T, V), max is 0
-    target_scores = probs[rows, targets]  # shifted score of the target, before exp overwrites it
-    np.exp(probs, out=probs)
-    sums = probs.sum(axis=1)  # (N*T,), each >= 1 because the max entry is exp(0)
-    log_likelihood = target_scores - np.log(sums)
-    loss = -float(np.dot(weights.astype(np.float64), log_likelihood.astype(np.float64)))
-
-    probs /= sums[:, None]
-    probs[rows, targets] -= 1
-    probs *= weights[:, None]
-    return loss, probs.reshape(N, T, V)
+    loss, dx = softmax_cross_entropy(x.reshape(N * T, V), y.ravel(), weights)
+    return loss, dx.reshape(N, T, V)
 
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
