@@ -50,6 +50,17 @@ def test_save_is_atomic_and_overwrites(model, tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]  # no temporary files left behind
 
 
+def test_saved_file_has_the_usual_permissions(model, tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        path = model.save(tmp_path / "m.npz")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(ModelFileError, match="does not exist"):
         CaptioningRNN.load(tmp_path / "nope.npz")
