@@ -178,3 +178,12 @@ def test_masked_loss_equals_cs231n_layer_composition(rng):
     scores, _ = nn.temporal_affine_forward(h, p["W_vocab"], p["b_vocab"])
     expected, _ = nn.temporal_softmax_loss(scores, captions[:, 1:], captions[:, 1:] != 0)
     assert model.loss(features, captions)[0] == pytest.approx(expected, rel=1e-12)
+
+
+def test_forward_only_loss_equals_full_loss(rng):
+    model = _small_model("lstm", rng)
+    features = rng.standard_normal((4, 5))
+    captions = make_captions(rng, 4, 9, model.vocab_size)
+    loss, grads = model.loss(features, captions, compute_grads=False)
+    assert grads == {}
+    assert loss == model.loss(features, captions)[0]

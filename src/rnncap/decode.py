@@ -94,12 +94,12 @@ def beam_search(
         log_probs[finished] = -np.inf
         log_probs[finished, model.null_id] = 0.0
         candidate = scores[:, :, None] + log_probs  # (N, B, V)
-        candidate_length = np.where(finished, lengths, t + 1)[:, :, None]
-        ranked = (candidate / candidate_length**length_penalty).reshape(N, B * V)
+        ranked = candidate.reshape(N, B * V)
+        if length_penalty:
+            candidate_length = np.where(finished, lengths, t + 1)[:, :, None]
+            ranked = (candidate / candidate_length**length_penalty).reshape(N, B * V)
 
-        best = np.argpartition(-ranked, B - 1, axis=1)[:, :B]  # (N, B), unordered
-        order = np.argsort(-np.take_along_axis(ranked, best, axis=1), axis=1, kind="stable")
-        best = np.take_along_axis(best, order, axis=1)
+        best = _top_k(ranked, B)  # (N, B), best first
         parent, words_nb = np.divmod(best, V)  # (N, B) each
 
         scores = np.take_along_axis(candidate.reshape(N, B * V), best, axis=1)
@@ -118,6 +118,21 @@ def beam_search(
     final = scores / np.maximum(lengths, 1) ** length_penalty
     best_beam = final.argmax(axis=1)  # (N,)
     return tokens[np.arange(N), best_beam]
+
+
+def _top_k(x: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of the k largest entries of each row, largest first, ties to the lower index: (N, M) -> (N, k).
+
+    k rounds of ``argmax`` over a scratch copy: for a beam's small k this is several times faster than
+    ``argpartition`` + ``argsort`` on rows of B * V entries, and deterministic on ties.
+    """
+    scratch = x.copy()
+    rows = np.arange(x.shape[0])
+    best = np.empty((x.shape[0], k), dtype=np.intp)
+    for j in range(k):
+        best[:, j] = scratch.argmax(axis=1)
+        scratch[rows, best[:, j]] = -np.inf
+    return best
 
 
 def _forbid_special_tokens(model: Any, log_probs: np.ndarray) -> np.ndarray:

@@ -432,7 +432,7 @@ class Trainer:
         total = 0.0
         for start in range(0, K, batch_size):
             idx = np.arange(start, min(start + batch_size, K))
-            loss, _ = self.model.loss(*_batch(split, idx))
+            loss, _ = self.model.loss(*_batch(split, idx), compute_grads=False)
             total += loss * len(idx)
         return total / K
 

@@ -99,17 +99,20 @@ class CaptioningRNN:
 
     # ------------------------------------------------------------------ training
 
-    def loss(self, features: np.ndarray, captions: np.ndarray) -> tuple[float, dict[str, np.ndarray]]:
+    def loss(
+        self, features: np.ndarray, captions: np.ndarray, compute_grads: bool = True
+    ) -> tuple[float, dict[str, np.ndarray]]:
         """Loss and gradients for a minibatch (teacher forcing).
 
         Args:
             features: (N, D) image features.
             captions: (N, T) integer ids, ``<START> w1 ... <END> <NULL> ...``; T >= 2. The model reads
                 ``captions[:, :-1]`` and predicts ``captions[:, 1:]``; ``<NULL>`` targets are ignored.
+            compute_grads: False skips the backward pass (validation) and returns no gradients.
 
         Returns:
             loss: summed over time steps, averaged over the N captions.
-            grads: gradient of every parameter, keyed like ``self.params``.
+            grads: gradient of every parameter, keyed like ``self.params`` (empty without ``compute_grads``).
         """
         features = self._check_features(features)
         captions = self._check_captions(captions, features.shape[0])
@@ -118,26 +121,34 @@ class CaptioningRNN:
         mask = captions[:, 1:] != self.null_id  # (N, T-1): targets that count
         # Columns after the batch's longest caption are all padding: they change neither loss nor gradients.
         T = int(np.flatnonzero(mask.any(axis=0))[-1]) + 1 if mask.any() else 1
-        captions_in, captions_out, mask = captions[:, :T], captions[:, 1 : T + 1], mask[:, :T]
+        # The engine runs time-major, (T, N, ...): each step then reads contiguous memory, and the layers
+        # receive (N, T, ...) transposed views of it, so no array is copied to change its layout.
+        ids_in, ids_out, mask = captions[:, :T].T, captions[:, 1 : T + 1].T, mask[:, :T].T  # (T, N) each
 
         h0, proj_cache = affine_forward(features, p["W_proj"], p["b_proj"])  # (N, H)
-        x, embed_cache = word_embedding_forward(captions_in, p["W_embed"])  # (N, T, W)
-        h, rnn_cache = sequence_forward(self.cell, x, h0, p["Wx"], p["Wh"], p["b"])  # (N, T, H)
+        x, embed_cache = word_embedding_forward(ids_in, p["W_embed"])  # (T, N, W)
+        h, rnn_cache = sequence_forward(self.cell, x.transpose(1, 0, 2), h0, p["Wx"], p["Wh"], p["b"])
+        H = h0.shape[1]
+        h_flat = h.transpose(1, 0, 2).reshape(T * N, H)  # (T*N, H), a view
         # Scores only where a target counts: the vocabulary projection is the largest product of the step,
         # and padding after <END> would only be multiplied by zero weights.
-        H = h.shape[2]
-        counted = np.flatnonzero(mask.ravel())  # (M,) rows of the (N*T, H) states
-        h_counted = h.reshape(N * T, H)[counted]  # (M, H)
-        scores, vocab_cache = affine_forward(h_counted, p["W_vocab"], p["b_vocab"])  # (M, V)
-        weights = np.full(counted.size, 1 / N, dtype=self.dtype)
-        loss, dscores = softmax_cross_entropy(scores, captions_out.ravel()[counted], weights)
+        everything_counts = bool(mask.all())  # then gathering and scattering rows would only copy
+        counted = slice(None) if everything_counts else np.flatnonzero(mask.ravel())  # rows of h_flat
+        scores, vocab_cache = affine_forward(h_flat[counted], p["W_vocab"], p["b_vocab"])  # (M, V)
+        weights = np.full(scores.shape[0], 1 / N, dtype=self.dtype)
+        loss, dscores = softmax_cross_entropy(scores, ids_out.ravel()[counted], weights, overwrite_x=True)
+        if not compute_grads:
+            return loss, {}
 
         grads = {}
-        dh_counted, grads["W_vocab"], grads["b_vocab"] = affine_backward(dscores, vocab_cache)
-        dh = np.zeros((N * T, H), dtype=self.dtype)
-        dh[counted] = dh_counted
-        dx, dh0, grads["Wx"], grads["Wh"], grads["b"] = sequence_backward(self.cell, dh.reshape(N, T, H), rnn_cache)
-        grads["W_embed"] = word_embedding_backward(dx, embed_cache)
+        dh_counted, grads["W_vocab"], grads["b_vocab"] = affine_backward(dscores, vocab_cache)  # (M, H)
+        if everything_counts:
+            dh = dh_counted.reshape(T, N, H)
+        else:
+            dh = np.zeros((T, N, H), dtype=self.dtype)
+            dh.reshape(T * N, H)[counted] = dh_counted
+        dx, dh0, grads["Wx"], grads["Wh"], grads["b"] = sequence_backward(self.cell, dh.transpose(1, 0, 2), rnn_cache)
+        grads["W_embed"] = word_embedding_backward(dx.transpose(1, 0, 2), embed_cache)
         _, grads["W_proj"], grads["b_proj"] = affine_backward(dh0, proj_cache)
         return loss, grads
 

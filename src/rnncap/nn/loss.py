@@ -5,16 +5,20 @@ from __future__ import annotations
 import numpy as np
 
 
-def softmax_cross_entropy(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> tuple[float, np.ndarray]:
+def softmax_cross_entropy(
+    x: np.ndarray, y: np.ndarray, weights: np.ndarray, overwrite_x: bool = False
+) -> tuple[float, np.ndarray]:
     """Weighted softmax cross-entropy of M rows: ``loss = -sum_m weights[m] * log softmax(x[m])[y[m]]``.
 
     Computed from max-shifted scores, so that large scores neither overflow nor lose precision; the gradient
-    reuses the softmax buffer in place (one (M, V) allocation in all).
+    reuses the softmax buffer in place (one (M, V) allocation in all, none with ``overwrite_x``).
 
     Args:
         x: (M, V) unnormalised scores.
         y: (M,) integer targets in [0, V).
         weights: (M,) weight of each row (0 drops a row).
+        overwrite_x: turn ``x`` itself into the gradient, for a caller that no longer needs the scores
+            (the largest array of a training step).
 
     Returns:
         loss: the scalar loss (a Python float, summed in float64).
@@ -22,7 +26,8 @@ def softmax_cross_entropy(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> 
     """
     rows = np.arange(x.shape[0])
     weights = weights.astype(x.dtype, copy=False)
-    probs = x - x.max(axis=1, keepdims=True)  # (M, V); each row's max is now 0
+    row_max = x.max(axis=1, keepdims=True)
+    probs = np.subtract(x, row_max, out=x if overwrite_x else None)  # (M, V); each row's max is now 0
     target_scores = probs[rows, y]  # shifted score of each target, before exp overwrites it
     np.exp(probs, out=probs)
     sums = probs.sum(axis=1)  # (M,), each >= 1 because the max entry is exp(0)

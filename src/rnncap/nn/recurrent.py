@@ -84,6 +84,10 @@ def sequence_forward(
 ) -> tuple[np.ndarray, tuple]:
     """Run ``cell`` over a whole sequence; the LSTM's initial cell state is zero.
 
+    Internally the sequence is time-major, (T, N, ...), so that every step reads and writes contiguous memory.
+    ``x`` may be a transposed view of a time-major array (``x_tm.transpose(1, 0, 2)``): then nothing is copied,
+    and the returned ``h`` is such a view too.
+
     Args:
         x: (N, T, D) inputs; h0: (N, H) initial hidden state; Wx: (D, kH); Wh: (H, kH); b: (kH,).
 
@@ -92,18 +96,18 @@ def sequence_forward(
     """
     N, T, D = x.shape
     H = h0.shape[1]
-    a = x.reshape(N * T, D) @ Wx  # (N*T, kH): the input part of every step in one GEMM
+    x_flat = x.transpose(1, 0, 2).reshape(T * N, D)  # (T*N, D), a view for time-major input
+    a = x_flat @ Wx  # (T*N, kH): the input part of every step in one GEMM
     a += b
-    a = a.reshape(N, T, -1)  # (N, T, kH); the core turns each step's slice into gate activations
-    h = np.empty((N, T, H), dtype=a.dtype)
-    prev_h = h0
-    prev_c = np.zeros_like(h0) if cell.has_cell_state else None
+    a = a.reshape(T, N, -1)  # the core turns each step's slice into gate activations
+    hs = np.empty((T + 1, N, H), dtype=a.dtype)  # hs[t] is the state step t reads, hs[t + 1] the one it writes
+    hs[0] = h0
+    prev_c = np.zeros_like(hs[0]) if cell.has_cell_state else None
     step_caches = []
     for t in range(T):
-        prev_c, step_cache = cell.core_forward(a[:, t], prev_h, prev_c, Wh, h[:, t])
+        prev_c, step_cache = cell.core_forward(a[t], hs[t], prev_c, Wh, hs[t + 1])
         step_caches.append(step_cache)
-        prev_h = h[:, t]
-    return h, (x, h0, Wx, h, step_caches)
+    return hs[1:].transpose(1, 0, 2), (x_flat, Wx, hs, step_caches)
 
 
 def sequence_backward(
@@ -112,27 +116,26 @@ def sequence_backward(
     """Backpropagation through time for :func:`sequence_forward`.
 
     Args:
-        dh: (N, T, H) upstream gradient of every hidden state.
+        dh: (N, T, H) upstream gradient of every hidden state (best a transposed view of a time-major array).
         cache: from :func:`sequence_forward`.
 
     Returns:
-        dx (N, T, D), dh0 (N, H), dWx (D, kH), dWh (H, kH), db (kH,).
+        dx (N, T, D) (a transposed view of a time-major array), dh0 (N, H), dWx (D, kH), dWh (H, kH), db (kH,).
     """
-    x, h0, Wx, h, step_caches = cache
-    N, T, D = x.shape
-    H = h0.shape[1]
-    kH = Wx.shape[1]
-    da = np.empty((N, T, kH), dtype=dh.dtype)
+    x_flat, Wx, hs, step_caches = cache
+    T, N, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
+    D, kH = Wx.shape
+    dh = dh.transpose(1, 0, 2)  # (T, N, H)
+    da = np.empty((T, N, kH), dtype=dh.dtype)
     dah = np.empty_like(da) if cell.separate_hidden_grad else da
     dprev_h = np.zeros((N, H), dtype=dh.dtype)
     dprev_c = np.zeros((N, H), dtype=dh.dtype) if cell.has_cell_state else None
     for t in reversed(range(T)):
-        dprev_h += dh[:, t]  # gradient reaching h_t: from the output at t and from step t + 1
-        dprev_h, dprev_c = cell.core_backward(dprev_h, dprev_c, step_caches[t], da[:, t], dah[:, t])
+        dprev_h += dh[t]  # gradient reaching h_t: from the output at t and from step t + 1
+        dprev_h, dprev_c = cell.core_backward(dprev_h, dprev_c, step_caches[t], da[t], dah[t])
 
-    da_flat = da.reshape(N * T, kH)
-    dx = (da_flat @ Wx.T).reshape(N, T, D)
-    dWx = x.reshape(N * T, D).T @ da_flat
-    prev_h = np.concatenate((h0[:, None, :], h[:, :-1]), axis=1)  # (N, T, H): the state each step read
-    dWh = prev_h.reshape(N * T, H).T @ dah.reshape(N * T, kH)
+    da_flat = da.reshape(T * N, kH)
+    dx = (da_flat @ Wx.T).reshape(T, N, D).transpose(1, 0, 2)
+    dWx = x_flat.T @ da_flat
+    dWh = hs[:-1].reshape(T * N, H).T @ dah.reshape(T * N, kH)  # every step's input state, no copy
     return dx, dprev_h, dWx, dWh, da_flat.sum(axis=0)
