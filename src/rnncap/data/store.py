@@ -1,0 +1,527 @@
+"""The prepared data file: photos, encoded captions, vocabulary and CNN features in one HDF5 file.
+
+``rnncap prepare`` writes it in two steps, :func:`create_store` (records and captions, seconds) and then the
+feature extraction through :class:`Store` (hours for COCO, resumable); the trainer reads a split of it with
+:func:`load_split`, evaluation its references with :func:`load_references`.
+
+Layout (M photos, K captions, T = max_length + 2, F pooled feature size, L grid cells, C grid channels)::
+
+    attrs  format       "rnncap-prepared-1"
+           vocab        JSON word_to_idx
+           max_length   int, words per caption at most
+           encoder      name of the CNN that made the features ("" until extraction begins)
+           root         the data set folder the photo paths are relative to ("" if they are absolute)
+           name         the data set (e.g. "flickr8k")
+           fingerprint  SHA-256 of everything above except encoder, and of every array under images/ and captions/
+                        as created: how a re-run recognises its own file
+    images/id        (M,)  utf-8 str   the data set's photo id
+    images/split     (M,)  utf-8 str   "train", "val", ...
+    images/path      (M,)  utf-8 str   relative to attrs root
+    images/ok        (M,)  bool        False: the photo could not be read; it is left out of every split
+    images/error     (M,)  utf-8 str   why not ("" when ok)
+    captions/tokens  (K, T) int32      <START> w... <END> <NULL>...
+    captions/image   (K,)  int32       row in images/ of each caption
+    captions/raw     (K,)  utf-8 str   the caption as written: the reference for evaluation
+    features/done    (M,)  bool        True once the photo's features are written
+    features/pooled  (M, F) float16    globally pooled CNN features (created by Store.begin_features)
+    features/grid    (M, L, C) float16 optional spatial features, e.g. L = 81 cells of a 9x9 grid, C = 1280
+
+Features are float16 to halve the file (COCO's grid features are 25 GB as it is); values beyond float16's range
+(65504) are refused rather than stored as infinity.
+
+Crash safety: features are written batch by batch, the batch flushed to disk before its ``done`` flags are set
+and flushed, so that an interrupted extraction loses at most the batch in flight and resumes with
+``Store.pending()``. HDF5 has no transactions: a crash during a flush can still damage the file, which
+:func:`open_store` then reports, and ``create_store(..., overwrite=True)`` starts again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from functools import cached_property
+from pathlib import Path
+from types import TracebackType
+
+import h5py
+import numpy as np
+
+from rnncap.data.records import ImageRecord
+from rnncap.data.text import SPECIAL_IDS
+from rnncap.train import CaptionData
+
+FORMAT = "rnncap-prepared-1"
+_STR = h5py.string_dtype("utf-8")
+_F16_MAX = float(np.finfo(np.float16).max)
+_BLOCK_BYTES = 64 << 20  # features read 64 MiB at a time: memory stays bounded on COCO's 123k photos
+
+
+class StoreError(ValueError):
+    """A prepared file that is missing, damaged, of another format, or not ready for the request."""
+
+
+def create_store(
+    path: str | Path,
+    records: Iterable[ImageRecord],
+    word_to_idx: Mapping[str, int],
+    tokens: np.ndarray,
+    caption_image: np.ndarray,
+    raw_captions: Sequence[str],
+    *,
+    root: str | Path | None = None,
+    name: str = "",
+    overwrite: bool = False,
+) -> bool:
+    """Write a new prepared file, or recognise an identical one so that its extraction continues.
+
+    Args:
+        path: the file to write.
+        records: the M photos (a :class:`~rnncap.data.Dataset` works); ids must be unique.
+        word_to_idx: the vocabulary.
+        tokens: (K, T) int32 encoded captions, T >= 3.
+        caption_image: (K,) the record index of each caption.
+        raw_captions: the K captions as written.
+        root: store photo paths relative to this folder (normally ``dataset.root``); None: absolute paths.
+        name: the data set's name, kept in the file for summaries.
+        overwrite: replace an existing file that holds something else (its features are lost).
+
+    Returns:
+        True if the file was written; False if ``path`` already held exactly this data (features kept).
+
+    The new file is written under a temporary name and renamed into place, so a crash never leaves half a store.
+    """
+    path = Path(path)
+    records = list(records)
+    tokens, caption_image = np.asarray(tokens), np.asarray(caption_image)
+    _check_inputs(records, word_to_idx, tokens, caption_image, raw_captions)
+    root_str = "" if root is None else os.path.abspath(root)
+    ids = [r.image_id for r in records]
+    splits = [r.split for r in records]
+    paths = [_relative(r.path, root_str) for r in records]
+    vocab = json.dumps(dict(word_to_idx), sort_keys=True, ensure_ascii=False)
+    max_length = tokens.shape[1] - 2
+    fingerprint = _fingerprint(
+        [vocab, str(max_length), root_str, name], [ids, splits, paths, list(raw_captions)], [tokens, caption_image]
+    )
+
+    if path.exists() and not overwrite:
+        existing = _existing_fingerprint(path)
+        if existing == fingerprint:
+            return False
+        raise StoreError(
+            f"{path} already exists and holds {'other data' if existing else 'no rnncap prepared data'}; "
+            "pass overwrite=True (CLI: --overwrite) to replace it (its features are lost), or choose another file"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs.update(
+                format=FORMAT,
+                vocab=vocab,
+                max_length=max_length,
+                encoder="",
+                root=root_str,
+                name=name,
+                fingerprint=fingerprint,
+            )
+            M = len(records)
+            f.create_dataset("images/id", data=ids, dtype=_STR)
+            f.create_dataset("images/split", data=splits, dtype=_STR)
+            f.create_dataset("images/path", data=paths, dtype=_STR)
+            f.create_dataset("images/ok", data=np.ones(M, dtype=bool))
+            f.create_dataset("images/error", data=[""] * M, dtype=_STR)
+            f.create_dataset("captions/tokens", data=tokens.astype(np.int32, copy=False))
+            f.create_dataset("captions/image", data=caption_image.astype(np.int32, copy=False))
+            f.create_dataset("captions/raw", data=list(raw_captions), dtype=_STR)
+            f.create_dataset("features/done", data=np.zeros(M, dtype=bool))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
+def open_store(path: str | Path, writable: bool = False, root: str | Path | None = None) -> Store:
+    """Open a prepared file (read-only unless ``writable``); ``root`` overrides the stored data set folder."""
+    return Store(path, writable=writable, root=root)
+
+
+class Store:
+    """An open prepared file: its vocabulary and photos, and the feature extraction's progress.
+
+    Use as a context manager, or call :meth:`close`. The extraction loop::
+
+        with open_store("flickr8k.h5", writable=True) as store:
+            store.begin_features("efficientnet-lite0", pooled_dim=1280)
+            todo = store.pending()
+            for batch in np.array_split(todo, max(1, len(todo) // 64)):
+                ...  # read store.image_paths(batch); mark_failed() the unreadable ones, run the CNN on the rest
+                store.write_features(good, pooled)
+    """
+
+    def __init__(self, path: str | Path, writable: bool = False, root: str | Path | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise StoreError(f"prepared file {self.path} not found; create it with `rnncap prepare`")
+        try:
+            self._f = h5py.File(self.path, "r+" if writable else "r")
+        except OSError as e:
+            raise StoreError(
+                f"{self.path} is not a readable HDF5 file (damaged, another format, or open for writing elsewhere): {e}"
+            ) from e
+        try:
+            if self._f.attrs.get("format") != FORMAT:
+                raise StoreError(
+                    f"{self.path} is not an rnncap prepared file (format {self._f.attrs.get('format')!r}, "
+                    f"expected {FORMAT!r})"
+                )
+            self.word_to_idx: dict[str, int] = json.loads(self._f.attrs["vocab"])
+            self.max_length = int(self._f.attrs["max_length"])
+            stored_root = str(self._f.attrs["root"])
+            self.root = Path(root) if root is not None else (Path(stored_root) if stored_root else None)
+            self.name = str(self._f.attrs["name"])
+            self.image_ids: list[str] = list(self._f["images/id"].asstr()[()])
+            self._split = self._f["images/split"].asstr()[()].astype(str)
+        except StoreError:
+            self._f.close()
+            raise
+        except (KeyError, ValueError) as e:
+            self._f.close()
+            raise StoreError(f"{self.path} is damaged or incomplete: {e!r}") from e
+
+    # ---- context manager -------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # ---- what is in it ---------------------------------------------------------------------------------------
+
+    @property
+    def encoder(self) -> str:
+        """The name given to :meth:`begin_features` ("" before)."""
+        return str(self._f.attrs["encoder"])
+
+    @property
+    def num_images(self) -> int:
+        return len(self.image_ids)
+
+    def image_paths(self, indices: Sequence[int] | np.ndarray | None = None) -> list[Path]:
+        """Where the photos at ``indices`` (default all) are: the stored relative paths joined to the root."""
+        chosen = self._paths if indices is None else self._paths[np.asarray(indices, dtype=np.int64)]
+        return [self.root / p if self.root is not None else Path(p) for p in chosen]
+
+    @cached_property
+    def _paths(self) -> np.ndarray:
+        """(M,) the stored relative paths, read once: an extraction asks for them batch after batch."""
+        return self._f["images/path"].asstr()[()]
+
+    def splits(self) -> dict[str, dict[str, int]]:
+        """Per split: ``images``, ``captions``, ``done`` (features written) and ``failed`` (unreadable photos)."""
+        ok, done = self._f["images/ok"][()], self._f["features/done"][()]
+        per_caption = self._split[self._f["captions/image"][()]]
+        out = {}
+        for split in dict.fromkeys(self._split.tolist()):
+            mine = self._split == split
+            out[split] = {
+                "images": int(mine.sum()),
+                "captions": int((per_caption == split).sum()),
+                "done": int((mine & done).sum()),
+                "failed": int((mine & ~ok).sum()),
+            }
+        return out
+
+    def summary(self) -> str:
+        """One line for printing: photos per split, captions, vocabulary, extraction progress."""
+        counts = self.splits()
+        images = ", ".join(f"{s} {c['images']:,}" for s, c in counts.items())
+        done = sum(c["done"] for c in counts.values())
+        failed = sum(c["failed"] for c in counts.values())
+        return (
+            f"{self.path.name}: {self.name or 'data'}, {self.num_images:,} images ({images}), "
+            f"{sum(c['captions'] for c in counts.values()):,} captions, vocabulary {len(self.word_to_idx):,} words, "
+            f"features {done:,}/{self.num_images - failed:,} done ({self.encoder or 'no encoder yet'}), "
+            f"{failed:,} unreadable"
+        )
+
+    # ---- feature extraction ----------------------------------------------------------------------------------
+
+    def pending(self) -> np.ndarray:
+        """(P,) int64 sorted indices of the readable photos whose features are not written yet."""
+        return np.flatnonzero(self._f["images/ok"][()] & ~self._f["features/done"][()])
+
+    def begin_features(
+        self, encoder: str, pooled_dim: int, grid_shape: tuple[int, int] | None = None, restart: bool = False
+    ) -> None:
+        """Make room for features of ``encoder``: (M, pooled_dim) and, with ``grid_shape`` (L, C), (M, L, C).
+
+        Called again with the same arguments it does nothing, so that an interrupted extraction continues. A
+        different encoder or shape is refused unless ``restart``, which drops every feature and failure mark.
+        """
+        self._require_writable()
+        M = self.num_images
+        feats = self._f["features"]
+        wanted = {"pooled": (M, int(pooled_dim))}
+        if grid_shape is not None:
+            wanted["grid"] = (M, *map(int, grid_shape))
+        current = {key: feats[key].shape for key in ("pooled", "grid") if key in feats}
+        if current == wanted and self.encoder == encoder:
+            return
+        if current and not restart:
+            raise StoreError(
+                f"{self.path} holds features of {self.encoder!r} with shapes {current}; asked for {encoder!r} with "
+                f"{wanted}: pass restart=True (CLI: --overwrite) to drop them and extract again"
+            )
+        for key in current:
+            del feats[key]  # HDF5 does not reclaim the space until the file is repacked; a restart is rare
+        # Contiguous layout: fixed-size rows written in place, no chunk cache to tune.
+        for key, shape in wanted.items():
+            feats.create_dataset(key, shape=shape, dtype=np.float16)
+        feats["done"][...] = False
+        self._f["images/ok"][...] = True
+        self._f["images/error"][...] = ""
+        self._f.attrs["encoder"] = encoder
+        self._f.flush()
+
+    def write_features(
+        self, indices: Sequence[int] | np.ndarray, pooled: np.ndarray, grid: np.ndarray | None = None
+    ) -> None:
+        """Store the features of the photos at ``indices`` and mark them done (flushed to disk first).
+
+        Args:
+            indices: (B,) distinct photo indices.
+            pooled: (B, F) features, any float dtype; stored as float16.
+            grid: (B, L, C) features, required exactly when the store was begun with a grid shape.
+        """
+        self._require_writable()
+        feats = self._f["features"]
+        if "pooled" not in feats:
+            raise StoreError(f"{self.path}: call begin_features(encoder, pooled_dim, ...) before write_features")
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        B = idx.size
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_images):
+            raise IndexError(f"photo indices must be in [0, {self.num_images}), got {idx.min()}..{idx.max()}")
+        if np.unique(idx).size != B:
+            raise ValueError("photo indices must be distinct")
+        arrays = {"pooled": np.asarray(pooled)}
+        if grid is not None:
+            arrays["grid"] = np.asarray(grid)
+        if set(arrays) != {key for key in ("pooled", "grid") if key in feats}:
+            raise ValueError(
+                f"{self.path} stores {'grid features: pass grid' if 'grid' in feats else 'no grid: drop grid'}"
+            )
+        for key, array in arrays.items():
+            expected = (B, *feats[key].shape[1:])
+            if array.shape != expected:
+                raise ValueError(f"{key} features must have shape {expected}, got {array.shape}")
+            self._check_float16(key, array, idx)
+        if B == 0:
+            return
+        order = np.argsort(idx)  # write each run of consecutive indices as one slice: no fancy indexing in h5py
+        idx = idx[order]
+        runs = np.split(np.arange(B), np.flatnonzero(np.diff(idx) != 1) + 1)
+        slices = [slice(int(idx[run[0]]), int(idx[run[-1]]) + 1) for run in runs]
+        for run, rows in zip(runs, slices, strict=True):
+            for key, array in arrays.items():
+                feats[key][rows] = array[order[run]].astype(np.float16)
+        self._f.flush()  # the features reach the disk before the flags that vouch for them
+        for rows in slices:
+            feats["done"][rows] = True
+        self._f.flush()
+
+    def mark_failed(self, index: int, error: str) -> None:
+        """Record that photo ``index`` could not be read (e.g. not an image); it leaves pending() and every split."""
+        self._require_writable()
+        if not 0 <= int(index) < self.num_images:
+            raise IndexError(f"photo index must be in [0, {self.num_images}), got {index}")
+        self._f["images/ok"][int(index)] = False
+        self._f["images/error"][int(index)] = str(error) or "unreadable"
+        self._f.flush()
+
+    def failures(self) -> dict[str, str]:
+        """``{image_id: error}`` of the photos marked failed."""
+        bad = np.flatnonzero(~self._f["images/ok"][()])
+        errors = self._f["images/error"].asstr()[()]
+        return {self.image_ids[i]: errors[i] for i in bad}
+
+    def _require_writable(self) -> None:
+        if self._f.mode != "r+":
+            raise StoreError(f"{self.path} is open read-only: open_store(path, writable=True) to write features")
+
+    def _check_float16(self, key: str, array: np.ndarray, idx: np.ndarray) -> None:
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(f"{key} features must be floating point, got dtype {array.dtype}")
+        rows = array.reshape(array.shape[0], -1)
+        bad = ~np.isfinite(rows).all(axis=1) | (np.abs(rows).max(axis=1, initial=0.0) > _F16_MAX)
+        if bad.any():
+            names = [self.image_ids[i] for i in idx[bad][:5]]
+            raise ValueError(
+                f"{key} features of {bad.sum()} photo(s) (e.g. {names}) are NaN, infinite or beyond float16's range "
+                f"(|x| <= {_F16_MAX:g}); they cannot be stored as float16"
+            )
+
+    # ---- reading splits --------------------------------------------------------------------------------------
+
+    def _select(self, split: str, allow_partial: bool) -> np.ndarray:
+        """(M,) bool: the photos of ``split`` that are readable and have features; errors say what is missing."""
+        if split not in set(self._split.tolist()):
+            raise StoreError(
+                f"{self.path} has no split {split!r} (splits: {list(dict.fromkeys(self._split.tolist()))})"
+            )
+        if "pooled" not in self._f["features"]:
+            raise StoreError(f"{self.path} has no features yet: extract them first (`rnncap prepare` does)")
+        mine = (self._split == split) & self._f["images/ok"][()]
+        done = self._f["features/done"][()]
+        waiting = int((mine & ~done).sum())
+        if waiting and not allow_partial:
+            raise StoreError(
+                f"{self.path}: {waiting} of {int(mine.sum())} readable photos of split {split!r} have no features "
+                "yet; resume the extraction (run `rnncap prepare` again) or pass allow_partial=True"
+            )
+        selected = mine & done
+        if not selected.any():
+            raise StoreError(f"{self.path}: split {split!r} has no photo with features")
+        return selected
+
+    def _read_rows(self, key: str, selected: np.ndarray, dtype: type) -> np.ndarray:
+        """The rows of features/``key`` where ``selected``, as ``dtype``, read block by block."""
+        ds = self._f["features"][key]
+        step = max(1, _BLOCK_BYTES // (ds.dtype.itemsize * int(np.prod(ds.shape[1:]))))
+        blocks = [
+            ds[start : start + step][selected[start : start + step]].astype(dtype)
+            for start in range(0, ds.shape[0], step)
+            if selected[start : start + step].any()
+        ]
+        return np.concatenate(blocks)
+
+    def load_split(self, split: str, allow_partial: bool = False) -> CaptionData:
+        """See :func:`load_split`."""
+        selected = self._select(split, allow_partial)
+        features = self._read_rows("pooled", selected, np.float32)
+        caption_image = self._f["captions/image"][()]
+        keep = selected[caption_image]
+        new_row = np.cumsum(selected) - 1  # photo index -> row in this split's features
+        tokens = self._f["captions/tokens"][()][keep]
+        return CaptionData(features=features, captions=tokens, image_idxs=new_row[caption_image[keep]])
+
+    def load_grid(self, split: str, allow_partial: bool = False) -> np.ndarray:
+        """See :func:`load_grid`."""
+        selected = self._select(split, allow_partial)
+        if "grid" not in self._f["features"]:
+            raise StoreError(f"{self.path} holds no grid features (extracted without a grid)")
+        return self._read_rows("grid", selected, np.float16)
+
+    def load_references(self, split: str, allow_partial: bool = False) -> dict[str, list[str]]:
+        """See :func:`load_references`."""
+        selected = self._select(split, allow_partial)
+        caption_image = self._f["captions/image"][()]
+        raw = self._f["captions/raw"].asstr()[()]
+        refs: dict[str, list[str]] = {self.image_ids[i]: [] for i in np.flatnonzero(selected)}
+        for caption, image in zip(raw[selected[caption_image]], caption_image[selected[caption_image]], strict=True):
+            refs[self.image_ids[image]].append(caption)
+        return refs
+
+
+def load_split(path: str | Path, split: str, allow_partial: bool = False) -> CaptionData:
+    """One split as the trainer takes it.
+
+    Args:
+        path: the prepared file.
+        split: e.g. ``"train"``.
+        allow_partial: use the photos extracted so far instead of refusing while some are pending.
+
+    Returns:
+        CaptionData with features (M_split, F) float32 (the readable photos of the split whose features are
+        written, in file order), captions (K_split, T) int32, image_idxs (K_split,) rows of those features.
+    """
+    with open_store(path) as store:
+        return store.load_split(split, allow_partial)
+
+
+def load_grid(path: str | Path, split: str, allow_partial: bool = False) -> np.ndarray:
+    """(M_split, L, C) float16 grid features of a split, row for row those of :func:`load_split`.
+
+    Separate from :func:`load_split` because the trainer's CaptionData holds 2-D features, and kept float16
+    because a split's grid is large (Flickr8k train: 1.2 GB as float16).
+    """
+    with open_store(path) as store:
+        return store.load_grid(split, allow_partial)
+
+
+def load_references(path: str | Path, split: str, allow_partial: bool = False) -> dict[str, list[str]]:
+    """``{image_id: [raw captions]}`` of a split, keys in the order of :func:`load_split`'s feature rows."""
+    with open_store(path) as store:
+        return store.load_references(split, allow_partial)
+
+
+def _check_inputs(
+    records: list[ImageRecord],
+    word_to_idx: Mapping[str, int],
+    tokens: np.ndarray,
+    caption_image: np.ndarray,
+    raw_captions: Sequence[str],
+) -> None:
+    if not records:
+        raise ValueError("no records: nothing to store")
+    duplicates = [image_id for image_id, n in Counter(r.image_id for r in records).items() if n > 1]
+    if duplicates:
+        raise ValueError(f"image ids must be unique, repeated: {duplicates[:5]}")
+    for word, idx in SPECIAL_IDS.items():
+        if word_to_idx.get(word) != idx:
+            raise ValueError(f"the vocabulary must map {word} to id {idx}, got {word_to_idx.get(word)!r}")
+    if tokens.ndim != 2 or tokens.shape[1] < 3 or not np.issubdtype(tokens.dtype, np.integer):
+        raise ValueError(
+            f"tokens must be (K, max_length + 2) integers with max_length >= 1, got {tokens.shape} {tokens.dtype}"
+        )
+    K = tokens.shape[0]
+    if tokens.size and (tokens.min() < 0 or tokens.max() > max(word_to_idx.values())):
+        raise ValueError(f"tokens hold ids outside the vocabulary [0, {max(word_to_idx.values())}]")
+    if caption_image.shape != (K,) or not np.issubdtype(caption_image.dtype, np.integer):
+        raise ValueError(f"caption_image must be ({K},) integers, one per caption, got {caption_image.shape}")
+    if K and (caption_image.min() < 0 or caption_image.max() >= len(records)):
+        raise ValueError(
+            f"caption_image must index the {len(records)} records, got {caption_image.min()}..{caption_image.max()}"
+        )
+    if len(raw_captions) != K:
+        raise ValueError(f"raw_captions must hold {K} captions, one per row of tokens, got {len(raw_captions)}")
+
+
+def _relative(path: Path, root: str) -> str:
+    """``path`` relative to ``root`` when inside it, else absolute; POSIX separators so files move across systems."""
+    absolute = Path(os.path.abspath(path))  # abspath, not resolve: a symlinked data folder keeps its name
+    if root:
+        try:
+            return absolute.relative_to(root).as_posix()
+        except ValueError:
+            pass  # outside the root: keep it absolute
+    return absolute.as_posix()
+
+
+def _fingerprint(attrs: list[str], strings: list[list[str]], arrays: list[np.ndarray]) -> str:
+    """SHA-256 over the attributes, string columns and integer arrays, each part delimited."""
+    digest = hashlib.sha256(FORMAT.encode())
+    for part in [*attrs, *("\0".join(column) for column in strings)]:
+        digest.update(b"\1" + part.encode())
+    for array in arrays:
+        digest.update(b"\1" + repr(array.shape).encode() + np.ascontiguousarray(array, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
+def _existing_fingerprint(path: Path) -> str | None:
+    """The fingerprint of an existing prepared file, None if the file is not one."""
+    try:
+        with h5py.File(path, "r") as f:
+            return str(f.attrs["fingerprint"]) if f.attrs.get("format") == FORMAT else None
+    except (OSError, KeyError):
+        return None

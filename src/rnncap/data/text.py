@@ -1,0 +1,120 @@
+"""Captions to tokens to ids: the COCO-evaluation tokenizer, a deterministic vocabulary, and padded id arrays.
+
+``tokenize`` follows the tokenizer every COCO caption metric uses (pycocoevalcap's ``PTBTokenizer``: Stanford
+CoreNLP's PTB tokenizer, lowercased, with the punctuation tokens ``'' ' `` ` -LRB- -RRB- -LCB- -RCB- . ? ! , : - --
+... ;`` removed), so that the words a model learns are the words it is scored on. One regular expression stands in
+for CoreNLP; it agrees with it on the cases captions contain:
+
+- lowercase; every character that is not a letter or digit separates tokens and is dropped
+  (``"A dog, running."`` -> ``["a", "dog", "running"]``);
+- negations and clitics are split off as PTB does: ``"don't"`` -> ``["do", "n't"]``, ``"can't"`` -> ``["ca",
+  "n't"]``, ``"dog's"`` and Flickr8k's pre-split ``"dog 's"`` -> ``["dog", "'s"]`` (also ``'re 've 'll 'm 'd``);
+  the curly apostrophe counts as ``'``;
+- hyphenated words stay whole (``"black-and-white"``), as in the CoreNLP 3.4 that pycocoevalcap ships, and so do
+  numbers with a decimal point or thousands separator (``"1.5"``, ``"10,000"``);
+- where it differs from CoreNLP: ``"cannot"`` stays one token (PTB: ``"can not"``), other symbols (``& $ % #``)
+  are dropped rather than kept, and quoted words lose their quotes without PTB's quote tokens (which the
+  metrics remove anyway).
+
+A caption yields no tokens exactly when it holds no letter or digit: :func:`has_words` answers that without
+tokenizing, and the readers use it to reject empty captions where they can still name the file and line.
+
+References: pycocoevalcap ``tokenizer/ptbtokenizer.py``; CS231n ``coco_utils.py`` (id layout
+``<START> w... <END> <NULL>...``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from rnncap.vocab import END, END_ID, NULL, NULL_ID, START, START_ID, UNK, UNK_ID
+
+_WORD = r"[^\W_]+"  # a run of letters or digits (any script)
+_TOKEN = re.compile(
+    rf"""
+      \d+(?:[.,]\d+)+                  # 1.5, 10,000
+    | {_WORD}(?=n't\b)                 # "do" of "don't": PTB splits the negation off
+    | n't\b
+    | '(?:s|re|ve|ll|m|d)\b            # clitics: 's 're 've 'll 'm 'd
+    | {_WORD}(?:-{_WORD})*             # words, hyphenated words kept whole
+    """,
+    re.VERBOSE,
+)
+_HAS_WORD = re.compile(_WORD)
+
+SPECIAL_IDS = {NULL: NULL_ID, START: START_ID, END: END_ID, UNK: UNK_ID}
+
+
+def tokenize(caption: str) -> list[str]:
+    """Lowercase ``caption`` and split it into PTB-style word tokens without punctuation (see the module docstring).
+
+    >>> tokenize("A man's dog doesn't swim, it runs.")
+    ['a', 'man', "'s", 'dog', 'does', "n't", 'swim', 'it', 'runs']
+    """
+    return _TOKEN.findall(caption.lower().replace("\u2019", "'"))
+
+
+def has_words(caption: str) -> bool:
+    """Whether ``tokenize(caption)`` is non-empty, i.e. whether the caption holds a letter or digit."""
+    return _HAS_WORD.search(caption) is not None
+
+
+def build_vocab(tokenized_captions: Iterable[Sequence[str]], min_count: int = 5) -> dict[str, int]:
+    """The vocabulary of the words seen at least ``min_count`` times, deterministic for a given input.
+
+    Args:
+        tokenized_captions: captions as token lists (from :func:`tokenize`), normally of the training split only.
+        min_count: rarer words are left out and will be encoded as ``<UNK>``.
+
+    Returns:
+        word_to_idx: ``<NULL>=0 <START>=1 <END>=2 <UNK>=3``, then the words by descending count, ties in
+        alphabetical order, with ids 4, 5, ...
+    """
+    if min_count < 1:
+        raise ValueError(f"min_count must be at least 1, got {min_count}")
+    counts = Counter(word for tokens in tokenized_captions for word in tokens)
+    words = sorted(
+        (w for w, c in counts.items() if c >= min_count and w not in SPECIAL_IDS), key=lambda w: (-counts[w], w)
+    )
+    return {word: idx for idx, word in enumerate((*SPECIAL_IDS, *words))}
+
+
+def encode(tokenized: Sequence[Sequence[str]], word_to_idx: Mapping[str, int], max_length: int) -> np.ndarray:
+    """Token lists to the padded id array the models train on.
+
+    Args:
+        tokenized: K captions as token lists, each with at least one token.
+        word_to_idx: the vocabulary; it must give the special tokens their standard ids. Unknown words become
+            ``<UNK>``.
+        max_length: the most words kept per caption; longer captions are truncated (their ``<END>`` is kept).
+
+    Returns:
+        (K, max_length + 2) int32: ``<START> w_1 ... w_n <END> <NULL>...`` with n = min(len, max_length).
+    """
+    if max_length < 1:
+        raise ValueError(f"max_length must be at least 1, got {max_length}")
+    for token, idx in SPECIAL_IDS.items():
+        if word_to_idx.get(token) != idx:
+            raise ValueError(f"the vocabulary must map {token} to id {idx}, got {word_to_idx.get(token)!r}")
+    K = len(tokenized)
+    lengths = np.fromiter((min(len(t), max_length) for t in tokenized), dtype=np.int64, count=K)
+    if K and lengths.min() == 0:
+        empty = np.flatnonzero(lengths == 0)
+        raise ValueError(f"{empty.size} caption(s) have no tokens (indices {empty[:10].tolist()}); remove them first")
+    # The dictionary look-up is the only per-token Python work; placing the ids is one scatter.
+    get = word_to_idx.get
+    flat = np.fromiter(
+        (get(word, UNK_ID) for tokens in tokenized for word in tokens[:max_length]), dtype=np.int32, count=lengths.sum()
+    )
+    out = np.full((K, max_length + 2), NULL_ID, dtype=np.int32)
+    out[:, 0] = START_ID
+    rows = np.repeat(np.arange(K), lengths)
+    starts = np.cumsum(lengths) - lengths  # offset of each caption's first word in `flat`
+    cols = 1 + np.arange(flat.size) - np.repeat(starts, lengths)
+    out[rows, cols] = flat
+    out[np.arange(K), lengths + 1] = END_ID
+    return out
