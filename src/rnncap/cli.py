@@ -1,0 +1,169 @@
+"""The ``rnncap`` command line: thin, it parses, calls the library and prints.
+
+rnncap prepare flickr8k --root DIR [--splits train,dev] --out FILE
+rnncap prepare coco --root DIR --year 2014 [--karpathy FILE] --out FILE
+rnncap prepare cs231n --root DIR --out FILE
+rnncap prepare folder --root DIR [--captions FILE] --out FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rnncap import __version__
+
+EXIT_ERROR = 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 on success)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.run(args)
+    except (OSError, ValueError, RuntimeError) as err:  # the library's errors name what is wrong: show just that
+        print(f"rnncap {args.command}: error: {err}", file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rnncap", description="Image captioning with recurrent networks in NumPy.")
+    parser.add_argument("--version", action="version", version=f"rnncap {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    prepare = commands.add_parser(
+        "prepare",
+        help="read a data set, build the vocabulary and extract CNN features into one HDF5 file",
+        description="Read a data set, build the vocabulary, encode the captions and extract CNN features into one "
+        "HDF5 file that `rnncap train` reads. Running it again continues an interrupted extraction.",
+    )
+    sources = prepare.add_subparsers(dest="source", required=True)
+
+    flickr = sources.add_parser("flickr8k", help="Flickr8k: Flickr8k.token.txt, Flickr_8k.*Images.txt, Images/")
+    flickr.add_argument(
+        "--splits",
+        type=_split_list,
+        default=("train", "dev", "test"),
+        help="comma-separated splits to prepare (default: train,dev,test)",
+    )
+
+    coco = sources.add_parser("coco", help="COCO: annotations/captions_{train,val}YEAR.json and the photo folders")
+    coco.add_argument("--year", type=int, default=2014, help="2014 (default) or 2017")
+    coco.add_argument("--karpathy", type=Path, help="Karpathy's dataset_coco.json for the 113k/5k/5k split")
+    coco.add_argument("--splits", type=_split_list, help="comma-separated splits to prepare (default: all)")
+
+    folder = sources.add_parser("folder", help="your own photos: a folder and a CSV or JSON lines captions file")
+    folder.add_argument(
+        "--captions",
+        type=Path,
+        help="CSV (image,caption[,split]) or JSON lines file; default: captions.csv/.jsonl in --root",
+    )
+
+    cs231n = sources.add_parser("cs231n", help="CS231n's coco_captioning folder (features included, no photos)")
+    cs231n.add_argument(
+        "--no-pca", dest="pca", action="store_false", help="use the 4096-d fc7 features instead of the 512-d PCA ones"
+    )
+    cs231n.set_defaults(run=_run_prepare_cs231n)
+
+    for source in (flickr, coco, folder, cs231n):
+        source.add_argument("--root", type=Path, required=True, help="the data set folder")
+        source.add_argument("--out", type=Path, required=True, help="the prepared HDF5 file to write or continue")
+        source.add_argument(
+            "--overwrite", action="store_true", help="replace a file holding other data (its features are lost)"
+        )
+    for source in (flickr, coco, folder):
+        source.add_argument(
+            "--encoder",
+            default="efficientnet-lite2",
+            help="efficientnet-lite2 (default), efficientnet-lite0, resnet50/101/152 (torchvision)",
+        )
+        source.add_argument(
+            "--backend",
+            choices=("auto", "onnx", "torch"),
+            default="auto",
+            help="how the encoder runs (default: ONNX Runtime when available)",
+        )
+        source.add_argument("--batch-size", type=_positive, default=32, help="photos per inference (default 32)")
+        source.add_argument("--workers", type=_non_negative, default=2, help="photo-decoding processes (default 2)")
+        source.add_argument(
+            "--min-count",
+            type=_positive,
+            default=5,
+            help="words seen fewer times in the train split become <UNK> (default 5)",
+        )
+        source.add_argument("--max-length", type=_positive, default=16, help="words kept per caption (default 16)")
+        source.add_argument(
+            "--no-grid",
+            dest="grid",
+            action="store_false",
+            help="skip the spatial grid features (attention models need them)",
+        )
+        source.set_defaults(run=_run_prepare_photos)
+    return parser
+
+
+def _run_prepare_photos(args: argparse.Namespace) -> None:
+    from rnncap.data import read_coco, read_flickr8k, read_folder
+    from rnncap.prepare import prepare_dataset
+
+    if args.source == "flickr8k":
+        dataset = read_flickr8k(args.root, splits=args.splits)
+    elif args.source == "coco":
+        dataset = read_coco(args.root, year=args.year, karpathy=args.karpathy, splits=args.splits)
+    else:
+        dataset = read_folder(args.root, args.captions)
+    result = prepare_dataset(
+        dataset,
+        args.out,
+        min_count=args.min_count,
+        max_length=args.max_length,
+        encoder=args.encoder,
+        backend=args.backend,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        grid=args.grid,
+        overwrite=args.overwrite,
+    )
+    print(f"found {result.summary}")
+    if not result.created:
+        print(f"{result.path} already held this data: continued its feature extraction")
+    print(f"encoded {result.encoded:,} photos in {result.seconds:.0f} s ({result.images_per_second:.1f} photos/s)")
+    for image_id, reason in result.failed:
+        print(f"skipped unreadable photo {image_id}: {reason}")
+    print(f"wrote {result.path}")
+
+
+def _run_prepare_cs231n(args: argparse.Namespace) -> None:
+    from rnncap.prepare import prepare_cs231n
+
+    summary = prepare_cs231n(args.root, args.out, pca=args.pca, overwrite=args.overwrite)
+    print(f"wrote {summary}")
+
+
+def _split_list(text: str) -> tuple[str, ...]:
+    splits = tuple(s.strip() for s in text.split(",") if s.strip())
+    if not splits:
+        raise argparse.ArgumentTypeError("expected comma-separated split names, e.g. train,dev")
+    return splits
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""From a data set on disk to the prepared HDF5 file the trainer reads: what ``rnncap prepare`` does.
+
+Two steps, each resumable: :func:`rnncap.data.create_store` writes photos, captions and vocabulary (seconds), then
+:func:`extract_into_store` runs the CNN over every photo whose features are not written yet (hours for COCO on a
+CPU). Running the same preparation again continues an interrupted extraction; unreadable photos are reported by
+name, marked in the file and left out of every split, and cost nothing else.
+
+CS231n's ``coco_captioning`` folder already holds features and encoded captions: :func:`prepare_cs231n` copies
+them into the same file format, so that one trainer reads both.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rnncap.data import Dataset, ImageRecord, create_store, open_store, prepare_records, read_cs231n, summary_line
+from rnncap.vocab import decode_captions
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    """What a preparation did, for printing.
+
+    Attributes:
+        path: the prepared file.
+        summary: what was found (photos per split, captions, vocabulary, entries skipped by the reader).
+        created: False when the file already held this data and only the missing features were extracted.
+        encoded: photos encoded by this run.
+        failed: ``(photo, reason)`` of every photo that could not be read, in this run.
+        seconds: wall time of the extraction.
+    """
+
+    path: Path
+    summary: str
+    created: bool
+    encoded: int
+    failed: list[tuple[str, str]]
+    seconds: float
+
+    @property
+    def images_per_second(self) -> float:
+        return (self.encoded + len(self.failed)) / self.seconds if self.seconds > 0 else 0.0
+
+
+def prepare_dataset(
+    dataset: Dataset,
+    out: str | os.PathLike,
+    *,
+    min_count: int = 5,
+    max_length: int = 16,
+    encoder: str = "efficientnet-lite2",
+    backend: str = "auto",
+    batch_size: int = 32,
+    workers: int = 2,
+    grid: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> PrepareResult:
+    """Prepare ``dataset``: vocabulary from its train split, encoded captions, and CNN features of every photo.
+
+    Args:
+        dataset: from a reader (``read_flickr8k``, ``read_coco``, ``read_folder``).
+        out: the HDF5 file to write (or to continue).
+        min_count: words seen fewer times in the train split become ``<UNK>``.
+        max_length: the most words kept per caption.
+        encoder: a name for :func:`rnncap.encoders.load_encoder`.
+        backend: "auto", "onnx" or "torch" (see ``load_encoder``).
+        batch_size: photos per inference.
+        workers: photo-decoding processes.
+        grid: also store the spatial grid features (for attention models).
+        overwrite: replace a file that holds other data, or features of another encoder.
+        progress: show a progress bar.
+    """
+    prepared = prepare_records(dataset, min_count=min_count, max_length=max_length)
+    created = create_store(out, dataset, *prepared, root=dataset.root, name=dataset.name, overwrite=overwrite)
+    result = extract_into_store(
+        out,
+        encoder,
+        backend=backend,
+        batch_size=batch_size,
+        workers=workers,
+        grid=grid,
+        restart=overwrite,
+        progress=progress,
+    )
+    return PrepareResult(Path(out), summary_line(dataset, prepared), created, *result)
+
+
+def extract_into_store(
+    path: str | os.PathLike,
+    encoder: str = "efficientnet-lite2",
+    *,
+    backend: str = "auto",
+    batch_size: int = 32,
+    workers: int = 2,
+    grid: bool = True,
+    restart: bool = False,
+    progress: bool = True,
+) -> tuple[int, list[tuple[str, str]], float]:
+    """Encode every photo of a prepared file that has no features yet.
+
+    Returns:
+        (photos encoded, ``(photo, reason)`` of the unreadable ones, seconds).
+    """
+    from rnncap.encoders import extract_features, load_encoder  # torch/onnxruntime load only when extracting
+
+    with open_store(path, writable=True) as store:
+        if store.pending().size == 0 and store.encoder == encoder and not restart:
+            return 0, [], 0.0  # nothing left to do; another encoder's name goes on to begin_features, which refuses
+        model = load_encoder(encoder, backend)
+        store.begin_features(model.name, model.feature_dim, _grid_shape(model) if grid else None, restart=restart)
+        pending = store.pending()
+        paths = store.image_paths()
+        done = np.ones(len(paths), dtype=bool)
+        done[pending] = False
+        failed: list[tuple[str, str]] = []
+
+        def on_error(index: int, message: str) -> None:
+            store.mark_failed(index, message)
+            failed.append((store.image_ids[index], message))
+
+        report = extract_features(
+            model,
+            paths,
+            lambda indices, pooled, grid_features: store.write_features(indices, pooled, grid_features),
+            on_error=on_error,
+            skip=np.flatnonzero(done),
+            batch_size=batch_size,
+            workers=workers,
+            with_grid=grid,
+            progress=progress,
+        )
+    return report.encoded, failed, report.seconds
+
+
+def prepare_cs231n(
+    root: str | os.PathLike, out: str | os.PathLike, *, pca: bool = True, overwrite: bool = False
+) -> str:
+    """Copy CS231n's ``coco_captioning`` features, captions and vocabulary into a prepared file.
+
+    Photos are named by their URL's file name where the URL files are there (``train2014/COCO_train2014_...jpg``),
+    else by split and row. Returns a summary line.
+    """
+    data = read_cs231n(root, pca=pca)
+    records, tokens, caption_image, raw, features = [], [], [], [], []
+    for split, part in data.splits.items():
+        urls = data.urls.get(split) or []
+        offset = len(records)
+        for row in range(part.features.shape[0]):
+            name = urls[row].rsplit("/", 1)[-1] if urls else f"{row}.jpg"
+            records.append(ImageRecord(f"{split}-{row}", Path(f"{split}2014") / name, split, ()))
+        tokens.append(part.captions)
+        caption_image.append(part.image_idxs + offset)
+        raw.extend(decode_captions(part.captions, data.idx_to_word))
+        features.append(part.features)
+    create_store(
+        out,
+        records,
+        data.word_to_idx,
+        np.concatenate(tokens),
+        np.concatenate(caption_image),
+        raw,
+        name="cs231n-coco2014",
+        overwrite=overwrite,
+    )
+    encoder = "cs231n-vgg16-fc7-pca" if pca else "cs231n-vgg16-fc7"
+    with open_store(out, writable=True) as store:
+        store.begin_features(encoder, features[0].shape[1], restart=overwrite)
+        store.write_features(np.arange(len(records)), np.concatenate(features))
+        summary = store.summary()
+    return summary
+
+
+def _grid_shape(encoder: object) -> tuple[int, int]:
+    """(L, C): grid cells and channels of the encoder's spatial features."""
+    rows, cols = encoder.grid_shape
+    return rows * cols, encoder.feature_dim
