@@ -9,7 +9,7 @@ import pytest
 
 from conftest import make_captions, make_vocab
 from rnncap import CaptioningRNN
-from rnncap.gradcheck import check_model
+from rnncap.gradcheck import check_model, numerical_gradient, rel_error
 
 MODEL_TOLERANCE = 1e-6
 CELLS = ["rnn", "lstm", "gru"]
@@ -187,3 +187,23 @@ def test_forward_only_loss_equals_full_loss(rng):
     loss, grads = model.loss(features, captions, compute_grads=False)
     assert grads == {}
     assert loss == model.loss(features, captions)[0]
+
+
+def test_dropout_gradients_and_modes(rng, tmp_path):
+    model = _small_model("lstm", rng)
+    model.dropout = 0.4
+    features = rng.standard_normal((3, 5))
+    captions = make_captions(rng, 3, 7, model.vocab_size)
+    loss = lambda: model.loss(features, captions, rng=np.random.default_rng(3))  # noqa: E731 (one fixed mask)
+    _, grads = loss()
+    for name, param in model.params.items():
+        assert rel_error(grads[name], numerical_gradient(lambda: loss()[0], param)) < MODEL_TOLERANCE, name
+    # Without a generator (validation, decoding) nothing is dropped; with one, the loss changes.
+    model.dropout = 0.0
+    plain = model.loss(features, captions)[0]
+    model.dropout = 0.4
+    assert model.loss(features, captions)[0] == plain
+    assert loss()[0] != plain
+    assert CaptioningRNN.load(model.save(tmp_path / "m.npz")).dropout == 0.4
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
+        CaptioningRNN(make_vocab(3), 4, dropout=1.0)

@@ -211,3 +211,18 @@ def test_sigmoid_is_stable_and_exact():
     x = np.array([-1e4, -30.0, -1.0, 0.0, 2.0, 1e4])
     expected = 1 / (1 + np.exp(-np.clip(x, -700, 700)))
     np.testing.assert_allclose(nn.activations.sigmoid_(x.copy()), expected, rtol=1e-15, atol=1e-16)
+
+
+def test_dropout_gradient_and_statistics(rng):
+    x = rng.standard_normal((4, 5, 6))
+    forward = lambda x: nn.dropout_forward(x, 0.3, np.random.default_rng(7))  # noqa: E731 (same mask every call)
+    _assert_all_close(check_layer(forward, nn.dropout_backward, [x]))
+    big = np.ones((200, 500), dtype=np.float32)
+    out, _ = nn.dropout_forward(big, 0.25, rng)
+    assert out.dtype == np.float32
+    assert abs((out == 0).mean() - 0.25) < 0.01  # about a quarter dropped
+    assert abs(out.mean() - 1.0) < 0.02  # the survivors' scale keeps the expectation
+    same, cache = nn.dropout_forward(big, 0.0, rng)
+    assert same is big and cache is None
+    with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\)"):
+        nn.dropout_forward(big, 1.0, rng)

@@ -45,8 +45,8 @@ def val_data() -> CaptionData:
     return _data(2, num_images=6, num_captions=12)
 
 
-def _model(cell_type: str = "lstm") -> CaptioningRNN:
-    return CaptioningRNN(make_vocab(NUM_WORDS), D, W, H, cell_type=cell_type, rng=0)
+def _model(cell_type: str = "lstm", dropout: float = 0.0) -> CaptioningRNN:
+    return CaptioningRNN(make_vocab(NUM_WORDS), D, W, H, cell_type=cell_type, rng=0, dropout=dropout)
 
 
 def _config(**overrides) -> TrainConfig:
@@ -142,13 +142,18 @@ def test_same_seed_same_run(train_data, val_data):
     assert not np.array_equal(runs[0][0]["Wx"], runs[2][0]["Wx"])  # another seed shuffles otherwise
 
 
-def test_resume_is_bit_for_bit(tmp_path, train_data, val_data):
-    """2 epochs, stop, resume for 2 more == 4 epochs in one go: parameters, best model and history."""
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_resume_is_bit_for_bit(tmp_path, train_data, val_data, dropout):
+    """2 epochs, stop, resume for 2 more == 4 epochs in one go: parameters, best model and history.
+
+    With dropout too: its masks come from the trainer's generator, whose state every checkpoint keeps."""
     config = _config(update_rule="adam", max_grad_norm=0.5)
-    whole = _model()
+    whole = _model(dropout=dropout)
     whole_history = Trainer(whole, train_data, val_data, config, tmp_path / "whole").train()
 
-    Trainer(_model(), train_data, val_data, dataclasses.replace(config, num_epochs=2), tmp_path / "split").train()
+    Trainer(
+        _model(dropout=dropout), train_data, val_data, dataclasses.replace(config, num_epochs=2), tmp_path / "split"
+    ).train()
     resumed = Trainer.resume(tmp_path / "split", train_data, val_data, config=config)
     assert resumed.epoch == 2
     resumed_history = resumed.train()
@@ -161,10 +166,10 @@ def test_resume_is_bit_for_bit(tmp_path, train_data, val_data):
         )
 
     # Resuming into a model given by the caller works the same, and so does training on with the same Trainer.
-    given = _model()
+    given = _model(dropout=dropout)
     again = Trainer.resume(tmp_path / "split", train_data, val_data, model=given, config=config)
     assert again.model is given and again.epoch == 4
-    continued = Trainer(_model(), train_data, val_data, dataclasses.replace(config, num_epochs=2))
+    continued = Trainer(_model(dropout=dropout), train_data, val_data, dataclasses.replace(config, num_epochs=2))
     continued.train()
     continued.config = config
     assert _without_times(continued.train()) == _without_times(whole_history)

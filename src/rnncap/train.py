@@ -397,7 +397,7 @@ class Trainer:
     def _step(self, idx: np.ndarray, epoch: int, iteration: int, num_batches: int, learning_rate: float) -> float:
         """One update on the captions ``idx``; returns the minibatch loss."""
         features, captions = _batch(self._train, idx)
-        loss, grads = self.model.loss(features, captions)
+        loss, grads = self.model.loss(features, captions, rng=self._rng)  # the trainer's generator: resumable
         if self.config.max_grad_norm is None:
             norm = global_norm(grads)
         else:

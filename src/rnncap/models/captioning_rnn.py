@@ -22,6 +22,8 @@ from rnncap.nn import (
     CELLS,
     affine_backward,
     affine_forward,
+    dropout_backward,
+    dropout_forward,
     log_softmax,
     sequence_backward,
     sequence_forward,
@@ -49,6 +51,7 @@ class CaptioningRNN:
         cell_type: str = "rnn",
         dtype: np.dtype | type | str = np.float32,
         rng: np.random.Generator | int | None = 0,
+        dropout: float = 0.0,
     ) -> None:
         """Build a model with CS231n's initialisation.
 
@@ -60,6 +63,8 @@ class CaptioningRNN:
             cell_type: ``"rnn"``, ``"lstm"`` or ``"gru"``.
             dtype: float32 to train fast, float64 for gradient checks.
             rng: seed or generator for the initial weights.
+            dropout: probability of dropping a unit of the word vectors and of the hidden states before the
+                vocabulary projection, while training (a ``loss`` given an ``rng``); 0 turns it off.
         """
         if cell_type not in CELLS:
             raise ValueError(f"cell_type must be one of {sorted(CELLS)}, got {cell_type!r}")
@@ -70,6 +75,9 @@ class CaptioningRNN:
         ):
             if not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
@@ -100,7 +108,11 @@ class CaptioningRNN:
     # ------------------------------------------------------------------ training
 
     def loss(
-        self, features: np.ndarray, captions: np.ndarray, compute_grads: bool = True
+        self,
+        features: np.ndarray,
+        captions: np.ndarray,
+        compute_grads: bool = True,
+        rng: np.random.Generator | None = None,
     ) -> tuple[float, dict[str, np.ndarray]]:
         """Loss and gradients for a minibatch (teacher forcing).
 
@@ -109,6 +121,7 @@ class CaptioningRNN:
             captions: (N, T) integer ids, ``<START> w1 ... <END> <NULL> ...``; T >= 2. The model reads
                 ``captions[:, :-1]`` and predicts ``captions[:, 1:]``; ``<NULL>`` targets are ignored.
             compute_grads: False skips the backward pass (validation) and returns no gradients.
+            rng: draws the dropout masks; give it while training. Without it (validation) nothing is dropped.
 
         Returns:
             loss: summed over time steps, averaged over the N captions.
@@ -126,7 +139,9 @@ class CaptioningRNN:
         ids_in, ids_out, mask = captions[:, :T].T, captions[:, 1 : T + 1].T, mask[:, :T].T  # (T, N) each
 
         h0, proj_cache = affine_forward(features, p["W_proj"], p["b_proj"])  # (N, H)
+        dropout = self.dropout if rng is not None else 0.0
         x, embed_cache = word_embedding_forward(ids_in, p["W_embed"])  # (T, N, W)
+        x, x_drop = dropout_forward(x, dropout, rng)
         h, rnn_cache = sequence_forward(self.cell, x.transpose(1, 0, 2), h0, p["Wx"], p["Wh"], p["b"])
         H = h0.shape[1]
         h_flat = h.transpose(1, 0, 2).reshape(T * N, H)  # (T*N, H), a view
@@ -134,7 +149,8 @@ class CaptioningRNN:
         # and padding after <END> would only be multiplied by zero weights.
         everything_counts = bool(mask.all())  # then gathering and scattering rows would only copy
         counted = slice(None) if everything_counts else np.flatnonzero(mask.ravel())  # rows of h_flat
-        scores, vocab_cache = affine_forward(h_flat[counted], p["W_vocab"], p["b_vocab"])  # (M, V)
+        h_counted, h_drop = dropout_forward(h_flat[counted], dropout, rng)  # (M, H)
+        scores, vocab_cache = affine_forward(h_counted, p["W_vocab"], p["b_vocab"])  # (M, V)
         weights = np.full(scores.shape[0], 1 / N, dtype=self.dtype)
         loss, dscores = softmax_cross_entropy(scores, ids_out.ravel()[counted], weights, overwrite_x=True)
         if not compute_grads:
@@ -142,13 +158,15 @@ class CaptioningRNN:
 
         grads = {}
         dh_counted, grads["W_vocab"], grads["b_vocab"] = affine_backward(dscores, vocab_cache)  # (M, H)
+        dh_counted = dropout_backward(dh_counted, h_drop)
         if everything_counts:
             dh = dh_counted.reshape(T, N, H)
         else:
             dh = np.zeros((T, N, H), dtype=self.dtype)
             dh.reshape(T * N, H)[counted] = dh_counted
         dx, dh0, grads["Wx"], grads["Wh"], grads["b"] = sequence_backward(self.cell, dh.transpose(1, 0, 2), rnn_cache)
-        grads["W_embed"] = word_embedding_backward(dx.transpose(1, 0, 2), embed_cache)
+        dx = dropout_backward(dx.transpose(1, 0, 2), x_drop)  # (T, N, W)
+        grads["W_embed"] = word_embedding_backward(dx, embed_cache)
         _, grads["W_proj"], grads["b_proj"] = affine_backward(dh0, proj_cache)
         return loss, grads
 
@@ -201,6 +219,7 @@ class CaptioningRNN:
             "hidden_dim": self.hidden_dim,
             "cell_type": self.cell_type,
             "dtype": self.dtype.name,
+            "dropout": self.dropout,
         }
 
     def save(self, path: str | os.PathLike, weights_dtype: np.dtype | type | None = None) -> Path:

@@ -7,6 +7,7 @@ from rnncap.nn.affine import (
     temporal_affine_backward,
     temporal_affine_forward,
 )
+from rnncap.nn.dropout import dropout_backward, dropout_forward
 from rnncap.nn.embedding import word_embedding_backward, word_embedding_forward
 from rnncap.nn.gru import GRU, gru_backward, gru_forward, gru_step_backward, gru_step_forward
 from rnncap.nn.loss import log_softmax, softmax_cross_entropy, temporal_softmax_loss
@@ -24,6 +25,8 @@ __all__ = [
     "Cell",
     "affine_backward",
     "affine_forward",
+    "dropout_backward",
+    "dropout_forward",
     "gru_backward",
     "gru_forward",
     "gru_step_backward",
