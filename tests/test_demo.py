@@ -16,17 +16,6 @@ def test_shapes_differ_and_captions_describe_them():
     assert len({m.sum() for m in masks.values()}) == 3  # three different pixel counts: distinguishable shapes
 
 
-def test_encode_round_trips_through_the_vocabulary():
-    captions = ["a big red circle at the top", "a small blue cross on the left"]
-    word_to_idx = demo.vocabulary(captions)
-    ids = demo.encode(captions, word_to_idx)
-    assert ids.shape == (2, 9) and ids[0, 0] == 1 and ids[0, 8] == 2
-    idx_to_word = sorted(word_to_idx, key=word_to_idx.get)
-    from rnncap import decode_captions
-
-    assert decode_captions(ids, idx_to_word) == captions
-
-
 def test_demo_learns_to_caption_unseen_pictures(tmp_path, capsys):
     accuracy = demo.main(["--out", str(tmp_path), "--epochs", "8", "--train-size", "2500"])
     assert accuracy["greedy"] > 0.8 and accuracy["beam 3"] > 0.8  # chance is 1 in 120 captions

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rnncap.data.text import build_vocab, encode, tokenize
 from rnncap.models import CaptioningRNN
 from rnncap.train import CaptionData, TrainConfig, Trainer
-from rnncap.vocab import END_ID, NULL, START_ID, decode_captions
+from rnncap.vocab import decode_captions
 
 SIZE = 25  # pictures are SIZE x SIZE RGB; odd, so that every shape sits centred on a pixel
 COLOURS = {
@@ -62,22 +63,6 @@ def make_pictures(n: int, rng: np.random.Generator) -> tuple[np.ndarray, list[st
     return pictures, captions
 
 
-def encode(captions: list[str], word_to_idx: dict[str, int]) -> np.ndarray:
-    """Captions -> (K, T) int32 ids ``<START> words <END> <NULL>...``, T = longest caption + 2."""
-    tokenised = [caption.split() for caption in captions]
-    encoded = np.zeros((len(captions), max(map(len, tokenised)) + 2), dtype=np.int32)
-    for row, words in enumerate(tokenised):
-        encoded[row, : len(words) + 2] = [START_ID, *(word_to_idx[w] for w in words), END_ID]
-    return encoded
-
-
-def vocabulary(captions: list[str]) -> dict[str, int]:
-    """The special tokens, then every word of ``captions`` in sorted order."""
-    words = sorted({word for caption in captions for word in caption.split()})
-    specials = [NULL, "<START>", "<END>", "<UNK>"]
-    return {word: idx for idx, word in enumerate(specials + words)}
-
-
 def save_gallery(pictures: np.ndarray, truths: list[str], guesses: list[str], path: Path) -> None:
     """A PNG grid of pictures titled with the generated caption (green when exactly right, red otherwise)."""
     from matplotlib.figure import Figure  # imported here: only the demo draws
@@ -111,10 +96,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     rng = np.random.default_rng(args.seed)
     train_pictures, train_captions = make_pictures(args.train_size, rng)
     val_pictures, val_captions = make_pictures(500, rng)
-    word_to_idx = vocabulary(train_captions)
+    tokenized = {
+        split: [tokenize(c) for c in captions] for split, captions in (("train", train_captions), ("val", val_captions))
+    }
+    word_to_idx = build_vocab(tokenized["train"], min_count=1)
+    max_words = max(len(t) for t in tokenized["train"])
     features = {split: p.reshape(len(p), -1) - 0.3 for split, p in (("train", train_pictures), ("val", val_pictures))}
-    train = CaptionData(features["train"], encode(train_captions, word_to_idx), np.arange(len(train_captions)))
-    val = CaptionData(features["val"], encode(val_captions, word_to_idx), np.arange(len(val_captions)))
+    train = CaptionData(
+        features["train"], encode(tokenized["train"], word_to_idx, max_words), np.arange(len(train_captions))
+    )
+    val = CaptionData(features["val"], encode(tokenized["val"], word_to_idx, max_words), np.arange(len(val_captions)))
     print(
         f"{len(train_captions)} training and {len(val_captions)} validation pictures of {SIZE}x{SIZE} pixels, "
         f"vocabulary of {len(word_to_idx)} tokens; e.g. '{train_captions[0]}'"
