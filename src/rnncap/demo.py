@@ -1,7 +1,7 @@
 """End-to-end demo of the engine: make small pictures with known captions, train an LSTM captioner, caption new ones.
 
 Run it with ``make demo`` or ``python -m rnncap.demo``. It needs no dataset and no pretrained network, so it runs
-anywhere in well under a minute on two cores: each picture is one shape (square, circle or cross) in one of five colours,
+anywhere, in seconds on two cores: each picture is one shape (square, circle or cross) in one of five colours,
 big or small, in one of four places, on a noisy background, and its caption says all four ("a small red circle
 at the top"). The pixels themselves stand in for CNN features. The captioner must learn to read shape, colour, size
 and place from the pixels and to write them in order; the demo prints captions of pictures it never saw and how
