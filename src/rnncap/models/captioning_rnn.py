@@ -28,6 +28,7 @@ from rnncap.nn import (
     sequence_backward,
     sequence_forward,
     softmax_cross_entropy,
+    step_forward,
     word_embedding_backward,
     word_embedding_forward,
 )
@@ -191,10 +192,8 @@ class CaptioningRNN:
         p = self.params
         prev_h = state[0]
         prev_c = state[1] if self.cell.has_cell_state else None
-        a = p["W_embed"][word_ids] @ p["Wx"]  # (N, kH)
-        a += p["b"]
-        next_h = np.empty_like(prev_h)
-        next_c, _ = self.cell.core_forward(a, prev_h, prev_c, p["Wh"], next_h)
+        x = p["W_embed"][word_ids]  # (N, W)
+        next_h, next_c, _ = step_forward(self.cell, x, prev_h, prev_c, p["Wx"], p["Wh"], p["b"])
         scores, _ = affine_forward(next_h, p["W_vocab"], p["b_vocab"])  # (N, V)
         return log_softmax(scores), ((next_h, next_c) if self.cell.has_cell_state else (next_h,))
 

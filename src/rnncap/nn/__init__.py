@@ -12,7 +12,7 @@ from rnncap.nn.embedding import word_embedding_backward, word_embedding_forward
 from rnncap.nn.gru import GRU, gru_backward, gru_forward, gru_step_backward, gru_step_forward
 from rnncap.nn.loss import log_softmax, softmax_cross_entropy, temporal_softmax_loss
 from rnncap.nn.lstm import LSTM, lstm_backward, lstm_forward, lstm_step_backward, lstm_step_forward
-from rnncap.nn.recurrent import Cell, sequence_backward, sequence_forward
+from rnncap.nn.recurrent import Cell, sequence_backward, sequence_forward, step_backward, step_forward
 from rnncap.nn.rnn import RNN, rnn_backward, rnn_forward, rnn_step_backward, rnn_step_forward
 
 CELLS: dict[str, Cell] = {cell.name: cell for cell in (RNN, LSTM, GRU)}
@@ -43,6 +43,8 @@ __all__ = [
     "sequence_backward",
     "sequence_forward",
     "softmax_cross_entropy",
+    "step_backward",
+    "step_forward",
     "temporal_affine_backward",
     "temporal_affine_forward",
     "temporal_softmax_loss",
