@@ -126,7 +126,7 @@ def extract_into_store(
         report = extract_features(
             model,
             paths,
-            lambda indices, pooled, grid_features: store.write_features(indices, pooled, grid_features),
+            store.write_features,
             on_error=on_error,
             skip=np.flatnonzero(done),
             batch_size=batch_size,
