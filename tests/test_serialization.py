@@ -10,6 +10,7 @@ import pytest
 
 from conftest import make_vocab
 from rnncap import CaptioningRNN, ModelFileError
+from rnncap.models import load_model
 
 
 @pytest.fixture
@@ -40,6 +41,31 @@ def test_float16_weights_halve_the_file_and_load_as_float32(model, tmp_path):
     np.testing.assert_allclose(loaded.params["Wx"], model.params["Wx"], rtol=1e-3, atol=1e-4)
     assert half.stat().st_size < full.stat().st_size
     assert CaptioningRNN.load(full, dtype=np.float64).params["Wx"].dtype == np.float64
+
+
+def test_metadata_round_trips_and_load_model_picks_the_class(model, tmp_path):
+    model.metadata = {"encoder": "efficientnet-lite2", "scores": {"CIDEr": 0.42}}
+    loaded = load_model(model.save(tmp_path / "m.npz"))
+    assert isinstance(loaded, CaptioningRNN)
+    assert loaded.metadata == model.metadata
+
+
+def test_file_without_metadata_loads_with_empty_metadata(model, tmp_path):
+    path = model.save(tmp_path / "m.npz")
+    with np.load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files if key != "__meta__"}
+    np.savez(path, **arrays)
+    assert CaptioningRNN.load(path).metadata == {}
+
+
+def test_load_model_refuses_an_unknown_model_class(model, tmp_path):
+    path = model.save(tmp_path / "m.npz")
+    with np.load(path) as archive:
+        arrays = {key: archive[key] for key in archive.files}
+    arrays["__config__"] = np.array(json.dumps(model.config() | {"model": "Transformer"}))
+    np.savez(path, **arrays)
+    with pytest.raises(ModelFileError, match="'Transformer' model"):
+        load_model(path)
 
 
 def test_save_is_atomic_and_overwrites(model, tmp_path):

@@ -105,6 +105,8 @@ class CaptioningRNN:
             "b_vocab": np.zeros(V),
         }
         self.params = {name: value.astype(self.dtype) for name, value in params.items()}
+        # Facts saved with the weights that the network does not use, e.g. {"encoder": "efficientnet-lite2"}.
+        self.metadata: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ training
 
@@ -222,8 +224,8 @@ class CaptioningRNN:
         }
 
     def save(self, path: str | os.PathLike, weights_dtype: np.dtype | type | None = None) -> Path:
-        """Save weights, configuration and vocabulary in one ``.npz`` file; returns the path written."""
-        return write_model_file(path, self.config(), self.word_to_idx, self.params, weights_dtype)
+        """Save weights, configuration, vocabulary and ``metadata`` in one ``.npz`` file; returns the path written."""
+        return write_model_file(path, self.config(), self.word_to_idx, self.params, weights_dtype, self.metadata)
 
     @classmethod
     def load(cls, path: str | os.PathLike, dtype: np.dtype | type | str | None = None) -> CaptioningRNN:
@@ -232,7 +234,7 @@ class CaptioningRNN:
         Raises:
             ModelFileError: the file is missing, corrupt, truncated, of another model, or its weights do not fit.
         """
-        config, word_to_idx, stored = read_model_file(path)
+        config, word_to_idx, stored, metadata = read_model_file(path)
         if config.get("model") != cls.__name__:
             raise ModelFileError(f"{path} holds a {config.get('model')!r} model, not a {cls.__name__}")
         kwargs = {key: value for key, value in config.items() if key != "model"}
@@ -244,6 +246,7 @@ class CaptioningRNN:
             raise ModelFileError(f"{path}: configuration {config} does not describe a {cls.__name__}: {exc}") from exc
         check_params(path, stored, model.params)
         model.params = {name: stored[name].astype(model.dtype) for name in model.params}
+        model.metadata = metadata
         return model
 
     # ------------------------------------------------------------------ input checks

@@ -1,8 +1,10 @@
 """One ``.npz`` file per model: weights, configuration and vocabulary, readable without unpickling.
 
-Layout: ``__format__`` (a version string), ``__config__`` and ``__vocab__`` (JSON strings), and one array per
-parameter under ``param/<name>``. Loading passes ``allow_pickle=False``, so a crafted file cannot run code, and
-every key, shape and value is checked before a model is built from it.
+Layout: ``__format__`` (a version string), ``__config__``, ``__vocab__`` and ``__meta__`` (JSON strings), and one
+array per parameter under ``param/<name>``. The metadata says how to use the model (e.g. the image encoder whose
+features it reads, how it was trained and scored); a file without it reads as empty metadata. Loading passes
+``allow_pickle=False``, so a crafted file cannot run code, and every key, shape and value is checked before a model
+is built from it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -30,6 +32,7 @@ def write_model_file(
     word_to_idx: dict[str, int],
     params: dict[str, np.ndarray],
     weights_dtype: np.dtype | type | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> Path:
     """Write a model file atomically (a temporary file renamed over ``path``), so a crash never leaves half a file.
 
@@ -39,6 +42,7 @@ def write_model_file(
         word_to_idx: the vocabulary.
         params: the weights by name.
         weights_dtype: store the weights in this dtype (float16 halves a shipped model); default: as they are.
+        metadata: JSON-serialisable facts about the model (encoder name, training data, scores).
 
     Returns:
         The path written.
@@ -51,6 +55,7 @@ def write_model_file(
         "__format__": np.array(FORMAT),
         "__config__": np.array(json.dumps(config)),
         "__vocab__": np.array(json.dumps({word: int(idx) for word, idx in word_to_idx.items()})),
+        "__meta__": np.array(json.dumps(metadata or {}, allow_nan=False)),
     }
     for name, value in params.items():
         arrays[PARAM_PREFIX + name] = value if weights_dtype is None else value.astype(weights_dtype)
@@ -72,11 +77,17 @@ def _current_umask() -> int:
     return mask
 
 
-def read_model_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, int], dict[str, np.ndarray]]:
-    """Read a model file written by :func:`write_model_file`.
+class ModelFile(NamedTuple):
+    """The parts of a model file; ``params`` as stored (the model checks their shapes and casts them)."""
 
-    Returns:
-        config, word_to_idx, params (arrays as stored; the model checks their shapes and casts them).
+    config: dict[str, Any]
+    word_to_idx: dict[str, int]
+    params: dict[str, np.ndarray]
+    metadata: dict[str, Any]
+
+
+def read_model_file(path: str | os.PathLike) -> ModelFile:
+    """Read a model file written by :func:`write_model_file`.
 
     Raises:
         ModelFileError: the file is missing, not a model file, corrupt or truncated.
@@ -94,12 +105,13 @@ def read_model_file(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, 
     try:
         config = json.loads(str(arrays["__config__"]))
         word_to_idx = json.loads(str(arrays["__vocab__"]))
+        metadata = json.loads(str(arrays.get("__meta__", "{}")))
     except (KeyError, json.JSONDecodeError) as exc:
         raise ModelFileError(f"{path}: configuration or vocabulary is missing or not valid JSON: {exc}") from exc
-    if not isinstance(config, dict) or not isinstance(word_to_idx, dict):
-        raise ModelFileError(f"{path}: configuration and vocabulary must be JSON objects")
+    if not all(isinstance(part, dict) for part in (config, word_to_idx, metadata)):
+        raise ModelFileError(f"{path}: configuration, vocabulary and metadata must be JSON objects")
     params = {key[len(PARAM_PREFIX) :]: value for key, value in arrays.items() if key.startswith(PARAM_PREFIX)}
-    return config, word_to_idx, params
+    return ModelFile(config, word_to_idx, params, metadata)
 
 
 def check_params(path: str | os.PathLike, stored: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:

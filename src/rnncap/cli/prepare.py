@@ -1,4 +1,4 @@
-"""The ``rnncap`` command line: thin, it parses, calls the library and prints.
+"""``rnncap prepare``: read a data set, build the vocabulary and extract CNN features into one HDF5 file.
 
 rnncap prepare flickr8k --root DIR [--splits train,dev] --out FILE
 rnncap prepare coco --root DIR --year 2014 [--karpathy FILE] --out FILE
@@ -9,32 +9,13 @@ rnncap prepare folder --root DIR [--captions FILE] --out FILE
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-from rnncap import __version__
-
-EXIT_ERROR = 1
+from rnncap.cli.args import non_negative, positive, split_list
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status (0 on success)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        args.run(args)
-    except (OSError, ValueError, RuntimeError) as err:  # the library's errors name what is wrong: show just that
-        print(f"rnncap {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_ERROR
-    return 0
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rnncap", description="Image captioning with recurrent networks in NumPy.")
-    parser.add_argument("--version", action="version", version=f"rnncap {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Add ``rnncap prepare`` and its sources to the command line."""
     prepare = commands.add_parser(
         "prepare",
         help="read a data set, build the vocabulary and extract CNN features into one HDF5 file",
@@ -46,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     flickr = sources.add_parser("flickr8k", help="Flickr8k: Flickr8k.token.txt, Flickr_8k.*Images.txt, Images/")
     flickr.add_argument(
         "--splits",
-        type=_split_list,
+        type=split_list,
         default=("train", "dev", "test"),
         help="comma-separated splits to prepare (default: train,dev,test)",
     )
@@ -54,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     coco = sources.add_parser("coco", help="COCO: annotations/captions_{train,val}YEAR.json and the photo folders")
     coco.add_argument("--year", type=int, default=2014, help="2014 (default) or 2017")
     coco.add_argument("--karpathy", type=Path, help="Karpathy's dataset_coco.json for the 113k/5k/5k split")
-    coco.add_argument("--splits", type=_split_list, help="comma-separated splits to prepare (default: all)")
+    coco.add_argument("--splits", type=split_list, help="comma-separated splits to prepare (default: all)")
 
     folder = sources.add_parser("folder", help="your own photos: a folder and a CSV or JSON lines captions file")
     folder.add_argument(
@@ -87,15 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
             default="auto",
             help="how the encoder runs (default: ONNX Runtime when available)",
         )
-        source.add_argument("--batch-size", type=_positive, default=32, help="photos per inference (default 32)")
-        source.add_argument("--workers", type=_non_negative, default=2, help="photo-decoding processes (default 2)")
+        source.add_argument("--batch-size", type=positive, default=32, help="photos per inference (default 32)")
+        source.add_argument("--workers", type=non_negative, default=2, help="photo-decoding processes (default 2)")
         source.add_argument(
             "--min-count",
-            type=_positive,
+            type=positive,
             default=5,
             help="words seen fewer times in the train split become <UNK> (default 5)",
         )
-        source.add_argument("--max-length", type=_positive, default=16, help="words kept per caption (default 16)")
+        source.add_argument("--max-length", type=positive, default=16, help="words kept per caption (default 16)")
         source.add_argument(
             "--no-grid",
             dest="grid",
@@ -103,7 +84,6 @@ def build_parser() -> argparse.ArgumentParser:
             help="skip the spatial grid features (attention models need them)",
         )
         source.set_defaults(run=_run_prepare_photos)
-    return parser
 
 
 def _run_prepare_photos(args: argparse.Namespace) -> None:
@@ -142,28 +122,3 @@ def _run_prepare_cs231n(args: argparse.Namespace) -> None:
 
     summary = prepare_cs231n(args.root, args.out, pca=args.pca, overwrite=args.overwrite)
     print(f"wrote {summary}")
-
-
-def _split_list(text: str) -> tuple[str, ...]:
-    splits = tuple(s.strip() for s in text.split(",") if s.strip())
-    if not splits:
-        raise argparse.ArgumentTypeError("expected comma-separated split names, e.g. train,dev")
-    return splits
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-if __name__ == "__main__":
-    sys.exit(main())
