@@ -305,6 +305,35 @@ def test_early_stopping(tmp_path, train_data):
     assert resumed.train()["epoch"] == [1, 2, 3, 4]  # a stopped run stays stopped
 
 
+def test_score_fn_returning_named_metrics_chooses_by_score_key(tmp_path, train_data):
+    results = [{"BLEU-4": 0.3, "CIDEr": 0.1}, {"BLEU-4": 0.1, "CIDEr": 0.5}, {"BLEU-4": 0.2, "CIDEr": 0.2}]
+    trainer = Trainer(
+        _model(), train_data, None, _config(num_epochs=3, plot=True), tmp_path, score_fn=_scores(results),
+        higher_is_better=True, score_key="CIDEr",
+    )  # fmt: skip
+    history = trainer.train()
+    assert trainer.best_epoch == 2
+    assert history["score"] == [0.1, 0.5, 0.2]
+    assert history["metrics"] == results
+    assert json.loads((tmp_path / "history.json").read_text())["metrics"] == results
+    assert (tmp_path / "loss.png").stat().st_size > 0
+    resumed = Trainer.resume(tmp_path, train_data, score_fn=_scores([]))
+    assert resumed.score_key == "CIDEr" and resumed.best_epoch == 2
+    with pytest.raises(ValueError, match="score_key='BLEU-4'"):
+        Trainer.resume(tmp_path, train_data, score_fn=_scores([]), score_key="BLEU-4")
+
+
+def test_score_key_must_name_a_returned_metric(train_data):
+    trainer = Trainer(
+        _model(), train_data, config=_config(), score_fn=_scores([{"BLEU-4": 0.2}]), higher_is_better=True,
+        score_key="CIDEr",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="score_key 'CIDEr' must name one of them"):
+        trainer.train()
+    with pytest.raises(ValueError, match="pass the score_fn too"):
+        Trainer(_model(), train_data, config=_config(), score_key="CIDEr")
+
+
 def test_score_fn_must_return_a_number(train_data):
     trainer = Trainer(_model(), train_data, config=_config(), score_fn=_scores([float("nan")]), higher_is_better=True)
     with pytest.raises(ValueError, match="score_fn returned nan after epoch 1; it must return a finite number"):

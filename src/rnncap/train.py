@@ -37,7 +37,7 @@ import os
 import time
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
@@ -45,7 +45,7 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 from tqdm.auto import tqdm
 
-from rnncap.models import CaptioningRNN
+from rnncap.models import load_model
 from rnncap.optim import DEFAULTS, clip_grad_norm, get_update_rule, global_norm, resolve_hyperparameters
 
 STATE_FORMAT = "rnncap-trainer-1"
@@ -56,7 +56,7 @@ HISTORY_FILE = "history.json"
 PLOT_FILE = "loss.png"
 
 History = dict[str, list]
-ScoreFn = Callable[[Any], float]
+ScoreFn = Callable[[Any], float | Mapping[str, float]]
 
 
 class TrainingDiverged(RuntimeError):  # noqa: N818 (named for the event, like StopIteration)
@@ -220,6 +220,7 @@ class Trainer:
         *,
         score_fn: ScoreFn | None = None,
         higher_is_better: bool | None = None,
+        score_key: str | None = None,
     ) -> None:
         """Set up a run; nothing is trained or written until :meth:`train`.
 
@@ -230,8 +231,10 @@ class Trainer:
             config: the run's settings; default ``TrainConfig()``.
             out_dir: where checkpoints, history and plot go; None: keep nothing on disk.
             score_fn: ``score_fn(model) -> float`` called after every epoch to choose the best epoch (e.g. BLEU
-                of sampled captions); default: the validation loss.
+                of sampled captions); default: the validation loss. It may instead return several numbers by
+                name (e.g. ``{"BLEU-4": .., "CIDEr": ..}``): all go into the history, ``score_key`` chooses.
             higher_is_better: whether a larger ``score_fn`` value is better; required with ``score_fn``.
+            score_key: with a ``score_fn`` that returns a mapping, the entry that chooses the best epoch.
 
         Raises:
             ValueError: data that does not fit the model, or a score set-up that cannot work.
@@ -253,6 +256,8 @@ class Trainer:
                     "with a score_fn, say whether higher_is_better (True for BLEU/CIDEr, False for a loss)"
                 )
             self.score_name = "score_fn"
+        elif score_key is not None:
+            raise ValueError("score_key names an entry of a score_fn's result: pass the score_fn too")
         elif val is not None:
             if higher_is_better:
                 raise ValueError("the default score is the validation loss, where lower is better")
@@ -260,6 +265,7 @@ class Trainer:
         else:
             self.score_name = None
         self.score_fn = score_fn
+        self.score_key = score_key
         self.higher_is_better = bool(higher_is_better)
         self.keep_best = self.score_name is not None if self.config.keep_best is None else self.config.keep_best
         if self.score_name is None and (self.keep_best or self.config.patience is not None):
@@ -277,6 +283,7 @@ class Trainer:
             "train_loss": [],  # mean minibatch loss over the epoch, per caption
             "val_loss": [],  # None without validation data
             "score": [],  # None without a score
+            "metrics": [],  # what a score_fn returned by name, or None
             "epoch_time": [],  # seconds of training and validation
         }
         self.best_score: float | None = None
@@ -340,11 +347,12 @@ class Trainer:
                 bar.update(len(idx))
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
 
-            val_loss, score = self._evaluate(epoch, learning_rate)
+            val_loss, score, metrics = self._evaluate(epoch, learning_rate)
             bar.set_postfix(
                 {"train_loss": f"{total_loss / K:.4f}"}
                 | ({} if val_loss is None else {"val_loss": f"{val_loss:.4f}"})
-                | ({"score": f"{score:.4f}"} if self.score_name == "score_fn" else {})
+                | ({self.score_label: f"{score:.4f}"} if self.score_name == "score_fn" and metrics is None else {})
+                | {name: f"{value:.4f}" for name, value in (metrics or {}).items()}
             )
 
         improved = score is not None and (
@@ -362,14 +370,22 @@ class Trainer:
             ("train_loss", total_loss / K),
             ("val_loss", val_loss),
             ("score", score),
+            ("metrics", metrics),
             ("epoch_time", time.perf_counter() - start_time),
         ):
             self.history[key].append(value)
         if self.out_dir is not None:
             self._save_checkpoint(improved)
 
-    def _evaluate(self, epoch: int, learning_rate: float) -> tuple[float | None, float | None]:
-        """Check the parameters after an epoch, then compute the validation loss and the score."""
+    @property
+    def score_label(self) -> str | None:
+        """What the score is called in bars and plots: ``score_key``, "score" for a plain score_fn, or None."""
+        if self.score_name != "score_fn":
+            return None
+        return self.score_key or "score"
+
+    def _evaluate(self, epoch: int, learning_rate: float) -> tuple[float | None, float | None, dict[str, float] | None]:
+        """Check the parameters after an epoch, then compute the validation loss, the score and named metrics."""
         for name, value in self.model.params.items():
             # The last update of an epoch can overflow a weight with no loss left to show it.
             if not np.isfinite(value).all():
@@ -388,11 +404,20 @@ class Trainer:
                 val_loss,
             )
         if self.score_name != "score_fn":
-            return val_loss, val_loss
-        score = self.score_fn(self.model)
-        if not _is_real(score) or not math.isfinite(score):
-            raise ValueError(f"score_fn returned {score!r} after epoch {epoch}; it must return a finite number")
-        return val_loss, float(score)
+            return val_loss, val_loss, None
+        result = self.score_fn(self.model)
+        metrics = None
+        if isinstance(result, Mapping):
+            if self.score_key not in result:
+                raise ValueError(
+                    f"score_fn returned {sorted(result)} after epoch {epoch}; score_key {self.score_key!r} must "
+                    "name one of them"
+                )
+            metrics = {str(name): float(value) for name, value in result.items() if _is_real(value)}
+            result = result[self.score_key]
+        if not _is_real(result) or not math.isfinite(result):
+            raise ValueError(f"score_fn returned {result!r} after epoch {epoch}; it must return a finite number")
+        return val_loss, float(result), metrics
 
     def _step(self, idx: np.ndarray, epoch: int, iteration: int, num_batches: int, learning_rate: float) -> float:
         """One update on the captions ``idx``; returns the minibatch loss."""
@@ -457,6 +482,7 @@ class Trainer:
             "config": asdict(self.config),
             "model_config": self.model.config(),
             "score_name": self.score_name,
+            "score_key": self.score_key,
             "higher_is_better": self.higher_is_better,
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
@@ -473,7 +499,7 @@ class Trainer:
         text = json.dumps(self.history, indent=1, allow_nan=False)
         _atomic_write(out / HISTORY_FILE, lambda f: f.write(text.encode()))
         if self.config.plot:
-            plot_history(self.history, out / PLOT_FILE, score_label="score" if self.score_name == "score_fn" else None)
+            plot_history(self.history, out / PLOT_FILE, score_label=self.score_label)
 
     @classmethod
     def resume(
@@ -486,6 +512,7 @@ class Trainer:
         config: TrainConfig | None = None,
         score_fn: ScoreFn | None = None,
         higher_is_better: bool | None = None,
+        score_key: str | None = None,
     ) -> Trainer:
         """Continue the run checkpointed in ``out_dir`` from its last completed epoch.
 
@@ -495,12 +522,13 @@ class Trainer:
         Args:
             out_dir: a directory a :class:`Trainer` with ``out_dir`` wrote.
             train, val: the data of the run.
-            model: the model to continue training, in place; None: a CaptioningRNN built from ``model.npz``.
+            model: the model to continue training, in place; None: the model saved in ``model.npz``.
                 Its configuration must be the checkpoint's; its parameters are replaced by the checkpoint's.
             config: None: the checkpoint's. A different one applies from the next epoch (e.g. more epochs or a
                 new learning rate); the update rule must stay, its state carries over.
-            score_fn, higher_is_better: as in :class:`Trainer`; a run that chose its best by a ``score_fn``
-                needs it again (functions are not saved), ``higher_is_better`` defaults to the saved one.
+            score_fn, higher_is_better, score_key: as in :class:`Trainer`; a run that chose its best by a
+                ``score_fn`` needs it again (functions are not saved); ``higher_is_better`` and ``score_key``
+                default to the saved ones.
 
         Raises:
             FileNotFoundError: no checkpoint in ``out_dir``.
@@ -509,7 +537,7 @@ class Trainer:
         out_dir = Path(out_dir)
         arrays, state = _read_state(out_dir / STATE_FILE)
         if model is None:
-            model = CaptioningRNN.load(out_dir / MODEL_FILE)
+            model = load_model(out_dir / MODEL_FILE)
         if model.config() != state["model_config"]:
             raise ValueError(
                 f"{out_dir}: the checkpoint is of a model {state['model_config']}, the model given is {model.config()}"
@@ -526,15 +554,27 @@ class Trainer:
                 f"{out_dir}: the run used update rule {saved_config.update_rule!r}, whose state cannot continue as "
                 f"{config.update_rule!r}; start a new Trainer from the loaded model instead"
             )
-        if score_fn is not None and higher_is_better is None:
-            higher_is_better = state["higher_is_better"]
-        trainer = cls(model, train, val, config, out_dir, score_fn=score_fn, higher_is_better=higher_is_better)
-        if (trainer.score_name, trainer.higher_is_better) != (state["score_name"], state["higher_is_better"]):
+        saved_key = state["score_key"]
+        if score_fn is not None:
+            higher_is_better = state["higher_is_better"] if higher_is_better is None else higher_is_better
+            score_key = saved_key if score_key is None else score_key
+        trainer = cls(
+            model,
+            train,
+            val,
+            config,
+            out_dir,
+            score_fn=score_fn,
+            higher_is_better=higher_is_better,
+            score_key=score_key,
+        )
+        saved = (state["score_name"], saved_key, state["higher_is_better"])
+        if (trainer.score_name, trainer.score_key, trainer.higher_is_better) != saved:
             raise ValueError(
                 f"{out_dir}: the run chose its best epoch by {state['score_name'] or 'nothing'} "
-                f"(higher_is_better={state['higher_is_better']}), the resumed one would use "
-                f"{trainer.score_name or 'nothing'} (higher_is_better={trainer.higher_is_better}): pass the same "
-                "validation data and score_fn"
+                f"(score_key={saved_key!r}, higher_is_better={state['higher_is_better']}), the resumed one would use "
+                f"{trainer.score_name or 'nothing'} (score_key={trainer.score_key!r}, "
+                f"higher_is_better={trainer.higher_is_better}): pass the same validation data and score_fn"
             )
         trainer._restore(out_dir, arrays, state)
         return trainer
@@ -574,7 +614,8 @@ def plot_history(history: History, path: str | os.PathLike, score_label: str | N
     """Draw the loss curves of a training history to a PNG file (written atomically); returns the path.
 
     Minibatch losses as a thin line, per-epoch train and validation losses as points at the end of each epoch,
-    and, with ``score_label``, the per-epoch score on a second axis below.
+    and, with ``score_label``, the per-epoch score on a second axis below (every named metric, when the score
+    function returned several).
     """
     # Imported here: matplotlib is slow to import and only plots need it. The Figure API draws with Agg without
     # pyplot, so the caller's matplotlib backend is left alone.
@@ -593,10 +634,18 @@ def plot_history(history: History, path: str | os.PathLike, score_label: str | N
     ax.set_ylabel("loss per caption")
     ax.legend()
     if score_label:
-        scores = [(x, y) for x, y in zip(history["iterations"], history["score"], strict=True) if y is not None]
-        if scores:
-            axes[1].plot(*zip(*scores, strict=True), "d-", color="C3")
-        axes[1].set_ylabel(score_label)
+        metrics = [(x, m) for x, m in zip(history["iterations"], history["metrics"], strict=True) if m]
+        if metrics:
+            for name in metrics[-1][1]:
+                points = [(x, m[name]) for x, m in metrics if name in m]
+                axes[1].plot(*zip(*points, strict=True), "d-", label=name)
+            axes[1].legend()
+            axes[1].set_ylabel(f"validation scores (best by {score_label})")
+        else:
+            scores = [(x, y) for x, y in zip(history["iterations"], history["score"], strict=True) if y is not None]
+            if scores:
+                axes[1].plot(*zip(*scores, strict=True), "d-", color="C3")
+            axes[1].set_ylabel(score_label)
     axes[-1].set_xlabel("iteration")
     _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     return path
