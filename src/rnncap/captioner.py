@@ -1,0 +1,297 @@
+"""Photos in, captions out: a trained model and the image encoder whose features it reads, behind one object.
+
+    from rnncap import Captioner
+
+    captioner = Captioner.from_pretrained()                    # the shipped model; or a name or a model file
+    captioner.caption("dog.jpg")                               # 'a black dog runs through the grass'
+    captioner.caption_many([pil_image, uint8_array, "cat.png"], beam_size=1)   # batched; beam 1 is greedy
+    for result in captioner.caption_files(find_images(["photos/"])):           # unreadable files reported, not raised
+        print(result.image, result.caption or result.error)
+
+The model's metadata says which encoder it was trained on (``"encoder"``) and, optionally, how many tokens to
+generate (``"max_length"``); the encoder is loaded on first use, so building a Captioner is cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rnncap.encoders import Encoder, load_encoder
+from rnncap.encoders.encoder import Backend
+from rnncap.encoders.preprocess import ImageLike, load_images
+from rnncap.encoders.specs import get_spec
+from rnncap.models import ModelFileError, load_model
+from rnncap.vocab import decode_captions
+
+DEFAULT_MODEL = "flickr8k-lstm"
+ASSETS = Path(__file__).resolve().parent / "assets"  # shipped models: assets/<name>.npz
+# Tokens generated per caption, <END> included, for a model whose metadata does not say: room for the 16 words
+# `rnncap prepare` keeps per caption by default, and a few more.
+DEFAULT_MAX_LENGTH = 20
+# What find_images takes from a folder, by extension (lower-cased): the formats photos come in that Pillow reads.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
+
+Photo = str | os.PathLike | ImageLike  # a file, a PIL image or a uint8 array (H, W), (H, W, 3) or (H, W, 4)
+
+
+@dataclass(frozen=True)
+class CaptionResult:
+    """The outcome for one photo file: a caption, or the reason it could not be read (then ``caption`` is None)."""
+
+    image: str
+    caption: str | None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, str | None]:
+        """``{"image", "caption"}``, plus ``"error"`` for an unreadable photo: what ``rnncap caption --json`` lists."""
+        if self.error is None:
+            return {"image": self.image, "caption": self.caption}
+        return {"image": self.image, "caption": None, "error": self.error}
+
+
+def model_path(name_or_path: str | os.PathLike | None = None) -> Path:
+    """The model file that ``name_or_path`` means.
+
+    Args:
+        name_or_path: a shipped model's name (``rnncap/assets/<name>.npz``), or a path: a ``Path``, anything
+            ending in ``.npz`` or holding a directory separator, or an existing file. None: :data:`DEFAULT_MODEL`.
+
+    Raises:
+        ModelFileError: a name that is no shipped model (or the shipped default missing from this installation).
+            A path is returned as it is; :func:`rnncap.models.load_model` says whether it is a readable model.
+    """
+    name = DEFAULT_MODEL if name_or_path is None else name_or_path
+    path = Path(name)
+    if isinstance(name, os.PathLike) or path.suffix == ".npz" or len(path.parts) > 1 or path.is_file():
+        return path
+    shipped = ASSETS / f"{name}.npz"
+    if shipped.is_file():
+        return shipped
+    if name == DEFAULT_MODEL:
+        raise ModelFileError(
+            f"the shipped model {DEFAULT_MODEL} ({shipped}) is missing from this installation; "
+            "pass a model file instead (rnncap caption --model PATH)"
+        )
+    available = sorted(p.stem for p in ASSETS.glob("*.npz")) or "none"
+    raise ModelFileError(f"no model file or shipped model named {name!r} (shipped models: {available})")
+
+
+def find_images(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """Expand folders into the photos inside them; files are kept as given, whatever their extension.
+
+    A folder contributes its files whose extension is in :data:`IMAGE_SUFFIXES` (any case), sorted by name; not
+    its subfolders (no recursion), and not hidden files, such as the ``._photo.jpg`` metadata files macOS leaves
+    on shared drives, which are not photos. A path that does not exist is kept: captioning it reports it.
+
+    Returns:
+        The photo paths as strings, in the order given.
+
+    Raises:
+        ValueError: a folder holds no photo.
+    """
+    found: list[str] = []
+    for path in map(os.fspath, paths):
+        if not os.path.isdir(path):
+            found.append(path)
+            continue
+        names = sorted(
+            entry.name
+            for entry in os.scandir(path)
+            if entry.is_file() and not entry.name.startswith(".") and entry.name.lower().endswith(IMAGE_SUFFIXES)
+        )
+        if not names:
+            raise ValueError(f"folder {path} holds no photos ({', '.join(IMAGE_SUFFIXES)} files)")
+        found += [os.path.join(path, name) for name in names]
+    return found
+
+
+class Captioner:
+    """A captioning model and its image encoder: photos -> captions.
+
+    Shapes: N photos, S x S the encoder's input, D = ``model.input_dim`` = the encoder's feature size.
+    """
+
+    def __init__(self, model: Any, encoder: Encoder | None = None, *, backend: Backend = "auto") -> None:
+        """Pair a model with the encoder it was trained on.
+
+        Args:
+            model: a captioning model, e.g. from :func:`rnncap.models.load_model`; its ``metadata["encoder"]``
+                names the encoder whose pooled features it reads, and ``metadata["max_length"]`` (optional) how
+                many tokens to generate.
+            encoder: the encoder to use; default: the one the metadata names, loaded on first use.
+            backend: how a default encoder runs (see :func:`rnncap.encoders.load_encoder`).
+
+        Raises:
+            ValueError: no encoder given and none named by the metadata; the encoder is another than the metadata
+                names, unknown, or gives features of another size than the model reads; a bad ``max_length``.
+        """
+        named = model.metadata.get("encoder")
+        if encoder is not None and named is not None and encoder.name != named:
+            raise ValueError(f"the model reads {named} features, but the encoder given is {encoder.name}")
+        if encoder is None and named is None:
+            raise ValueError(
+                "the model's metadata names no image encoder (no 'encoder' key): pass the encoder its features "
+                "came from, e.g. Captioner(model, load_encoder('efficientnet-lite2'))"
+            )
+        try:
+            spec = encoder.spec if encoder is not None else get_spec(named)
+        except ValueError as err:
+            raise ValueError(f"the model reads features that rnncap cannot compute from photos: {err}") from None
+        if spec.feature_dim != model.input_dim:
+            raise ValueError(
+                f"the model reads {model.input_dim}-d features, but {spec.name} gives {spec.feature_dim}-d ones"
+            )
+        max_length = model.metadata.get("max_length", DEFAULT_MAX_LENGTH)
+        if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
+            raise ValueError(f"the model's metadata 'max_length' must be a positive integer, got {max_length!r}")
+        self._model = model
+        self._encoder = encoder
+        self._spec = spec
+        self._backend = backend
+        self._max_length = max_length
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, backend: Backend = "auto") -> Captioner:
+        """Load a shipped model by name (default :data:`DEFAULT_MODEL`) or any model file (see :func:`model_path`).
+
+        Raises:
+            ModelFileError: no such model, or the file is missing, corrupt or unusable for captioning photos.
+        """
+        path = model_path(name_or_path)
+        model = load_model(path)
+        try:
+            return cls(model, backend=backend)
+        except ValueError as err:
+            raise ModelFileError(f"{path}: {err}") from None
+
+    @property
+    def model(self) -> Any:
+        """The captioning model, e.g. a :class:`~rnncap.models.CaptioningRNN`."""
+        return self._model
+
+    @property
+    def encoder_name(self) -> str:
+        """The image encoder whose features the model reads, e.g. ``"efficientnet-lite2"``."""
+        return self._spec.name
+
+    @property
+    def encoder(self) -> Encoder:
+        """The image encoder, loaded on first use (an ONNX Runtime session; seconds the first time, see
+        :func:`rnncap.encoders.load_encoder`)."""
+        if self._encoder is None:
+            self._encoder = load_encoder(self._spec.name, self._backend)
+        return self._encoder
+
+    @property
+    def max_length(self) -> int:
+        """Tokens generated per caption, ``<END>`` included, unless a call says otherwise."""
+        return self._max_length
+
+    def caption(self, image: Photo, *, beam_size: int = 3, max_length: int | None = None) -> str:
+        """The caption of one photo: a file path, a PIL image (any mode) or a uint8 array; see :meth:`caption_many`."""
+        return self.caption_many([image], beam_size=beam_size, max_length=max_length)[0]
+
+    def caption_many(
+        self,
+        images: Sequence[Photo],
+        *,
+        beam_size: int = 3,
+        max_length: int | None = None,
+        batch_size: int = 32,
+    ) -> list[str]:
+        """Caption photos, ``batch_size`` at a time: one encoder run and one batched search per batch.
+
+        Args:
+            images: N file paths, PIL images (any mode) or uint8 arrays (H, W), (H, W, 3) or (H, W, 4), mixed freely.
+            beam_size: hypotheses kept per photo; 1 is greedy search.
+            max_length: the most tokens per caption, ``<END>`` included; default :attr:`max_length`.
+            batch_size: photos encoded and decoded together (memory grows with it).
+
+        Returns:
+            N captions, words joined by spaces.
+
+        Raises:
+            OSError: a file is missing or not a readable image (the message starts with its path); use
+                :meth:`caption_files` to caption the others anyway.
+        """
+        _check_batch_size(batch_size)
+        captions: list[str] = []
+        for start in range(0, len(images), batch_size):
+            squares = np.stack([self._square(image) for image in images[start : start + batch_size]])  # (B, S, S, 3)
+            captions += self._caption_squares(squares, beam_size, max_length)
+        return captions
+
+    def caption_files(
+        self,
+        paths: Iterable[str | os.PathLike],
+        *,
+        beam_size: int = 3,
+        max_length: int | None = None,
+        batch_size: int = 32,
+    ) -> Iterator[CaptionResult]:
+        """Caption photo files batch by batch, yielding one result per file in order as each batch is done.
+
+        An unreadable file (missing, not an image, truncated, corrupt) yields a result with the reason in
+        ``error`` and costs only itself. Photos are decoded in this process: for tens of thousands of photos,
+        :func:`rnncap.encoders.extract_features` decodes on worker processes, and :meth:`caption_features`
+        captions its output. Arguments as for :meth:`caption_many`.
+        """
+        _check_batch_size(batch_size)
+        tasks = list(enumerate(map(os.fspath, paths)))
+        for start in range(0, len(tasks), batch_size):
+            decoded = self._read(tasks[start : start + batch_size])
+            readable = [square for _, square, _ in decoded if square is not None]
+            captions = iter(self._caption_squares(np.stack(readable), beam_size, max_length) if readable else [])
+            for index, square, message in decoded:
+                path = tasks[index][1]
+                if square is None:
+                    # load_images starts its messages with the path, which the result already holds.
+                    yield CaptionResult(path, None, message.removeprefix(f"{path}: "))
+                else:
+                    yield CaptionResult(path, next(captions))
+
+    def caption_features(self, features: np.ndarray, *, beam_size: int = 3, max_length: int | None = None) -> list[str]:
+        """Captions of features already extracted by the model's encoder (e.g. read from a prepared store).
+
+        Args:
+            features: (N, D) pooled features.
+            beam_size, max_length: as for :meth:`caption_many`.
+
+        Returns:
+            N captions.
+        """
+        max_length = self._max_length if max_length is None else max_length
+        if beam_size == 1:  # greedy search finds what a beam of one does, without the beam's bookkeeping
+            ids = self._model.sample(features, max_length)
+        else:
+            ids = self._model.beam_search(features, beam_size, max_length)
+        return decode_captions(ids, self._model.idx_to_word)  # (N, max_length) ids -> N strings
+
+    def _square(self, image: Photo) -> np.ndarray:
+        """One photo as the (S, S, 3) uint8 square the encoder reads."""
+        if isinstance(image, str | os.PathLike):
+            [(_, square, message)] = self._read([(0, os.fspath(image))])
+            if square is None:
+                raise OSError(message)
+            return square
+        return self.encoder.preprocess(image)
+
+    def _read(self, tasks: list[tuple[int, str]]) -> list[tuple[int, np.ndarray | None, str]]:
+        """Decode (index, path) photo files into squares: (index, (S, S, 3) uint8 or None, error message or "")."""
+        return load_images(tasks, self._spec.image_size, self._spec.crop_fraction)
+
+    def _caption_squares(self, squares: np.ndarray, beam_size: int, max_length: int | None) -> list[str]:
+        """(B, S, S, 3) uint8 -> B captions."""
+        pooled, _ = self.encoder.encode_preprocessed(squares, with_grid=False)  # (B, D)
+        return self.caption_features(pooled, beam_size=beam_size, max_length=max_length)
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")

@@ -1,0 +1,303 @@
+"""rnncap.Captioner: photos of every format -> captions, batched = one by one, model files and their errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import make_vocab
+from rnncap import Captioner, CaptioningRNN, ModelFileError, decode_captions
+from rnncap import captioner as captioner_module
+from rnncap.captioner import CaptionResult, find_images, model_path
+from rnncap.encoders import load_encoder, load_image
+
+ENCODER = "efficientnet-lite0"  # the small encoder: 224 px, 1280-d like the default one
+
+
+def tiny_model(input_dim: int = 1280, metadata: dict | None = None) -> CaptioningRNN:
+    """A random LSTM captioner that never ends a caption early, so every caption has max_length words."""
+    model = CaptioningRNN(make_vocab(30), input_dim=input_dim, wordvec_dim=16, hidden_dim=32, cell_type="lstm")
+    model.params["b_vocab"][model.end_id] = -1e3
+    model.metadata = {"encoder": ENCODER, "max_length": 6} if metadata is None else metadata
+    return model
+
+
+def make_photos(root: Path) -> dict[str, Path]:
+    """Readable photos in every format and mode a user may have, by a short name."""
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+
+    def pixels(width: int, height: int, channels: int = 3) -> np.ndarray:
+        # Smooth colour gradients plus noise: photo-like enough for JPEG, and each photo different.
+        y, x = np.mgrid[0:height, 0:width]
+        base = np.stack([x * 255 // width, y * 255 // height, (x + y) * 127 // (width + height)], axis=-1)
+        noisy = base[:, :, :channels] + rng.integers(0, 60, size=(height, width, channels))
+        return np.clip(noisy, 0, 255).astype(np.uint8).squeeze()
+
+    photos = {
+        "jpeg": (Image.fromarray(pixels(320, 240)), "photo.jpg", {"quality": 90}),
+        "png": (Image.fromarray(pixels(200, 300)), "photo.png", {}),
+        "webp": (Image.fromarray(pixels(256, 256)), "photo.webp", {}),
+        "gif": (Image.fromarray(pixels(150, 120)).convert("P"), "photo.gif", {}),
+        "gray": (Image.fromarray(pixels(180, 180, 1), mode="L"), "gray.jpg", {}),
+        "cmyk": (Image.fromarray(pixels(240, 200)).convert("CMYK"), "cmyk.jpg", {}),
+        "rgba": (Image.fromarray(pixels(100, 100, 3)).convert("RGBA"), "alpha.png", {}),
+        "bmp": (Image.fromarray(pixels(64, 48)), "photo.bmp", {}),
+        "tiff": (Image.fromarray(pixels(90, 60)), "photo.tiff", {}),
+        "gray16": (Image.fromarray(pixels(120, 90, 1).astype(np.uint16) * 257), "gray16.png", {}),  # mode I;16
+        "large": (Image.fromarray(pixels(240, 180)).resize((2400, 1800)), "large.jpg", {}),  # decoded at 1/4 scale
+        "panorama": (Image.fromarray(pixels(4000, 150)), "panorama.JPG", {}),  # 27:1, upper-case extension
+    }
+    paths = {}
+    for name, (image, filename, options) in photos.items():
+        image.save(root / filename, **options)
+        paths[name] = root / filename
+    return paths
+
+
+def make_bad_files(root: Path, good: Path) -> dict[str, Path]:
+    """Files a folder of photos may also hold that are no readable photos."""
+    root.mkdir(parents=True, exist_ok=True)
+    truncated = root / "truncated.jpg"
+    truncated.write_bytes(good.read_bytes()[:200])
+    corrupt = root / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
+    text = root / "notes.png"
+    text.write_text("a text file with a photo's name\n")
+    return {"truncated": truncated, "corrupt": corrupt, "text": text, "missing": root / "no-such-photo.jpg"}
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory):
+    # The cache directory test_cli's export_cache fixture uses: one ONNX export per test session.
+    return load_encoder(ENCODER, cache_dir=tmp_path_factory.getbasetemp() / "rnncap-cache")
+
+
+@pytest.fixture(scope="module")
+def captioner(encoder) -> Captioner:
+    return Captioner(tiny_model(), encoder)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> dict[str, Path]:
+    return make_photos(tmp_path_factory.mktemp("photos"))
+
+
+def reference_caption(model: CaptioningRNN, encoder, path: Path, beam_size: int = 3) -> str:
+    """What the captioner should say, composed by hand from the encoder and the model."""
+    pooled, _ = encoder.encode([load_image(path, encoder.image_size)], with_grid=False)
+    ids = model.beam_search(pooled, beam_size, max_length=6) if beam_size > 1 else model.sample(pooled, 6)
+    return decode_captions(ids, model.idx_to_word)[0]
+
+
+# ---- captions ----------------------------------------------------------------------------------------------------
+
+
+def test_every_format_gets_the_caption_of_encoder_then_model(captioner, encoder, photos) -> None:
+    for name, path in photos.items():
+        caption = captioner.caption(path)
+        assert caption == reference_caption(captioner.model, encoder, path), name
+        assert len(caption.split()) == 6 and all(word in captioner.model.word_to_idx for word in caption.split())
+    captions = {captioner.caption(path) for path in photos.values()}
+    assert len(captions) > len(photos) // 2  # the photo matters: not one caption for everything
+
+
+def test_paths_images_and_arrays_give_the_same_caption(captioner, photos) -> None:
+    path = photos["png"]  # lossless, so the file, its decoded image and its pixels are the same photo
+    with Image.open(path) as image:
+        image.load()
+        by_image = captioner.caption(image)
+        by_array = captioner.caption(np.asarray(image))
+    assert captioner.caption(path) == captioner.caption(str(path)) == by_image == by_array
+
+
+def test_batched_equals_one_by_one(captioner, photos) -> None:
+    with Image.open(photos["webp"]) as webp:
+        images = [*photos.values(), webp.copy(), np.asarray(webp)]
+    one_by_one = [captioner.caption(image) for image in images]
+    assert captioner.caption_many(images, batch_size=4) == one_by_one  # batches of 4, 4, 4, 2
+    assert captioner.caption_many(images, batch_size=64) == one_by_one  # all in one batch
+    assert captioner.caption_many([]) == []
+
+
+def test_beam_one_is_greedy_search(captioner, encoder, photos) -> None:
+    for path in photos.values():
+        assert captioner.caption(path, beam_size=1) == reference_caption(captioner.model, encoder, path, beam_size=1)
+
+
+def test_caption_features_equals_caption(captioner, encoder, photos) -> None:
+    paths = list(photos.values())[:3]
+    pooled, _ = encoder.encode([load_image(p, encoder.image_size) for p in paths], with_grid=False)
+    assert captioner.caption_features(pooled) == captioner.caption_many(paths)
+
+
+def test_max_length_comes_from_the_metadata_unless_given(encoder, photos) -> None:
+    path = photos["jpeg"]
+    assert len(Captioner(tiny_model(), encoder).caption(path).split()) == 6
+    assert len(Captioner(tiny_model(), encoder).caption(path, max_length=3).split()) == 3
+    default = Captioner(tiny_model(metadata={"encoder": ENCODER}), encoder)
+    assert default.max_length == captioner_module.DEFAULT_MAX_LENGTH
+    assert len(default.caption(path).split()) == captioner_module.DEFAULT_MAX_LENGTH
+
+
+def test_bad_arguments_are_refused(captioner, photos) -> None:
+    with pytest.raises(ValueError, match="beam_size"):
+        captioner.caption(photos["jpeg"], beam_size=0)
+    with pytest.raises(ValueError, match="max_length"):
+        captioner.caption(photos["jpeg"], max_length=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        captioner.caption_many([photos["jpeg"]], batch_size=0)
+    with pytest.raises(TypeError, match="PIL image or a uint8 array"):
+        captioner.caption(42)
+    with pytest.raises(TypeError, match="uint8"):
+        captioner.caption(np.zeros((8, 8, 3), dtype=np.float32))
+
+
+# ---- unreadable files -------------------------------------------------------------------------------------------
+
+
+def test_an_unreadable_file_raises_with_its_path(captioner, photos, tmp_path) -> None:
+    for path in make_bad_files(tmp_path, photos["jpeg"]).values():
+        with pytest.raises(OSError, match=str(path)):
+            captioner.caption_many([photos["jpeg"], path])
+
+
+def test_caption_files_reports_unreadable_files_and_captions_the_rest(captioner, photos, tmp_path) -> None:
+    bad = make_bad_files(tmp_path, photos["jpeg"])
+    good = list(photos.values())
+    paths = [bad["truncated"], good[0], bad["corrupt"], *good[1:4], bad["text"], bad["missing"], *good[4:]]
+    results = list(captioner.caption_files(paths, batch_size=3))
+    assert [r.image for r in results] == [str(p) for p in paths]  # every file, in order
+    failed = {r.image: r.error for r in results if r.error is not None}
+    assert failed.keys() == {str(p) for p in bad.values()}
+    assert "truncated" in failed[str(bad["truncated"])].lower()
+    assert "cannot identify image file" in failed[str(bad["text"])]
+    assert "No such file" in failed[str(bad["missing"])]
+    assert all(not error.startswith(image) for image, error in failed.items())  # the path is not repeated
+    assert [r.caption for r in results if r.error is None] == captioner.caption_many(good)
+    assert all(r.caption is None for r in results if r.error is not None)
+
+
+def test_caption_results_as_dicts() -> None:
+    assert CaptionResult("a.jpg", "a dog").as_dict() == {"image": "a.jpg", "caption": "a dog"}
+    assert CaptionResult("b.jpg", None, "OSError: broken").as_dict() == {
+        "image": "b.jpg",
+        "caption": None,
+        "error": "OSError: broken",
+    }
+
+
+# ---- folders ----------------------------------------------------------------------------------------------------
+
+
+def test_find_images_expands_folders_and_keeps_files(tmp_path, photos) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for name in ["b.JPEG", "a.png", "c.webp", "d.gif", "e.bmp", "f.tif", "g.tiff", "h.jpg", "notes.txt", "._x.jpg"]:
+        (folder / name).write_bytes(b"")
+    (folder / "sub").mkdir()
+    (folder / "sub" / "deeper.jpg").write_bytes(b"")
+    expected = [
+        str(folder / name) for name in ["a.png", "b.JPEG", "c.webp", "d.gif", "e.bmp", "f.tif", "g.tiff", "h.jpg"]
+    ]
+    explicit = [str(photos["jpeg"]), str(folder / "notes.txt"), "no/such.jpg"]  # files are kept as given
+    assert find_images([explicit[0], folder, *explicit[1:]]) == [explicit[0], *expected, *explicit[1:]]
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "readme.txt").write_text("no photos here")
+    with pytest.raises(ValueError, match=f"folder {empty} holds no photos"):
+        find_images([empty])
+
+
+# ---- models and encoders ----------------------------------------------------------------------------------------
+
+
+def test_from_pretrained_loads_a_model_file(tmp_path, encoder, photos) -> None:
+    model = tiny_model()
+    path = model.save(tmp_path / "tiny.npz")
+    for name_or_path in (path, str(path)):
+        loaded = Captioner.from_pretrained(name_or_path)
+        assert loaded.encoder_name == ENCODER and loaded.max_length == 6
+    assert Captioner(loaded.model, encoder).caption(photos["jpeg"]) == Captioner(model, encoder).caption(photos["jpeg"])
+
+
+def test_shipped_models_are_found_by_name(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(captioner_module, "ASSETS", tmp_path)
+    tiny_model().save(tmp_path / f"{captioner_module.DEFAULT_MODEL}.npz")
+    tiny_model().save(tmp_path / "other.npz")
+    assert model_path() == model_path(captioner_module.DEFAULT_MODEL) == tmp_path / "flickr8k-lstm.npz"
+    assert model_path("other") == tmp_path / "other.npz"
+    assert Captioner.from_pretrained("other").encoder_name == ENCODER
+    with pytest.raises(ModelFileError, match=r"no model file or shipped model named 'nope' \(shipped models: \['"):
+        model_path("nope")
+
+
+def test_a_missing_shipped_model_says_what_to_do(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(captioner_module, "ASSETS", tmp_path)
+    with pytest.raises(ModelFileError, match="missing from this installation; pass a model file instead"):
+        Captioner.from_pretrained()
+
+
+def test_bad_model_files_are_clear_errors(tmp_path) -> None:
+    with pytest.raises(ModelFileError, match="does not exist"):
+        Captioner.from_pretrained(tmp_path / "missing.npz")
+    with pytest.raises(ModelFileError, match="does not exist"):
+        Captioner.from_pretrained("models/missing")  # a directory separator makes it a path, not a name
+    corrupt = tmp_path / "corrupt.npz"
+    corrupt.write_bytes(b"PK\x03\x04 not a zip archive")
+    with pytest.raises(ModelFileError, match="not a readable rnncap model file"):
+        Captioner.from_pretrained(corrupt)
+    no_encoder = tiny_model(metadata={}).save(tmp_path / "no-encoder.npz")
+    with pytest.raises(ModelFileError, match=f"{no_encoder}: the model's metadata names no image encoder"):
+        Captioner.from_pretrained(no_encoder)
+
+
+def test_the_encoder_must_fit_the_model(encoder) -> None:
+    with pytest.raises(ValueError, match="names no image encoder"):
+        Captioner(tiny_model(metadata={}))
+    with pytest.raises(ValueError, match="reads 512-d features, but efficientnet-lite0 gives 1280-d ones"):
+        Captioner(tiny_model(input_dim=512))
+    with pytest.raises(ValueError, match="reads 512-d features, but efficientnet-lite0 gives 1280-d ones"):
+        Captioner(tiny_model(input_dim=512, metadata={}), encoder)
+    with pytest.raises(
+        ValueError, match="reads efficientnet-lite2 features, but the encoder given is efficientnet-lite0"
+    ):
+        Captioner(tiny_model(metadata={"encoder": "efficientnet-lite2"}), encoder)
+    with pytest.raises(ValueError, match="cannot compute from photos: unknown encoder 'cs231n-vgg16-fc7-pca'"):
+        Captioner(tiny_model(metadata={"encoder": "cs231n-vgg16-fc7-pca"}))
+    with pytest.raises(ValueError, match="'max_length' must be a positive integer, got 0"):
+        Captioner(tiny_model(metadata={"encoder": ENCODER, "max_length": 0}))
+    assert Captioner(tiny_model(metadata={}), encoder).encoder_name == ENCODER  # an encoder given needs no metadata
+
+
+def test_the_encoder_loads_on_first_use(monkeypatch, encoder, photos) -> None:
+    loaded = []
+
+    def fake_load_encoder(name, backend):
+        loaded.append((name, backend))
+        return encoder
+
+    monkeypatch.setattr(captioner_module, "load_encoder", fake_load_encoder)
+    captioner = Captioner(tiny_model(), backend="onnx")
+    assert loaded == []
+    captioner.caption(photos["jpeg"])
+    captioner.caption(photos["png"])
+    assert loaded == [(ENCODER, "onnx")] and captioner.encoder is encoder
+
+
+def test_import_rnncap_imports_neither_torch_nor_onnxruntime() -> None:
+    code = (
+        "import sys, rnncap\n"
+        "assert 'rnncap.captioner' not in sys.modules\n"  # Captioner loads on first use
+        "rnncap.Captioner\n"
+        "heavy = [m for m in ('torch', 'onnxruntime', 'onnx') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
