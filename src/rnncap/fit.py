@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from rnncap.data.store import open_store
+from rnncap.evaluation import caption_features
 from rnncap.metrics import evaluate
 from rnncap.models import CaptioningRNN
 from rnncap.train import BEST_FILE, STATE_FILE, CaptionData, History, TrainConfig, Trainer
-from rnncap.vocab import decode_captions
 
 SELECT_BY = ("CIDEr", "BLEU-4", "val_loss")
 SHIPPED_FILE = "best-float16.npz"
@@ -155,7 +155,7 @@ def greedy_scorer(val: CaptionData, references: list[list[str]], max_length: int
     reference_map = dict(zip(image_ids, references, strict=True))
 
     def score(model: Any) -> dict[str, float]:
-        captions = decode_captions(model.sample(val.features, max_length), model.idx_to_word)
+        captions = caption_features(model, val.features, max_length, beam_size=1, progress=False)
         scores = evaluate(dict(zip(image_ids, captions, strict=True)), reference_map, metrics=("BLEU", "CIDEr"))
         return {"BLEU-4": scores["BLEU-4"], "CIDEr": scores["CIDEr"]}
 

@@ -1,0 +1,137 @@
+"""``rnncap evaluate``: caption a split of a prepared file, print its scores and caption habits, write JSON and HTML.
+
+rnncap evaluate --model MODEL --data FILE [--split dev] [--beam 3] [--json FILE] [--html FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from rnncap.cli.args import non_negative, positive
+from rnncap.metrics import METRICS, TOKENIZERS
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """Add ``rnncap evaluate`` to the command line."""
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="caption a split of a prepared file and score the captions against the human ones",
+        description="Caption every photo of a split of a prepared file (`rnncap prepare`) and score the captions "
+        "against the split's human captions as the COCO caption evaluation does. Prints the scores on the 0-100 "
+        "scale and the captions' habits; --json keeps the scores on pycocoevalcap's 0-1 scale with every caption, "
+        "--html writes a gallery that opens offline.",
+    )
+    evaluate.add_argument(
+        "--model",
+        metavar="NAME_OR_PATH",
+        help="a model file (.npz) or the name of a shipped model (default: the shipped one)",
+    )
+    evaluate.add_argument(
+        "--data", metavar="FILE", type=Path, required=True, help="the prepared HDF5 file (`rnncap prepare`)"
+    )
+    evaluate.add_argument(
+        "--split", metavar="NAME", default="dev", help="the split to caption and score (default: dev)"
+    )
+    evaluate.add_argument(
+        "--beam", metavar="N", type=positive, default=3, help="beam size; 1 is greedy search (default 3)"
+    )
+    evaluate.add_argument(
+        "--length-penalty",
+        metavar="ALPHA",
+        type=float,
+        default=0.0,
+        help="beam ranks by log-probability / length ** this: 0 (default) total, 1 mean per word",
+    )
+    evaluate.add_argument(
+        "--max-length",
+        metavar="N",
+        type=positive,
+        help="most tokens per caption, <END> included (default: the model's own, else the file's caption length + 1)",
+    )
+    evaluate.add_argument(
+        "--metrics",
+        metavar="LIST",
+        type=_metric_list,
+        default=METRICS,
+        help=f"comma-separated metrics (default: {','.join(METRICS)}); METEOR needs Java and is skipped without it",
+    )
+    evaluate.add_argument(
+        "--tokenizer",
+        choices=TOKENIZERS,
+        default="rnncap",
+        help="how captions are split into words before scoring: rnncap (default, no Java) or ptb (Java)",
+    )
+    evaluate.add_argument(
+        "--batch-size", metavar="N", type=positive, default=256, help="photos decoded at once (default 256)"
+    )
+    evaluate.add_argument(
+        "--json", metavar="FILE", type=Path, help="write scores (0-1 scale), settings and every caption here"
+    )
+    evaluate.add_argument(
+        "--html", metavar="FILE", type=Path, help="write a gallery of photos, captions and scores here"
+    )
+    evaluate.add_argument(
+        "--gallery-size",
+        metavar="N",
+        type=non_negative,
+        default=100,
+        help="photos in the --html gallery, the first of the split; 0: all (default 100)",
+    )
+    evaluate.set_defaults(run=_run_evaluate)
+
+
+def _metric_list(text: str) -> tuple[str, ...]:
+    """``bleu,CIDEr`` -> ``("BLEU", "CIDEr")``: names as METRICS spells them, any case."""
+    known = {name.lower(): name for name in METRICS}
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name.lower() not in known]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"unknown metric(s) {unknown}: choose from {','.join(METRICS)}")
+    return tuple(known[name.lower()] for name in names)
+
+
+def _run_evaluate(args: argparse.Namespace) -> None:
+    from rnncap.captioner import model_path
+    from rnncap.evaluation import describe_stats, evaluate_model
+    from rnncap.metrics import format_scores
+
+    # A warning (e.g. a model that does not name its encoder) as one line, like the errors, not with a source line.
+    with warnings.catch_warnings(record=True) as caught:
+        result = evaluate_model(
+            model_path(args.model),
+            args.data,
+            split=args.split,
+            beam_size=args.beam,
+            max_length=args.max_length,
+            length_penalty=args.length_penalty,
+            metrics=args.metrics,
+            tokenizer=args.tokenizer,
+            batch_size=args.batch_size,
+        )
+    for warning in caught:
+        print(f"rnncap evaluate: warning: {warning.message}", file=sys.stderr)
+    width = max(map(len, result.details()))
+    for label, text in result.details().items():
+        print(f"{label:<{width}}  {text}")
+    print(
+        f"captioned {len(result.image_ids):,} photos in {result.decode_seconds:.1f} s "
+        f"({result.photos_per_second:.0f} photos/s), scored in {result.score_seconds:.1f} s"
+    )
+    print("\nScores on the 0-100 scale (pycocoevalcap's 0-1 values x 100, CIDEr too):\n")
+    print(format_scores(result.scores))
+    habits = describe_stats(result.stats)
+    width = max(map(len, habits))
+    print("\nCaption habits:")
+    for label, text in habits.items():
+        print(f"  {label:<{width}}  {text}")
+    if args.json or args.html:
+        print()
+    if args.json:
+        print(f"wrote {result.write_json(args.json)} (scores on the 0-1 scale)")
+    if args.html:
+        size = args.gallery_size or None  # 0: every photo
+        gallery = result.write_gallery(args.html, size=size)
+        print(f"wrote {gallery} ({len(result.image_ids[:size]):,} photos)")

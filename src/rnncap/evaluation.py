@@ -1,0 +1,334 @@
+"""Evaluate a trained model on a split of a prepared data file: caption every photo, score, describe, show.
+
+::
+
+    from rnncap.evaluation import evaluate_model
+    result = evaluate_model("runs/flickr/best.npz", "flickr8k.h5", split="dev", beam_size=3)
+    print(result.scores)                      # BLEU-1..4, METEOR, ROUGE_L, CIDEr on the 0-1 scale
+    result.write_json("scores.json")          # scores, settings, caption habits and every caption
+    result.write_gallery("gallery.html")      # the first 100 photos with their captions, one offline HTML file
+
+Captions are decoded in batches (every batch vectorised over its photos and beams) and scored by
+:func:`rnncap.metrics.evaluate` against the split's human captions, as the COCO caption evaluation does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from rnncap import __version__
+from rnncap.data.store import Store, open_store
+from rnncap.gallery import GalleryEntry, write_gallery
+from rnncap.metrics import METRICS, Scores, caption_stats, evaluate
+from rnncap.models import load_model
+from rnncap.vocab import decode_captions
+
+TRAIN_SPLIT = "train"  # the split whose captions the model learned; copies of them are counted
+
+
+@dataclass(frozen=True)
+class DecodingSettings:
+    """How captions were decoded.
+
+    Attributes:
+        beam_size: hypotheses kept per photo; 1 is greedy search.
+        max_length: the most tokens generated per caption, ``<END>`` included.
+        length_penalty: the beam's length exponent (0 ranks by total log-probability); unused by greedy search.
+    """
+
+    beam_size: int
+    max_length: int
+    length_penalty: float
+
+    def describe(self) -> str:
+        """One line, e.g. ``"beam search (beam 3, length penalty 0), at most 17 tokens"``."""
+        if self.beam_size == 1:
+            search = "greedy search"
+        else:
+            search = f"beam search (beam {self.beam_size}, length penalty {self.length_penalty:g})"
+        return f"{search}, at most {self.max_length} tokens"
+
+
+@dataclass
+class EvaluationResult:
+    """A model's captions of one split with their scores.
+
+    Attributes:
+        model_path: the model file, or None when a model object was evaluated.
+        data_path: the prepared data file.
+        split: the split evaluated.
+        encoder: the CNN that made the file's features.
+        image_ids: the M photos, in the file's order.
+        image_paths: where each photo is (it may be missing if the data set moved).
+        candidates: {image id: generated caption}.
+        references: {image id: [human captions]}.
+        scores: on the 0-1 scale, METEOR possibly in ``scores.skipped``.
+        stats: :func:`rnncap.metrics.caption_stats` of the captions; ``in_training`` when the file has a train split.
+        decoding: the decoding settings.
+        tokenizer: the tokenizer the metrics used.
+        decode_seconds: time spent writing the captions.
+        score_seconds: time spent scoring them.
+    """
+
+    model_path: str | None
+    data_path: Path
+    split: str
+    encoder: str
+    image_ids: list[str]
+    image_paths: list[Path]
+    candidates: dict[str, str]
+    references: dict[str, list[str]]
+    scores: Scores
+    stats: dict[str, float]
+    decoding: DecodingSettings
+    tokenizer: str
+    decode_seconds: float
+    score_seconds: float
+
+    @property
+    def photos_per_second(self) -> float:
+        """Decoding speed."""
+        return len(self.image_ids) / max(self.decode_seconds, 1e-9)  # a tiny split can decode within the clock's tick
+
+    def to_json(self) -> dict[str, Any]:
+        """Everything as JSON-ready values; scores stay on the 0-1 scale, which the ``scale`` key states."""
+        return {
+            "rnncap_version": __version__,
+            "model": self.model_path,
+            "data": str(self.data_path),
+            "split": self.split,
+            "encoder": self.encoder,
+            "scale": "0-1",
+            "scores": {name: float(value) for name, value in self.scores.items()},
+            "skipped": dict(self.scores.skipped),
+            "stats": dict(self.stats),
+            "decoding": asdict(self.decoding),
+            "tokenizer": self.tokenizer,
+            "seconds": {"decode": self.decode_seconds, "score": self.score_seconds},
+            "captions": self.candidates,
+        }
+
+    def write_json(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_json` to ``path`` (its folder is created); returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        return path
+
+    def details(self) -> dict[str, str]:
+        """What was evaluated and how, as label -> text (for printing and for the gallery)."""
+        return {
+            "model": self.model_path or "(a model object)",
+            "data": f"{self.data_path}, split {self.split} ({len(self.image_ids):,} photos, {self.encoder} features)",
+            "decoding": self.decoding.describe(),
+            "tokenizer": self.tokenizer,
+        }
+
+    def write_gallery(self, path: str | os.PathLike, size: int | None = 100, title: str | None = None) -> Path:
+        """An HTML page of the first ``size`` photos (None: all) with their captions, scores and habits on top.
+
+        The photos are read from :attr:`image_paths`; missing ones show as placeholders.
+        """
+        if size is not None and size < 1:
+            raise ValueError(f"gallery size must be a positive number of photos or None for all, got {size}")
+        entries = [
+            GalleryEntry(photo, self.candidates[image_id], self.references[image_id], label=image_id)
+            for image_id, photo in zip(self.image_ids[:size], self.image_paths[:size], strict=True)
+        ]
+        return write_gallery(
+            path,
+            entries,
+            title=title or f"{Path(self.model_path or 'model').name} on {self.data_path.name} {self.split}",
+            scores=self.scores,
+            habits=describe_stats(self.stats),
+            details=self.details(),
+        )
+
+
+def evaluate_model(
+    model: Any,
+    data_path: str | os.PathLike,
+    split: str = "dev",
+    beam_size: int = 3,
+    max_length: int | None = None,
+    length_penalty: float = 0.0,
+    metrics: Sequence[str] = METRICS,
+    tokenizer: str = "rnncap",
+    batch_size: int = 256,
+    progress: bool | None = None,
+) -> EvaluationResult:
+    """Caption every photo of a split of a prepared file and score the captions against its human ones.
+
+    Args:
+        model: a captioning model, or the path of a model file (:func:`rnncap.models.load_model`).
+        data_path: the prepared file (``rnncap prepare``), with features extracted by the model's encoder (and
+            its grid features for an attention model).
+        split: the split to evaluate, e.g. ``"dev"``, ``"val"``, ``"test"``.
+        beam_size: hypotheses kept per photo; 1 is greedy search.
+        max_length: the most tokens generated per caption, ``<END>`` included; None: the model's
+            ``metadata["max_length"]``, else the file's longest caption plus ``<END>`` (17 for a file prepared
+            with ``--max-length 16``).
+        length_penalty: the beam's length exponent (see :func:`rnncap.decode.beam_search`).
+        metrics: any of :data:`rnncap.metrics.METRICS`.
+        tokenizer: ``"rnncap"`` or ``"ptb"`` (Java), as in :func:`rnncap.metrics.evaluate`.
+        batch_size: photos decoded at once; changes speed and memory, never the captions.
+        progress: show a progress bar while decoding; None: only on a terminal.
+
+    Returns:
+        The captions, their scores on the 0-1 scale and their habits.
+
+    Raises:
+        StoreError: the file is missing or damaged, has no such split, or the split's features are not all there.
+        ModelFileError: ``model`` names a missing or corrupt model file.
+        ValueError: the model reads features of another encoder or size than the file holds; a bad setting.
+    """
+    model_path = None
+    if isinstance(model, str | os.PathLike):
+        model_path = str(model)
+        model = load_model(model)
+    model_name = model_path or f"the {type(model).__name__}"
+    data_path = Path(data_path)
+    with open_store(data_path) as store:
+        features = _load_features(store, split, model)
+        references = store.load_references(split)
+        image_ids = list(references)  # in the order of the feature rows
+        row = {image_id: i for i, image_id in enumerate(store.image_ids)}
+        image_paths = store.image_paths([row[image_id] for image_id in image_ids])
+        encoder = store.encoder
+        training_captions = _training_captions(store)
+        if max_length is None:
+            # The model's own length (what `rnncap caption` uses), else room for the file's longest caption.
+            max_length = model.metadata.get("max_length", store.max_length + 1)
+    _check_features(model, model_name, features, encoder, data_path)
+    decoding = DecodingSettings(int(beam_size), int(max_length), float(length_penalty))
+
+    start = time.perf_counter()
+    captions = caption_features(
+        model,
+        features,
+        decoding.max_length,
+        decoding.beam_size,
+        decoding.length_penalty,
+        batch_size=batch_size,
+        progress=progress,
+        desc=f"captioning {split}",
+    )
+    decode_seconds = time.perf_counter() - start
+    candidates = dict(zip(image_ids, captions, strict=True))
+
+    start = time.perf_counter()
+    scores = evaluate(candidates, references, metrics=metrics, tokenizer=tokenizer)
+    score_seconds = time.perf_counter() - start
+    return EvaluationResult(
+        model_path=model_path,
+        data_path=data_path,
+        split=split,
+        encoder=encoder,
+        image_ids=image_ids,
+        image_paths=image_paths,
+        candidates=candidates,
+        references=references,
+        scores=scores,
+        stats=caption_stats(candidates, training_captions),
+        decoding=decoding,
+        tokenizer=tokenizer,
+        decode_seconds=decode_seconds,
+        score_seconds=score_seconds,
+    )
+
+
+def caption_features(
+    model: Any,
+    features: np.ndarray,
+    max_length: int,
+    beam_size: int = 3,
+    length_penalty: float = 0.0,
+    batch_size: int = 256,
+    progress: bool | None = None,
+    desc: str = "captioning",
+) -> list[str]:
+    """Captions of (N, ...) image features, decoded ``batch_size`` photos at a time; returns N strings.
+
+    ``beam_size`` 1 runs greedy search, which beam search with one beam equals, at less cost.
+    """
+    if not isinstance(batch_size, int | np.integer) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    captions: list[str] = []
+    disable = None if progress is None else not progress
+    with tqdm(total=len(features), desc=desc, unit="photo", disable=disable) as bar:
+        for start in range(0, len(features), batch_size):
+            batch = features[start : start + batch_size]  # (B, ...)
+            if beam_size == 1:
+                ids = model.sample(batch, max_length)
+            else:
+                ids = model.beam_search(batch, beam_size, max_length, length_penalty)
+            captions += decode_captions(ids, model.idx_to_word)  # (B, max_length) ids -> B strings
+            bar.update(len(batch))
+    return captions
+
+
+def describe_stats(stats: Mapping[str, float]) -> dict[str, str]:
+    """:func:`rnncap.metrics.caption_stats` in words, label -> text: ``{"distinct captions": "67.3% of 1,000"...}``."""
+    described = {
+        "distinct captions": f"{stats['distinct']:.1%} of {int(stats['captions']):,}",
+        "words used": f"{int(stats['vocabulary']):,}",
+        "mean length": f"{stats['mean_length']:.1f} words",
+    }
+    if "in_training" in stats:
+        described["copied from training captions"] = f"{stats['in_training']:.1%}"
+    return described
+
+
+def _training_captions(store: Store) -> list[str] | None:
+    """The human captions of the file's train split (None without one): copies of them are counted."""
+    if not store.splits().get(TRAIN_SPLIT, {}).get("done"):
+        return None
+    # allow_partial: the photos whose features are written are the ones a model can have been trained on.
+    return [
+        caption for captions in store.load_references(TRAIN_SPLIT, allow_partial=True).values() for caption in captions
+    ]
+
+
+def _check_features(model: Any, model_name: str, features: np.ndarray, encoder: str, data_path: Path) -> None:
+    """Refuse features of another encoder or size than the model was trained on; warn when the model does not say."""
+    wanted = model.metadata.get("encoder")
+    if wanted is None:
+        warnings.warn(
+            f"{model_name} does not record the encoder of its training features; assuming {data_path}'s "
+            f"{encoder!r} is the right one",
+            stacklevel=3,
+        )
+    elif wanted != encoder:
+        raise ValueError(
+            f"{model_name} reads features of the {wanted!r} encoder, but {data_path} holds features of {encoder!r}: "
+            f"prepare the data again with --encoder {wanted}"
+        )
+    expected = _feature_shape(model)
+    if features.shape[1:] != expected:
+        raise ValueError(
+            f"{model_name} reads features of shape {expected}, but {data_path} holds features of shape "
+            f"{features.shape[1:]}"
+        )
+
+
+def _feature_shape(model: Any) -> tuple[int, ...]:
+    """One photo's features as the model reads them: a grid (L, D) for attention models, which say so with
+    ``feature_shape``; the pooled (D,) vector for the others."""
+    return tuple(model.feature_shape) if hasattr(model, "feature_shape") else (model.input_dim,)
+
+
+def _load_features(store: Store, split: str, model: Any) -> np.ndarray:
+    """The split's features for ``model``: (M, L, D) float16 grids (cast batch by batch) or (M, D) pooled."""
+    if len(_feature_shape(model)) == 2:
+        return store.load_grid(split)
+    return store.load_split(split).features

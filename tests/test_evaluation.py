@@ -1,0 +1,191 @@
+"""Evaluating a model on a split of a prepared file: every photo captioned, scores, settings, errors, JSON, gallery."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from rnncap import CaptioningRNN, decode_captions
+from rnncap.data import (
+    ImageRecord,
+    StoreError,
+    create_store,
+    load_grid,
+    load_references,
+    load_split,
+    open_store,
+    prepare_records,
+)
+from rnncap.evaluation import DecodingSettings, describe_stats, evaluate_model
+
+ENCODER = "toy-cnn"
+DIM = 8
+LOCATIONS = 4  # grid cells per photo, for attention models
+FAST_METRICS = ("BLEU", "ROUGE_L", "CIDEr")  # METEOR starts Java: seconds per call
+CAPTIONS = [
+    "A dog runs on the grass.",
+    "A black dog is running.",
+    "Two children play in the water.",
+    "A man rides a bike down the street.",
+    "A girl in a red dress smiles.",
+    "A brown dog jumps over a log.",
+    "People walk along the beach.",
+]
+
+
+def make_prepared(tmp_path: Path) -> Path:
+    """A prepared file with 3 train and 4 dev photos (one dev photo missing from disk), random features and grids."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    records = []
+    for i, caption in enumerate(CAPTIONS):
+        path = photos / f"p{i}.png"
+        if i != 6:  # p6.png never existed: the gallery must cope
+            Image.new("RGB", (40 + 10 * i, 30), (30 * i, 100, 200)).save(path)
+        split = "train" if i < 3 else "dev"
+        records.append(ImageRecord(f"p{i}.png", path, split, (caption, CAPTIONS[(i + 1) % len(CAPTIONS)])))
+    prepared = prepare_records(records, min_count=1, max_length=6)
+    out = tmp_path / "toy.h5"
+    create_store(out, records, *prepared, root=photos, name="toy")
+    with open_store(out, writable=True) as store:
+        store.begin_features(ENCODER, pooled_dim=DIM, grid_shape=(LOCATIONS, DIM))
+        rng = np.random.default_rng(0)
+        M = len(records)
+        store.write_features(np.arange(M), rng.standard_normal((M, DIM)), rng.standard_normal((M, LOCATIONS, DIM)))
+    return out
+
+
+def make_model(data: Path, encoder: str = ENCODER, input_dim: int = DIM) -> CaptioningRNN:
+    """A small LSTM with random weights over the file's vocabulary, recording the encoder of its features."""
+    with open_store(data) as store:
+        word_to_idx = store.word_to_idx
+    model = CaptioningRNN(word_to_idx, input_dim=input_dim, wordvec_dim=8, hidden_dim=16, cell_type="lstm", rng=1)
+    model.metadata = {"encoder": encoder}
+    return model
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    return make_prepared(tmp_path)
+
+
+def test_every_photo_of_the_split_is_captioned_and_scored_on_the_0_1_scale(data: Path) -> None:
+    result = evaluate_model(make_model(data), data, split="dev", metrics=FAST_METRICS)
+    dev_ids = ["p3.png", "p4.png", "p5.png", "p6.png"]
+    assert result.image_ids == dev_ids == list(result.candidates) == list(result.references)
+    assert all(isinstance(caption, str) for caption in result.candidates.values())
+    assert result.references == load_references(data, "dev")
+    assert [p.name for p in result.image_paths] == dev_ids and result.image_paths[0].is_file()
+    assert list(result.scores) == ["BLEU-1", "BLEU-2", "BLEU-3", "BLEU-4", "ROUGE_L", "CIDEr"]
+    assert all(0 <= value <= 1 for value in result.scores.values())
+    assert result.stats["captions"] == 4 and 0 <= result.stats["in_training"] <= 1  # the file has a train split
+    assert result.encoder == ENCODER and result.split == "dev" and result.model_path is None
+    assert result.decoding == DecodingSettings(beam_size=3, max_length=7, length_penalty=0.0)  # 6 words + <END>
+    assert result.decode_seconds >= 0 and result.score_seconds >= 0 and result.photos_per_second > 0
+
+
+def test_beam_one_is_greedy_and_batches_do_not_change_captions(data: Path) -> None:
+    model = make_model(data)
+    features = load_split(data, "dev").features
+    greedy = evaluate_model(model, data, beam_size=1, batch_size=3, metrics="CIDEr")
+    assert list(greedy.candidates.values()) == decode_captions(model.sample(features, 7), model.idx_to_word)
+    assert list(greedy.candidates.values()) == decode_captions(model.beam_search(features, 1, 7), model.idx_to_word)
+    beam = evaluate_model(model, data, beam_size=3, max_length=5, batch_size=3, metrics="CIDEr")
+    assert list(beam.candidates.values()) == decode_captions(model.beam_search(features, 3, 5), model.idx_to_word)
+    assert beam.candidates == evaluate_model(model, data, beam_size=3, max_length=5, metrics="CIDEr").candidates
+    assert all(len(caption.split()) <= 5 for caption in beam.candidates.values())
+
+
+class GridModel:
+    """Stands in for an attention model, which reads a grid of features per photo: averages it for a CaptioningRNN."""
+
+    def __init__(self, model: CaptioningRNN, locations: int = LOCATIONS) -> None:
+        self.model, self.metadata, self.idx_to_word = model, model.metadata, model.idx_to_word
+        self.feature_shape = (locations, model.input_dim)
+
+    def sample(self, grids: np.ndarray, max_length: int) -> np.ndarray:
+        return self.model.sample(grids.astype(np.float32).mean(axis=1), max_length)
+
+    def beam_search(self, grids: np.ndarray, beam_size: int, max_length: int, length_penalty: float) -> np.ndarray:
+        return self.model.beam_search(grids.astype(np.float32).mean(axis=1), beam_size, max_length, length_penalty)
+
+
+def test_models_that_read_a_grid_get_the_grid_features(data: Path) -> None:
+    model = make_model(data)
+    result = evaluate_model(GridModel(model), data, beam_size=2, batch_size=3, metrics="CIDEr")
+    pooled_grids = load_grid(data, "dev").astype(np.float32).mean(axis=1)  # (M, D)
+    expected = decode_captions(model.beam_search(pooled_grids, 2, 7), model.idx_to_word)
+    assert list(result.candidates.values()) == expected
+    assert result.model_path is None and result.details()["model"] == "(a model object)"
+
+
+def test_the_models_own_max_length_is_the_default(data: Path) -> None:
+    model = make_model(data)
+    model.metadata["max_length"] = 3
+    result = evaluate_model(model, data, metrics="CIDEr")
+    assert result.decoding.max_length == 3
+    assert all(len(caption.split()) <= 3 for caption in result.candidates.values())
+
+
+def test_model_file_and_json(data: Path, tmp_path: Path) -> None:
+    model_file = make_model(data).save(tmp_path / "model.npz")
+    result = evaluate_model(model_file, data, metrics=FAST_METRICS)
+    written = json.loads(result.write_json(tmp_path / "out" / "scores.json").read_text(encoding="utf-8"))
+    assert written["scale"] == "0-1" and written["model"] == str(model_file) and written["data"] == str(data)
+    assert written["split"] == "dev" and written["encoder"] == ENCODER and written["tokenizer"] == "rnncap"
+    assert written["scores"] == pytest.approx(dict(result.scores)) and written["skipped"] == {}
+    assert written["decoding"] == {"beam_size": 3, "max_length": 7, "length_penalty": 0.0}
+    assert written["captions"] == result.candidates and written["stats"]["captions"] == 4
+    assert set(written["seconds"]) == {"decode", "score"}
+
+
+def test_gallery_of_the_first_photos(data: Path, tmp_path: Path) -> None:
+    result = evaluate_model(make_model(data), data, metrics=FAST_METRICS)
+    page = result.write_gallery(tmp_path / "gallery.html", size=2).read_text(encoding="utf-8")
+    assert page.count("<figure>") == 2 and "p3.png" in page and "p5.png" not in page
+    assert "0-100" in page and "distinct captions" in page and "beam search (beam 3" in page
+    everything = result.write_gallery(tmp_path / "all.html", size=None).read_text(encoding="utf-8")
+    assert everything.count("<figure>") == 4 and "photo not found" in everything  # p6.png is not on disk
+    with pytest.raises(ValueError, match="gallery size"):
+        result.write_gallery(tmp_path / "none.html", size=0)
+
+
+def test_features_of_another_encoder_are_refused(data: Path) -> None:
+    with pytest.raises(ValueError, match=r"'other-cnn' encoder, but .*toy.h5 holds features of 'toy-cnn'"):
+        evaluate_model(make_model(data, encoder="other-cnn"), data)
+
+
+def test_features_of_another_size_are_refused(data: Path) -> None:
+    with pytest.raises(ValueError, match=r"features of shape \(5,\), but .*toy.h5 holds features of shape \(8,\)"):
+        evaluate_model(make_model(data, input_dim=5), data)
+    with pytest.raises(ValueError, match=r"shape \(9, 8\), but .*toy.h5 holds features of shape \(4, 8\)"):
+        evaluate_model(GridModel(make_model(data), locations=9), data)
+
+
+def test_a_model_that_does_not_name_its_encoder_is_evaluated_with_a_warning(data: Path) -> None:
+    model = make_model(data)
+    model.metadata = {}
+    with pytest.warns(UserWarning, match="does not record the encoder"):
+        result = evaluate_model(model, data, metrics="CIDEr")
+    assert len(result.candidates) == 4
+
+
+def test_a_missing_split_is_named(data: Path) -> None:
+    with pytest.raises(StoreError, match=r"no split 'test' \(splits: \['train', 'dev'\]\)"):
+        evaluate_model(make_model(data), data, split="test")
+
+
+def test_describe_stats() -> None:
+    stats = {"captions": 1000, "distinct": 0.6734, "vocabulary": 2851, "mean_length": 9.44, "in_training": 0.2}
+    assert describe_stats(stats) == {
+        "distinct captions": "67.3% of 1,000",
+        "words used": "2,851",
+        "mean length": "9.4 words",
+        "copied from training captions": "20.0%",
+    }
+    del stats["in_training"]
+    assert "copied from training captions" not in describe_stats(stats)
