@@ -1,6 +1,9 @@
 """The ``rnncap`` command line: thin, it parses, calls the library and prints.
 
 rnncap prepare SOURCE --root DIR --out FILE     read a data set and extract CNN features (cli/prepare.py)
+rnncap train --data FILE [--cell lstm] ...      train a captioner, keep the best epoch by dev CIDEr (cli/train.py)
+rnncap evaluate --data FILE [--model M] ...     caption a split and score it, JSON and HTML gallery (cli/evaluate.py)
+rnncap caption PHOTO|FOLDER ... [--model M]     describe photos in words (cli/caption.py)
 """
 
 from __future__ import annotations
@@ -10,10 +13,10 @@ import sys
 from collections.abc import Sequence
 
 from rnncap import __version__
-from rnncap.cli import prepare
+from rnncap.cli import caption, evaluate, prepare, train
 
 EXIT_ERROR = 1
-COMMANDS = (prepare,)
+COMMANDS = (prepare, train, evaluate, caption)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

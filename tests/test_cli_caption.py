@@ -1,0 +1,117 @@
+"""``rnncap caption`` end to end: output formats, folders, unreadable photos, model errors and exit statuses."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import pytest
+
+from rnncap import Captioner
+from rnncap import captioner as captioner_module
+from rnncap.cli import main
+from test_captioner import make_bad_files, make_photos, tiny_model
+from test_cli import export_cache  # noqa: F401  (autouse: the ONNX export goes to a temporary cache)
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    return tiny_model().save(tmp_path_factory.mktemp("model") / "tiny.npz")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> dict[str, Path]:
+    return make_photos(tmp_path_factory.mktemp("photos"))
+
+
+def caption(capsys, *args: str | Path) -> tuple[int, str, str]:
+    """Run ``rnncap caption ARGS``: exit status, stdout, stderr."""
+    status = main(["caption", *map(str, args)])
+    printed = capsys.readouterr()
+    return status, printed.out, printed.err
+
+
+def test_one_tab_separated_line_per_photo_in_order(model_file, photos, capsys) -> None:
+    paths = [photos["png"], photos["jpeg"], photos["gray"]]
+    status, out, err = caption(capsys, *paths, "--model", model_file)
+    assert status == 0 and err == ""
+    expected = Captioner.from_pretrained(model_file).caption_many(paths)
+    assert out.splitlines() == [f"{path}\t{text}" for path, text in zip(paths, expected, strict=True)]
+
+
+def test_folders_expand_to_their_photos_sorted(model_file, photos, capsys) -> None:
+    folder = photos["jpeg"].parent
+    status, out, _ = caption(capsys, folder, "--model", model_file, "--batch-size", "4")
+    assert status == 0
+    assert [line.split("\t")[0] for line in out.splitlines()] == sorted(str(p) for p in photos.values())
+
+
+def test_json_lists_every_photo(model_file, photos, tmp_path, capsys) -> None:
+    bad = make_bad_files(tmp_path, photos["jpeg"])["corrupt"]
+    status, out, err = caption(capsys, photos["jpeg"], bad, "--model", model_file, "--json", "--beam", "1")
+    assert status == 1
+    listed = json.loads(out)
+    expected = Captioner.from_pretrained(model_file).caption(photos["jpeg"], beam_size=1)
+    assert listed[0] == {"image": str(photos["jpeg"]), "caption": expected}
+    assert listed[1]["image"] == str(bad) and listed[1]["caption"] is None and "OSError" in listed[1]["error"]
+    assert err == f"rnncap caption: error: {bad}: {listed[1]['error']}\n"
+
+
+def test_unreadable_photos_are_one_line_each_and_the_rest_captioned(model_file, photos, tmp_path, capsys) -> None:
+    bad = make_bad_files(tmp_path, photos["jpeg"])
+    status, out, err = caption(capsys, bad["text"], photos["png"], bad["missing"], photos["gif"], "--model", model_file)
+    assert status == 1
+    assert [line.split("\t")[0] for line in out.splitlines()] == [str(photos["png"]), str(photos["gif"])]
+    errors = err.splitlines()
+    assert len(errors) == 2
+    assert errors[0].startswith(f"rnncap caption: error: {bad['text']}: UnidentifiedImageError: ")
+    assert errors[1].startswith(f"rnncap caption: error: {bad['missing']}: FileNotFoundError: ")
+
+
+def test_html_gallery_of_the_captioned_photos(model_file, photos, tmp_path, capsys) -> None:
+    bad = make_bad_files(tmp_path, photos["jpeg"])["text"]
+    gallery = tmp_path / "out" / "gallery.html"
+    status, out, err = caption(capsys, photos["png"], bad, "--model", model_file, "--html", gallery)
+    assert status == 1 and f"wrote {gallery}" in err
+    page = gallery.read_text()
+    first = out.splitlines()[0].split("\t")[1]
+    assert page.count("data:image/jpeg;base64,") == 1  # the readable photo, embedded
+    assert html.escape(first) in page and "unreadable" in page and "beam search, width 3" in page
+
+
+def test_options_reach_the_captioner(model_file, photos, capsys) -> None:
+    status, out, _ = caption(capsys, photos["jpeg"], "--model", model_file, "--max-length", "3", "--beam", "5")
+    assert status == 0
+    expected = Captioner.from_pretrained(model_file).caption(photos["jpeg"], beam_size=5, max_length=3)
+    assert out == f"{photos['jpeg']}\t{expected}\n" and len(expected.split()) == 3
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("/no/such/model.npz", "model file /no/such/model.npz does not exist"),
+        ("no-such-model", "no model file or shipped model named 'no-such-model'"),
+        (None, "is missing from this installation; pass a model file instead (rnncap caption --model PATH)"),
+    ],
+)
+def test_model_errors_are_one_clear_line(model, message, photos, tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(captioner_module, "ASSETS", tmp_path)  # an installation without the shipped model
+    status, out, err = caption(capsys, photos["jpeg"], *(["--model", model] if model else []))
+    assert status == 1 and out == ""
+    assert err.startswith("rnncap caption: error: ") and message in err and len(err.splitlines()) == 1
+
+
+def test_an_empty_folder_is_an_error(model_file, tmp_path, capsys) -> None:
+    status, _, err = caption(capsys, tmp_path, "--model", model_file)
+    assert status == 1 and f"folder {tmp_path} holds no photos" in err
+
+
+def test_bad_option_values_and_help(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["caption", "photo.jpg", "--beam", "0"])
+    assert "must be a positive integer" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["caption", "--help"])
+    help_text = capsys.readouterr().out
+    assert "the path, a tab, the caption" in help_text and "--json" in help_text and "exit status" in help_text
