@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint demo bench clean
+.PHONY: install test lint demo demo-shapes bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,13 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest -q
 
+# Captions the example photos with the model that ships in the package and writes an HTML gallery of them.
 demo: $(STAMP)
-	$(PY) -m rnncap.demo
+	$(VENV)/bin/rnncap caption examples/photos --html runs/demo/gallery.html
+
+# Trains a small captioner from scratch on generated pictures, in seconds.
+demo-shapes: $(STAMP)
+	$(PY) -m rnncap.shapes_demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_engine.py

@@ -1,14 +1,14 @@
-"""End-to-end demo of the engine: make small pictures with known captions, train an LSTM captioner, caption new ones.
+"""Training in seconds: make small pictures with known captions, train an LSTM captioner, caption new ones.
 
-Run it with ``make demo`` or ``python -m rnncap.demo``. It needs no dataset and no pretrained network, so it runs
-anywhere, in seconds on two cores: each picture is one shape (square, circle or cross) in one of five colours,
-big or small, in one of four places, on a noisy background, and its caption says all four ("a small red circle
-at the top"). The pixels themselves stand in for CNN features. The captioner must learn to read shape, colour, size
-and place from the pixels and to write them in order; the demo prints captions of pictures it never saw and how
-many are exactly right.
+Run it with ``make demo-shapes`` or ``python -m rnncap.shapes_demo``. It needs no dataset and no pretrained
+network, so it runs anywhere, in seconds on two cores: each picture is one shape (square, circle or cross) in one
+of five colours, big or small, in one of four places, on a noisy background, and its caption says all four ("a
+small red circle at the top"). The pixels themselves stand in for CNN features. The captioner must learn to read
+shape, colour, size and place from the pixels and to write them in order; the demo prints captions of pictures it
+never saw and how many are exactly right.
 
-The real pipeline (COCO / Flickr8k photos, a pretrained CNN encoder, the ``rnncap`` command line) replaces this
-demo as it lands.
+It shows the whole engine at work (data, vocabulary, Trainer, greedy and beam decoding) where the answer is known;
+``make demo`` captions real photos with the shipped model instead.
 """
 
 from __future__ import annotations
@@ -86,8 +86,8 @@ def save_gallery(pictures: np.ndarray, truths: list[str], guesses: list[str], pa
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the demo; returns the share of unseen pictures captioned exactly right, by decoding method."""
-    parser = argparse.ArgumentParser(prog="python -m rnncap.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("runs/demo"), help="where checkpoints and pictures go")
+    parser = argparse.ArgumentParser(prog="python -m rnncap.shapes_demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/shapes-demo"), help="where checkpoints and pictures go")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--train-size", type=int, default=4000)
     parser.add_argument("--seed", type=int, default=0)
