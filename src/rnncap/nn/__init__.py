@@ -7,6 +7,16 @@ from rnncap.nn.affine import (
     temporal_affine_backward,
     temporal_affine_forward,
 )
+from rnncap.nn.attention import (
+    attend,
+    attention_gate_backward,
+    attention_gate_forward,
+    attention_lstm_backward,
+    attention_lstm_forward,
+    attention_step_backward,
+    attention_step_forward,
+    doubly_stochastic_loss,
+)
 from rnncap.nn.dropout import dropout_backward, dropout_forward
 from rnncap.nn.embedding import word_embedding_backward, word_embedding_forward
 from rnncap.nn.gru import GRU, gru_backward, gru_forward, gru_step_backward, gru_step_forward
@@ -25,8 +35,16 @@ __all__ = [
     "Cell",
     "affine_backward",
     "affine_forward",
+    "attend",
+    "attention_gate_backward",
+    "attention_gate_forward",
+    "attention_lstm_backward",
+    "attention_lstm_forward",
+    "attention_step_backward",
+    "attention_step_forward",
     "dropout_backward",
     "dropout_forward",
+    "doubly_stochastic_loss",
     "gru_backward",
     "gru_forward",
     "gru_step_backward",
