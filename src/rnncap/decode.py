@@ -6,6 +6,14 @@ A model takes part by exposing ``vocab_size``, ``start_id``, ``end_id``, ``null_
 - ``step(state, word_ids) -> (log_probs, state)``: feeds one (N,) batch of token ids and returns the (N, V)
   log-probabilities of the next token.
 
+and optionally two more:
+
+- ``select_state(state, rows) -> state``: the state of the hypotheses ``rows`` (default: every array indexed by
+  ``rows``). Beam search keeps each image's hypotheses together, image n's B beams at rows ``n*B .. n*B + B - 1``,
+  so a model can keep per-image arrays (an attention model's feature grid) unrepeated in its state;
+- ``attention_weights(state) -> (N, L)``: the attention weights of the step that returned ``state``, which the
+  searches return with ``return_attention=True``.
+
 Both searches are vectorised over the batch (and the beams): the only Python loop runs over time steps. Neither
 ever emits ``<NULL>`` or ``<START>``: they are padding and a prompt, not words.
 """
@@ -17,31 +25,43 @@ from typing import Any
 import numpy as np
 
 
-def greedy_search(model: Any, features: np.ndarray, max_length: int = 30) -> np.ndarray:
+def greedy_search(
+    model: Any, features: np.ndarray, max_length: int = 30, return_attention: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Pick the most likely word at every step.
 
     Args:
         model: a captioning model (see the module docstring).
         features: (N, ...) image features, as the model's ``init_state`` takes them.
         max_length: the most tokens generated per caption, ``<END>`` included.
+        return_attention: also return the attention weights behind every word (models with
+            ``attention_weights`` only).
 
     Returns:
-        (N, max_length) int32 token ids; after a caption's ``<END>`` the row holds ``<NULL>``.
+        (N, max_length) int32 token ids; after a caption's ``<END>`` the row holds ``<NULL>``. With
+        ``return_attention``, also (N, max_length, L) weights, zero where the row holds ``<NULL>``.
     """
     _check_max_length(max_length)
+    _check_attention(model, return_attention)
     state = model.init_state(features)
     N = state[0].shape[0]
     captions = np.full((N, max_length), model.null_id, dtype=np.int32)
+    attention = None
     words = np.full(N, model.start_id, dtype=np.int32)
     finished = np.zeros(N, dtype=bool)
     for t in range(max_length):
         log_probs, state = model.step(state, words)
         words = _forbid_special_tokens(model, log_probs).argmax(axis=1).astype(np.int32)
         captions[:, t] = np.where(finished, model.null_id, words)
+        if return_attention:
+            weights = model.attention_weights(state)  # (N, L)
+            if attention is None:
+                attention = np.zeros((N, max_length, weights.shape[1]), dtype=weights.dtype)
+            attention[~finished, t] = weights[~finished]
         finished |= words == model.end_id
         if finished.all():
             break
-    return captions
+    return (captions, attention) if return_attention else captions
 
 
 def beam_search(
@@ -50,7 +70,8 @@ def beam_search(
     beam_size: int = 3,
     max_length: int = 30,
     length_penalty: float = 0.0,
-) -> np.ndarray:
+    return_attention: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Keep the ``beam_size`` most likely partial captions per image at every step.
 
     Hypotheses are ranked by ``sum(log p) / length ** length_penalty``, where the length counts the generated
@@ -64,11 +85,15 @@ def beam_search(
         beam_size: hypotheses kept per image; 1 is greedy search.
         max_length: the most tokens generated per caption, ``<END>`` included.
         length_penalty: the exponent alpha above, >= 0.
+        return_attention: also return the attention weights behind every word of the best hypotheses (models
+            with ``attention_weights`` only).
 
     Returns:
-        (N, max_length) int32 token ids of each image's best hypothesis, ``<NULL>`` after ``<END>``.
+        (N, max_length) int32 token ids of each image's best hypothesis, ``<NULL>`` after ``<END>``. With
+        ``return_attention``, also (N, max_length, L) weights, zero where the row holds ``<NULL>``.
     """
     _check_max_length(max_length)
+    _check_attention(model, return_attention)
     if not isinstance(beam_size, int | np.integer) or beam_size < 1:
         raise ValueError(f"beam_size must be a positive integer, got {beam_size!r}")
     if length_penalty < 0:
@@ -77,8 +102,9 @@ def beam_search(
 
     state = model.init_state(features)
     N = state[0].shape[0]
-    state = tuple(np.repeat(s, B, axis=0) for s in state)  # (N*B, ...): beam b of image n at row n*B + b
+    state = _select_state(model, state, np.repeat(np.arange(N), B))  # (N*B, ...): beam b of image n at row n*B + b
     tokens = np.full((N, B, max_length), model.null_id, dtype=np.int32)
+    attention = None  # (N, B, max_length, L) with return_attention, once L is known
     scores = np.zeros((N, B))  # total log-probability, float64 so that long sums stay exact
     # All beams start identical: only the first may expand at step 0. Beams left at -inf (more beams than
     # hypotheses) are carried along harmlessly and never win.
@@ -110,14 +136,33 @@ def beam_search(
         tokens[:, :, t] = np.where(was_finished, model.null_id, words_nb)
 
         rows = (parent + np.arange(N)[:, None] * B).ravel()  # (N*B,) rows of the surviving parents
-        state = tuple(s[rows] for s in state)
+        state = _select_state(model, state, rows)
         words = words_nb.ravel().astype(np.int32)
+        if return_attention:
+            # A new hypothesis's word t came from its parent's step t: the weights of the reordered state.
+            weights = model.attention_weights(state).reshape(N, B, -1)
+            if attention is None:
+                attention = np.zeros((N, B, max_length, weights.shape[2]), dtype=weights.dtype)
+            attention = np.take_along_axis(attention, parent[:, :, None, None], axis=1)
+            attention[:, :, t] = np.where(was_finished[:, :, None], 0, weights)
         if finished.all():
             break
 
     final = scores / np.maximum(lengths, 1) ** length_penalty
     best_beam = final.argmax(axis=1)  # (N,)
-    return tokens[np.arange(N), best_beam]
+    best = tokens[np.arange(N), best_beam]
+    return (best, attention[np.arange(N), best_beam]) if return_attention else best
+
+
+def _select_state(model: Any, state: tuple[np.ndarray, ...], rows: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The state of the hypotheses ``rows``, through the model's ``select_state`` where it has one."""
+    select = getattr(model, "select_state", None)
+    return select(state, rows) if select is not None else tuple(s[rows] for s in state)
+
+
+def _check_attention(model: Any, return_attention: bool) -> None:
+    if return_attention and not hasattr(model, "attention_weights"):
+        raise ValueError(f"{type(model).__name__} has no attention weights to return (it does not attend)")
 
 
 def _top_k(x: np.ndarray, k: int) -> np.ndarray:

@@ -7,11 +7,12 @@ from typing import Any
 
 import numpy as np
 
+from rnncap.models.attention_captioner import AttentionCaptioner
 from rnncap.models.captioning_rnn import CaptioningRNN
 from rnncap.models.serialization import ModelFileError, read_model_file
 
 # Every model class by the name its files carry under config["model"].
-MODELS: dict[str, type] = {"CaptioningRNN": CaptioningRNN}
+MODELS: dict[str, type] = {"CaptioningRNN": CaptioningRNN, "AttentionCaptioner": AttentionCaptioner}
 
 
 def load_model(path: str | os.PathLike, dtype: np.dtype | type | str | None = None) -> Any:
@@ -26,4 +27,4 @@ def load_model(path: str | os.PathLike, dtype: np.dtype | type | str | None = No
     return MODELS[name].load(path, dtype=dtype)
 
 
-__all__ = ["MODELS", "CaptioningRNN", "ModelFileError", "load_model"]
+__all__ = ["MODELS", "AttentionCaptioner", "CaptioningRNN", "ModelFileError", "load_model"]

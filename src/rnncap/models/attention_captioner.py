@@ -1,0 +1,340 @@
+"""AttentionCaptioner: "Show, Attend and Tell" (Xu et al. 2015) with soft attention, in NumPy.
+
+The CNN's grid of L feature vectors (N, L, D) replaces the single pooled vector of :class:`CaptioningRNN`. Training
+runs ``mean_l features --W_init_h, W_init_c, tanh--> h0, c0`` (the paper's initial states, as its code computes
+them), ``features --W_feat--> feat_proj`` once per batch, then at every step soft attention with ``h_{t-1}``, the
+gated context ``beta * z_t`` beside the word vector as the LSTM's input, ``h_t --W_vocab--> scores``, and the loss
+``masked softmax cross-entropy + alpha_reg * sum_l (1 - sum_t alpha_tl)^2``, both per caption, averaged over N.
+See :mod:`rnncap.nn.attention` for the layers.
+
+The grid size L is part of the configuration (the encoder fixes it: 81 = 9 x 9 for EfficientNet-Lite2), so every
+image has every location and the model needs no location mask; the layers accept one for grids of mixed sizes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rnncap import decode
+from rnncap.models.captioning_rnn import CaptioningRNN
+from rnncap.nn import (
+    LSTM,
+    affine_backward,
+    affine_forward,
+    attend,
+    attention_gate_forward,
+    attention_lstm_backward,
+    attention_lstm_forward,
+    doubly_stochastic_loss,
+    dropout_backward,
+    dropout_forward,
+    log_softmax,
+    softmax_cross_entropy,
+    step_forward,
+    word_embedding_backward,
+    word_embedding_forward,
+)
+from rnncap.vocab import END, END_ID, NULL, START, START_ID, idx_to_word_list
+
+
+class AttentionCaptioner:
+    """A soft-attention LSTM captioner over a grid of image features.
+
+    Parameters (``self.params``): ``W_init_h``, ``W_init_c`` (D, H) and ``b_init_h``, ``b_init_c`` (H,): initial
+    states; ``W_feat`` (D, A), ``b_feat`` (A,): grid projection; ``W_h_att`` (H, A), ``w_att`` (A,): scores;
+    ``W_beta`` (H, 1), ``b_beta`` (1,): gate; ``W_embed`` (V, W); ``Wx`` (W + D, 4H) (word rows, then context
+    rows), ``Wh`` (H, 4H), ``b`` (4H,): the LSTM (gates i, f, o, g); ``W_vocab`` (H, V), ``b_vocab`` (V,).
+
+    It offers what :class:`CaptioningRNN` offers (``loss``, ``sample``, ``beam_search``, ``init_state``/``step``
+    for :mod:`rnncap.decode`, ``save``/``load``, ``config``, ``metadata``); ``sample`` and ``beam_search`` can
+    also return the attention weights of every generated word.
+    """
+
+    def __init__(
+        self,
+        word_to_idx: dict[str, int],
+        input_dim: int = 1280,
+        num_locations: int = 81,
+        wordvec_dim: int = 512,
+        hidden_dim: int = 512,
+        attention_dim: int = 512,
+        alpha_reg: float = 1.0,
+        dtype: np.dtype | type | str = np.float32,
+        rng: np.random.Generator | int | None = 0,
+        dropout: float = 0.0,
+    ) -> None:
+        """Build a model with random weights (scaled by 1 / sqrt(fan-in), biases zero, as CaptioningRNN's).
+
+        Args:
+            word_to_idx: vocabulary, word -> id; must contain ``<NULL>``. V = number of ids.
+            input_dim: D, the channels of a grid location.
+            num_locations: L, the locations of a grid (81 for a 9 x 9 grid).
+            wordvec_dim: W; hidden_dim: H; attention_dim: A, the width of the additive attention.
+            alpha_reg: lambda, the weight of the doubly stochastic regulariser (the paper's 1.0; 0 turns it off).
+            dtype: float32 to train fast, float64 for gradient checks.
+            rng: seed or generator for the initial weights.
+            dropout: probability of dropping a unit of the word vectors and of the hidden states before the
+                vocabulary projection, while training (a ``loss`` given an ``rng``); 0 turns it off.
+        """
+        dims = {
+            "input_dim": input_dim,
+            "num_locations": num_locations,
+            "wordvec_dim": wordvec_dim,
+            "hidden_dim": hidden_dim,
+            "attention_dim": attention_dim,
+        }
+        for name, value in dims.items():
+            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not 0 <= dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if not isinstance(alpha_reg, int | float | np.floating) or not 0 <= alpha_reg < np.inf:
+            raise ValueError(f"alpha_reg must be a finite number >= 0, got {alpha_reg!r}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.input_dim, self.num_locations = int(input_dim), int(num_locations)
+        self.wordvec_dim, self.hidden_dim, self.attention_dim = int(wordvec_dim), int(hidden_dim), int(attention_dim)
+        self.alpha_reg, self.dropout = float(alpha_reg), float(dropout)
+        self.word_to_idx = dict(word_to_idx)
+        self.idx_to_word = idx_to_word_list(self.word_to_idx)
+        self.null_id = self.word_to_idx[NULL]
+        self.start_id = self.word_to_idx.get(START, START_ID)
+        self.end_id = self.word_to_idx.get(END, END_ID)
+        self.vocab_size = len(self.idx_to_word)
+
+        rng = np.random.default_rng(rng)
+        D, W, H, A, V = self.input_dim, self.wordvec_dim, self.hidden_dim, self.attention_dim, self.vocab_size
+        params = {
+            "W_init_h": rng.standard_normal((D, H)) / np.sqrt(D),
+            "b_init_h": np.zeros(H),
+            "W_init_c": rng.standard_normal((D, H)) / np.sqrt(D),
+            "b_init_c": np.zeros(H),
+            "W_feat": rng.standard_normal((D, A)) / np.sqrt(D),
+            "b_feat": np.zeros(A),
+            "W_h_att": rng.standard_normal((H, A)) / np.sqrt(H),
+            "w_att": rng.standard_normal(A) / np.sqrt(A),
+            "W_beta": rng.standard_normal((H, 1)) / np.sqrt(H),
+            "b_beta": np.zeros(1),
+            "W_embed": rng.standard_normal((V, W)) / 100,
+            "Wx": rng.standard_normal((W + D, 4 * H)) / np.sqrt(W + D),
+            "Wh": rng.standard_normal((H, 4 * H)) / np.sqrt(H),
+            "b": np.zeros(4 * H),
+            "W_vocab": rng.standard_normal((H, V)) / np.sqrt(H),
+            "b_vocab": np.zeros(V),
+        }
+        self.params = {name: value.astype(self.dtype) for name, value in params.items()}
+        # Facts saved with the weights that the network does not use, e.g. {"encoder": "efficientnet-lite2"}.
+        self.metadata: dict[str, Any] = {}
+
+    @property
+    def feature_shape(self) -> tuple[int, int]:
+        """(L, D): the shape of one image's features."""
+        return self.num_locations, self.input_dim
+
+    # ------------------------------------------------------------------ training
+
+    def loss(
+        self,
+        features: np.ndarray,
+        captions: np.ndarray,
+        compute_grads: bool = True,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        """Loss and gradients for a minibatch (teacher forcing).
+
+        Args:
+            features: (N, L, D) grid features (any float dtype; cast to the model's).
+            captions: (N, T) integer ids, ``<START> w1 ... <END> <NULL> ...``; T >= 2. The model reads
+                ``captions[:, :-1]`` and predicts ``captions[:, 1:]``; ``<NULL>`` targets are ignored.
+            compute_grads: False skips the backward pass (validation) and returns no gradients.
+            rng: draws the dropout masks; give it while training. Without it (validation) nothing is dropped.
+
+        Returns:
+            loss: cross-entropy summed over time steps plus ``alpha_reg`` times the regulariser, averaged over
+                the N captions.
+            grads: gradient of every parameter, keyed like ``self.params`` (empty without ``compute_grads``).
+        """
+        features = self._check_features(features)
+        captions = self._check_captions(captions, features.shape[0])
+        p = self.params
+        N, L, D = features.shape
+        H, A = self.hidden_dim, self.attention_dim
+        mask = captions[:, 1:] != self.null_id  # (N, T-1): targets that count
+        # Columns after the batch's longest caption are all padding: they change neither loss nor gradients.
+        T = int(np.flatnonzero(mask.any(axis=0))[-1]) + 1 if mask.any() else 1
+        ids_in, ids_out, mask = captions[:, :T].T, captions[:, 1 : T + 1].T, mask[:, :T].T  # (T, N) each: time-major
+
+        mean_features = features.mean(axis=1)  # (N, D)
+        h0, init_h_cache = affine_forward(mean_features, p["W_init_h"], p["b_init_h"])
+        c0, init_c_cache = affine_forward(mean_features, p["W_init_c"], p["b_init_c"])
+        np.tanh(h0, out=h0)
+        np.tanh(c0, out=c0)
+        features_flat = features.reshape(N * L, D)
+        feat_proj = (features_flat @ p["W_feat"]).reshape(N, L, A)  # once per batch, read by every step
+        feat_proj += p["b_feat"]
+
+        dropout = self.dropout if rng is not None else 0.0
+        x, embed_cache = word_embedding_forward(ids_in, p["W_embed"])  # (T, N, W)
+        x, x_drop = dropout_forward(x, dropout, rng)
+        h, alpha, decoder_cache = attention_lstm_forward(
+            x.transpose(1, 0, 2), features, feat_proj, h0, c0, *(p[k] for k in _DECODER_PARAMS)
+        )  # h (N, T, H), alpha (N, T, L): views of time-major arrays
+
+        h_flat = h.transpose(1, 0, 2).reshape(T * N, H)  # (T*N, H), a view
+        # Scores only where a target counts: the vocabulary projection is the largest product of the step.
+        everything_counts = bool(mask.all())  # then gathering and scattering rows would only copy
+        counted = slice(None) if everything_counts else np.flatnonzero(mask.ravel())  # rows of h_flat
+        h_counted, h_drop = dropout_forward(h_flat[counted], dropout, rng)  # (M, H)
+        scores, vocab_cache = affine_forward(h_counted, p["W_vocab"], p["b_vocab"])  # (M, V)
+        weights = np.full(scores.shape[0], 1 / N, dtype=self.dtype)
+        loss, dscores = softmax_cross_entropy(scores, ids_out.ravel()[counted], weights, overwrite_x=True)
+        reg_loss, dalpha = doubly_stochastic_loss(alpha, mask.T, self.alpha_reg)
+        loss += reg_loss
+        if not compute_grads:
+            return loss, {}
+
+        grads = {}
+        dh_counted, grads["W_vocab"], grads["b_vocab"] = affine_backward(dscores, vocab_cache)  # (M, H)
+        dh_counted = dropout_backward(dh_counted, h_drop)
+        if everything_counts:
+            dh = dh_counted.reshape(T, N, H)
+        else:
+            dh = np.zeros((T, N, H), dtype=self.dtype)
+            dh.reshape(T * N, H)[counted] = dh_counted
+        # The encoder is frozen: gradients stop at the parameters, the features need none.
+        dx, _, dfeat_proj, dh0, dc0, *decoder_grads = attention_lstm_backward(
+            dh.transpose(1, 0, 2), dalpha, decoder_cache, features_grad=False
+        )
+        grads.update(zip(_DECODER_PARAMS, decoder_grads, strict=True))
+        dx = dropout_backward(dx.transpose(1, 0, 2), x_drop)  # (T, N, W)
+        grads["W_embed"] = word_embedding_backward(dx, embed_cache)
+        dfeat_proj_flat = dfeat_proj.reshape(N * L, A)
+        grads["W_feat"] = features_flat.T @ dfeat_proj_flat
+        grads["b_feat"] = dfeat_proj_flat.sum(axis=0)
+        dh0 *= 1 - h0 * h0  # through tanh
+        dc0 *= 1 - c0 * c0
+        _, grads["W_init_h"], grads["b_init_h"] = affine_backward(dh0, init_h_cache)
+        _, grads["W_init_c"], grads["b_init_c"] = affine_backward(dc0, init_c_cache)
+        return loss, grads
+
+    # ------------------------------------------------------------------ decoding
+
+    def init_state(self, features: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The state before the first word: ``(h0, c0, alpha, features, feat_proj)``.
+
+        ``h0``, ``c0`` (N, H) and ``alpha`` (N, L) (zeros: no word attended yet) have one row per hypothesis;
+        ``features`` (N, L, D) and ``feat_proj`` (N, L, A) one per image, shared by its hypotheses (see
+        :meth:`select_state`).
+        """
+        features = self._check_features(features)
+        p = self.params
+        mean_features = features.mean(axis=1)
+        h0 = np.tanh(affine_forward(mean_features, p["W_init_h"], p["b_init_h"])[0])
+        c0 = np.tanh(affine_forward(mean_features, p["W_init_c"], p["b_init_c"])[0])
+        N, L, D = features.shape
+        feat_proj = (features.reshape(N * L, D) @ p["W_feat"]).reshape(N, L, -1)  # (N, L, A), one GEMM
+        feat_proj += p["b_feat"]
+        alpha = np.zeros(features.shape[:2], dtype=self.dtype)
+        return h0, c0, alpha, features, feat_proj
+
+    def select_state(self, state: tuple[np.ndarray, ...], rows: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The state of hypotheses ``rows`` (see :mod:`rnncap.decode`): per-hypothesis arrays are indexed, the
+        per-image features stay as they are (the decoder keeps each image's hypotheses together)."""
+        h, c, alpha, features, feat_proj = state
+        return h[rows], c[rows], alpha[rows], features, feat_proj
+
+    def step(self, state: tuple[np.ndarray, ...], word_ids: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
+        """Feed one word per hypothesis.
+
+        Args:
+            state: from :meth:`init_state`, :meth:`select_state` or the previous step; hypotheses of image n
+                are rows ``n*B .. n*B + B - 1`` (B = rows / images).
+            word_ids: (N*B,) ids of the previous words.
+
+        Returns:
+            log_probs: (N*B, V) log-probabilities of the next word; the next state, whose ``alpha`` (N*B, L) holds
+            the attention weights this step used.
+        """
+        p = self.params
+        prev_h, prev_c, _, features, feat_proj = state
+        N, L = features.shape[:2]
+        B = prev_h.shape[0] // N
+        hA = (prev_h @ p["W_h_att"]).reshape(N, B, -1)  # (N, B, A)
+        context, alpha = attend(features, feat_proj, hA, p["w_att"])  # (N, B, D), (N, B, L): no copy per beam
+        gated, _ = attention_gate_forward(context.reshape(N * B, -1), prev_h, p["W_beta"], p["b_beta"])
+        x = np.concatenate([p["W_embed"][word_ids], gated], axis=1)  # (N*B, W + D)
+        next_h, next_c, _ = step_forward(LSTM, x, prev_h, prev_c, p["Wx"], p["Wh"], p["b"])
+        scores, _ = affine_forward(next_h, p["W_vocab"], p["b_vocab"])  # (N*B, V)
+        return log_softmax(scores), (next_h, next_c, alpha.reshape(N * B, L), features, feat_proj)
+
+    @staticmethod
+    def attention_weights(state: tuple[np.ndarray, ...]) -> np.ndarray:
+        """(N, L) attention weights of the step that returned ``state``."""
+        return state[2]
+
+    def sample(
+        self, features: np.ndarray, max_length: int = 30, return_attention: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Greedy captions: (N, L, D) features -> (N, max_length) int32 ids, ``<NULL>`` after ``<END>``; with
+        ``return_attention`` also the (N, max_length, L) weights behind every word (zero after ``<END>``)."""
+        return decode.greedy_search(self, features, max_length, return_attention=return_attention)
+
+    def beam_search(
+        self,
+        features: np.ndarray,
+        beam_size: int = 3,
+        max_length: int = 30,
+        length_penalty: float = 0.0,
+        return_attention: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Beam-search captions (see :func:`rnncap.decode.beam_search`) and optionally their attention weights."""
+        return decode.beam_search(
+            self, features, beam_size, max_length, length_penalty, return_attention=return_attention
+        )
+
+    # ------------------------------------------------------------------ files
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments (without the vocabulary), JSON-serialisable."""
+        return {
+            "model": type(self).__name__,
+            "input_dim": self.input_dim,
+            "num_locations": self.num_locations,
+            "wordvec_dim": self.wordvec_dim,
+            "hidden_dim": self.hidden_dim,
+            "attention_dim": self.attention_dim,
+            "alpha_reg": self.alpha_reg,
+            "dtype": self.dtype.name,
+            "dropout": self.dropout,
+        }
+
+    # The file format, loading checks and caption checks are CaptioningRNN's, written for any model class with
+    # ``config()``, ``params``, ``metadata``, ``dtype`` and ``vocab_size``: reuse them rather than copy them.
+    save = CaptioningRNN.save
+    load = classmethod(CaptioningRNN.load.__func__)
+    _check_captions = CaptioningRNN._check_captions
+
+    # ------------------------------------------------------------------ input checks
+
+    def _check_features(self, features: np.ndarray) -> np.ndarray:
+        features = np.asarray(features)
+        L, D = self.feature_shape
+        if features.ndim != 3 or features.shape[1:] != (L, D):
+            hint = " (pooled features? this model reads the grid: rnncap.data.load_grid)" if features.ndim == 2 else ""
+            raise ValueError(f"features must have shape (N, L, D) = (N, {L}, {D}), got {features.shape}{hint}")
+        if features.shape[0] == 0:
+            raise ValueError("empty batch: features has no rows")
+        if not np.issubdtype(features.dtype, np.number):
+            raise ValueError(f"features must be numeric, got dtype {features.dtype}")
+        features = features.astype(self.dtype, copy=False)
+        finite = np.isfinite(features).all(axis=(1, 2))
+        if not finite.all():
+            raise ValueError(f"features hold NaN or infinite values (rows {np.flatnonzero(~finite)[:10].tolist()})")
+        return features
+
+
+# The decoder's parameters in the order attention_lstm_forward takes them and attention_lstm_backward returns them.
+_DECODER_PARAMS = ("Wx", "Wh", "b", "W_h_att", "w_att", "W_beta", "b_beta")
