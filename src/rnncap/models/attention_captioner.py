@@ -19,6 +19,13 @@ import numpy as np
 
 from rnncap import decode
 from rnncap.models.captioning_rnn import CaptioningRNN
+from rnncap.models.teacher_forcing import (
+    embed_words_backward,
+    embed_words_forward,
+    shift_captions,
+    vocab_loss_backward,
+    vocab_loss_forward,
+)
 from rnncap.nn import (
     LSTM,
     affine_backward,
@@ -28,13 +35,8 @@ from rnncap.nn import (
     attention_lstm_backward,
     attention_lstm_forward,
     doubly_stochastic_loss,
-    dropout_backward,
-    dropout_forward,
     log_softmax,
-    softmax_cross_entropy,
     step_forward,
-    word_embedding_backward,
-    word_embedding_forward,
 )
 from rnncap.vocab import END, END_ID, NULL, START, START_ID, idx_to_word_list
 
@@ -161,11 +163,8 @@ class AttentionCaptioner:
         captions = self._check_captions(captions, features.shape[0])
         p = self.params
         N, L, D = features.shape
-        H, A = self.hidden_dim, self.attention_dim
-        mask = captions[:, 1:] != self.null_id  # (N, T-1): targets that count
-        # Columns after the batch's longest caption are all padding: they change neither loss nor gradients.
-        T = int(np.flatnonzero(mask.any(axis=0))[-1]) + 1 if mask.any() else 1
-        ids_in, ids_out, mask = captions[:, :T].T, captions[:, 1 : T + 1].T, mask[:, :T].T  # (T, N) each: time-major
+        A = self.attention_dim
+        ids_in, ids_out, mask = shift_captions(captions, self.null_id)  # (T, N) each: time-major
 
         mean_features = features.mean(axis=1)  # (N, D)
         h0, init_h_cache = affine_forward(mean_features, p["W_init_h"], p["b_init_h"])
@@ -177,40 +176,27 @@ class AttentionCaptioner:
         feat_proj += p["b_feat"]
 
         dropout = self.dropout if rng is not None else 0.0
-        x, embed_cache = word_embedding_forward(ids_in, p["W_embed"])  # (T, N, W)
-        x, x_drop = dropout_forward(x, dropout, rng)
+        x, words_cache = embed_words_forward(ids_in, p["W_embed"], dropout, rng)  # (T, N, W)
         h, alpha, decoder_cache = attention_lstm_forward(
             x.transpose(1, 0, 2), features, feat_proj, h0, c0, *(p[k] for k in _DECODER_PARAMS)
         )  # h (N, T, H), alpha (N, T, L): views of time-major arrays
 
-        h_flat = h.transpose(1, 0, 2).reshape(T * N, H)  # (T*N, H), a view
-        # Scores only where a target counts: the vocabulary projection is the largest product of the step.
-        everything_counts = bool(mask.all())  # then gathering and scattering rows would only copy
-        counted = slice(None) if everything_counts else np.flatnonzero(mask.ravel())  # rows of h_flat
-        h_counted, h_drop = dropout_forward(h_flat[counted], dropout, rng)  # (M, H)
-        scores, vocab_cache = affine_forward(h_counted, p["W_vocab"], p["b_vocab"])  # (M, V)
-        weights = np.full(scores.shape[0], 1 / N, dtype=self.dtype)
-        loss, dscores = softmax_cross_entropy(scores, ids_out.ravel()[counted], weights, overwrite_x=True)
+        loss, vocab_cache = vocab_loss_forward(
+            h.transpose(1, 0, 2), ids_out, mask, p["W_vocab"], p["b_vocab"], dropout, rng
+        )
         reg_loss, dalpha = doubly_stochastic_loss(alpha, mask.T, self.alpha_reg)
         loss += reg_loss
         if not compute_grads:
             return loss, {}
 
         grads = {}
-        dh_counted, grads["W_vocab"], grads["b_vocab"] = affine_backward(dscores, vocab_cache)  # (M, H)
-        dh_counted = dropout_backward(dh_counted, h_drop)
-        if everything_counts:
-            dh = dh_counted.reshape(T, N, H)
-        else:
-            dh = np.zeros((T, N, H), dtype=self.dtype)
-            dh.reshape(T * N, H)[counted] = dh_counted
+        dh, grads["W_vocab"], grads["b_vocab"] = vocab_loss_backward(vocab_cache)  # (T, N, H)
         # The encoder is frozen: gradients stop at the parameters, the features need none.
         dx, _, dfeat_proj, dh0, dc0, *decoder_grads = attention_lstm_backward(
             dh.transpose(1, 0, 2), dalpha, decoder_cache, features_grad=False
         )
         grads.update(zip(_DECODER_PARAMS, decoder_grads, strict=True))
-        dx = dropout_backward(dx.transpose(1, 0, 2), x_drop)  # (T, N, W)
-        grads["W_embed"] = word_embedding_backward(dx, embed_cache)
+        grads["W_embed"] = embed_words_backward(dx.transpose(1, 0, 2), words_cache)
         dfeat_proj_flat = dfeat_proj.reshape(N * L, A)
         grads["W_feat"] = features_flat.T @ dfeat_proj_flat
         grads["b_feat"] = dfeat_proj_flat.sum(axis=0)

@@ -18,19 +18,21 @@ import numpy as np
 
 from rnncap import decode
 from rnncap.models.serialization import ModelFileError, check_params, read_model_file, write_model_file
+from rnncap.models.teacher_forcing import (
+    embed_words_backward,
+    embed_words_forward,
+    shift_captions,
+    vocab_loss_backward,
+    vocab_loss_forward,
+)
 from rnncap.nn import (
     CELLS,
     affine_backward,
     affine_forward,
-    dropout_backward,
-    dropout_forward,
     log_softmax,
     sequence_backward,
     sequence_forward,
-    softmax_cross_entropy,
     step_forward,
-    word_embedding_backward,
-    word_embedding_forward,
 )
 from rnncap.vocab import END, END_ID, NULL, START, START_ID, idx_to_word_list
 
@@ -133,43 +135,23 @@ class CaptioningRNN:
         features = self._check_features(features)
         captions = self._check_captions(captions, features.shape[0])
         p = self.params
-        N = features.shape[0]
-        mask = captions[:, 1:] != self.null_id  # (N, T-1): targets that count
-        # Columns after the batch's longest caption are all padding: they change neither loss nor gradients.
-        T = int(np.flatnonzero(mask.any(axis=0))[-1]) + 1 if mask.any() else 1
-        # The engine runs time-major, (T, N, ...): each step then reads contiguous memory, and the layers
-        # receive (N, T, ...) transposed views of it, so no array is copied to change its layout.
-        ids_in, ids_out, mask = captions[:, :T].T, captions[:, 1 : T + 1].T, mask[:, :T].T  # (T, N) each
+        # Time-major (T, N, ...) inside; the layers receive (N, T, ...) transposed views, so nothing is copied.
+        ids_in, ids_out, mask = shift_captions(captions, self.null_id)  # (T, N) each
 
         h0, proj_cache = affine_forward(features, p["W_proj"], p["b_proj"])  # (N, H)
         dropout = self.dropout if rng is not None else 0.0
-        x, embed_cache = word_embedding_forward(ids_in, p["W_embed"])  # (T, N, W)
-        x, x_drop = dropout_forward(x, dropout, rng)
+        x, words_cache = embed_words_forward(ids_in, p["W_embed"], dropout, rng)  # (T, N, W)
         h, rnn_cache = sequence_forward(self.cell, x.transpose(1, 0, 2), h0, p["Wx"], p["Wh"], p["b"])
-        H = h0.shape[1]
-        h_flat = h.transpose(1, 0, 2).reshape(T * N, H)  # (T*N, H), a view
-        # Scores only where a target counts: the vocabulary projection is the largest product of the step,
-        # and padding after <END> would only be multiplied by zero weights.
-        everything_counts = bool(mask.all())  # then gathering and scattering rows would only copy
-        counted = slice(None) if everything_counts else np.flatnonzero(mask.ravel())  # rows of h_flat
-        h_counted, h_drop = dropout_forward(h_flat[counted], dropout, rng)  # (M, H)
-        scores, vocab_cache = affine_forward(h_counted, p["W_vocab"], p["b_vocab"])  # (M, V)
-        weights = np.full(scores.shape[0], 1 / N, dtype=self.dtype)
-        loss, dscores = softmax_cross_entropy(scores, ids_out.ravel()[counted], weights, overwrite_x=True)
+        loss, vocab_cache = vocab_loss_forward(
+            h.transpose(1, 0, 2), ids_out, mask, p["W_vocab"], p["b_vocab"], dropout, rng
+        )
         if not compute_grads:
             return loss, {}
 
         grads = {}
-        dh_counted, grads["W_vocab"], grads["b_vocab"] = affine_backward(dscores, vocab_cache)  # (M, H)
-        dh_counted = dropout_backward(dh_counted, h_drop)
-        if everything_counts:
-            dh = dh_counted.reshape(T, N, H)
-        else:
-            dh = np.zeros((T, N, H), dtype=self.dtype)
-            dh.reshape(T * N, H)[counted] = dh_counted
+        dh, grads["W_vocab"], grads["b_vocab"] = vocab_loss_backward(vocab_cache)  # (T, N, H)
         dx, dh0, grads["Wx"], grads["Wh"], grads["b"] = sequence_backward(self.cell, dh.transpose(1, 0, 2), rnn_cache)
-        dx = dropout_backward(dx.transpose(1, 0, 2), x_drop)  # (T, N, W)
-        grads["W_embed"] = word_embedding_backward(dx, embed_cache)
+        grads["W_embed"] = embed_words_backward(dx.transpose(1, 0, 2), words_cache)
         _, grads["W_proj"], grads["b_proj"] = affine_backward(dh0, proj_cache)
         return loss, grads
 

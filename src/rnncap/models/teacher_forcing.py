@@ -1,0 +1,101 @@
+"""The parts of a captioning loss that every decoder shares: the words going in and the vocabulary loss coming out.
+
+A captioner trained with teacher forcing reads ``<START> w1 ... wn`` and is scored on predicting ``w1 ... <END>``.
+What differs between models is only the recurrent network in between (``CaptioningRNN``'s cells, the attention
+LSTM), so the word side is here once:
+
+- :func:`shift_captions`: captions -> time-major input ids, target ids and the mask of targets that count;
+- :func:`embed_words_forward` / :func:`embed_words_backward`: ids -> word vectors, with dropout;
+- :func:`vocab_loss_forward` / :func:`vocab_loss_backward`: hidden states -> scores -> softmax loss, with dropout,
+  computed only where a target counts (the vocabulary projection is the largest product of a training step,
+  and padding after ``<END>`` would only be multiplied by zero weights).
+
+Everything is time-major, (T, N, ...): each time step then reads contiguous memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rnncap.nn import (
+    affine_backward,
+    affine_forward,
+    dropout_backward,
+    dropout_forward,
+    softmax_cross_entropy,
+    word_embedding_backward,
+    word_embedding_forward,
+)
+
+
+def shift_captions(captions: np.ndarray, null_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split (N, T+1) captions into what the decoder reads and what it must predict.
+
+    Returns:
+        ids_in (T', N), ids_out (T', N) and mask (T', N) (True where the target is not ``<NULL>``), time-major,
+        with T' <= T: columns after the batch's longest caption are all padding and change neither the loss nor
+        the gradients, so they are dropped (T' = 1 if every target is padding).
+    """
+    mask = captions[:, 1:] != null_id  # (N, T)
+    T = int(np.flatnonzero(mask.any(axis=0))[-1]) + 1 if mask.any() else 1
+    return captions[:, :T].T, captions[:, 1 : T + 1].T, mask[:, :T].T
+
+
+def embed_words_forward(
+    ids_in: np.ndarray, W_embed: np.ndarray, dropout: float, rng: np.random.Generator | None
+) -> tuple[np.ndarray, Any]:
+    """(T, N) ids -> (T, N, W) word vectors, units dropped with probability ``dropout`` (none without ``rng``)."""
+    x, embed_cache = word_embedding_forward(ids_in, W_embed)
+    x, drop_cache = dropout_forward(x, dropout, rng)
+    return x, (embed_cache, drop_cache)
+
+
+def embed_words_backward(dx: np.ndarray, cache: Any) -> np.ndarray:
+    """(T, N, W) upstream gradient -> dW_embed (V, W)."""
+    embed_cache, drop_cache = cache
+    return word_embedding_backward(dropout_backward(dx, drop_cache), embed_cache)
+
+
+def vocab_loss_forward(
+    h: np.ndarray,
+    ids_out: np.ndarray,
+    mask: np.ndarray,
+    W_vocab: np.ndarray,
+    b_vocab: np.ndarray,
+    dropout: float,
+    rng: np.random.Generator | None,
+) -> tuple[float, Any]:
+    """Softmax loss of the next words, summed over time and averaged over the N captions.
+
+    Args:
+        h: (T, N, H) hidden states (a transposed view is fine).
+        ids_out: (T, N) target ids; mask: (T, N) which of them count.
+        W_vocab: (H, V); b_vocab: (V,).
+        dropout: probability of dropping a unit of ``h`` (none without ``rng``).
+
+    Returns:
+        loss, and the cache :func:`vocab_loss_backward` takes.
+    """
+    T, N, H = h.shape
+    h_flat = h.reshape(T * N, H)  # a view when h is time-major in memory
+    everything_counts = bool(mask.all())  # then gathering and scattering rows would only copy
+    counted = slice(None) if everything_counts else np.flatnonzero(mask.ravel())  # rows of h_flat
+    h_counted, drop_cache = dropout_forward(h_flat[counted], dropout, rng)  # (M, H)
+    scores, vocab_cache = affine_forward(h_counted, W_vocab, b_vocab)  # (M, V)
+    weights = np.full(scores.shape[0], 1 / N, dtype=scores.dtype)
+    loss, dscores = softmax_cross_entropy(scores, ids_out.ravel()[counted], weights, overwrite_x=True)
+    return loss, (dscores, vocab_cache, drop_cache, counted, h.shape)
+
+
+def vocab_loss_backward(cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of :func:`vocab_loss_forward`'s loss: dh (T, N, H), zero where no target counts; dW_vocab, db_vocab."""
+    dscores, vocab_cache, drop_cache, counted, shape = cache
+    dh_counted, dW_vocab, db_vocab = affine_backward(dscores, vocab_cache)  # (M, H)
+    dh_counted = dropout_backward(dh_counted, drop_cache)
+    if isinstance(counted, slice):
+        return dh_counted.reshape(shape), dW_vocab, db_vocab
+    dh = np.zeros(shape, dtype=dh_counted.dtype)
+    dh.reshape(-1, shape[2])[counted] = dh_counted
+    return dh, dW_vocab, db_vocab
