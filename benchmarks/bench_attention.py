@@ -41,6 +41,7 @@ from bench_engine import (  # noqa: E402
     gemm_rates,
     machine_description,
     others_cpu_fraction,
+    profile_numpy_step,
 )
 from rnncap.models import AttentionCaptioner  # noqa: E402
 
@@ -153,24 +154,6 @@ def bench_config(cfg: Config, warmup: int, repeats: int) -> dict[str, dict[str, 
     return result
 
 
-def profile_numpy_step(cfg: Config, threads: int, top: int = 20) -> None:
-    """cProfile of NumPy training steps, by own time (GEMMs and ufuncs show as the NumPy calls inside)."""
-    import cProfile
-    import pstats
-
-    with threadpool_limits(limits=threads, user_api="blas"):
-        model, features, captions = build_numpy(cfg)
-        step = numpy_train_step(model, features, captions)
-        step()
-        profiler = cProfile.Profile()
-        profiler.enable()
-        for _ in range(3):
-            step()
-        profiler.disable()
-    print(f"\ncProfile of 3 NumPy training steps, {cfg.name}, {threads} threads")
-    pstats.Stats(profiler).strip_dirs().sort_stats("tottime").print_stats(top)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", choices=[*CONFIGS, "all"], default="flickr-attention")
@@ -232,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     print("positions and trims all-padding columns; the twin, like plain PyTorch code, computes every position.")
     if args.profile:
         for cfg in configs:
-            profile_numpy_step(cfg, args.threads)
+            profile_numpy_step(cfg, args.threads, build=build_numpy, make_step=numpy_train_step)
 
 
 if __name__ == "__main__":

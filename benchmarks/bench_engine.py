@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -306,14 +307,21 @@ def bench_config(cfg: Config, warmup: int, repeats: int, threads: int) -> dict[s
     return result
 
 
-def profile_numpy_step(cfg: Config, threads: int, top: int = 18) -> None:
-    """cProfile of NumPy training steps, by own time: which layer functions (and the GEMMs inside them) cost."""
+def profile_numpy_step(
+    cfg: Any, threads: int, top: int = 18, build: Callable = build_numpy, make_step: Callable | None = None
+) -> None:
+    """cProfile of NumPy training steps, by own time: which layer functions (and the GEMMs inside them) cost.
+
+    ``build(cfg) -> (model, features, captions)`` and ``make_step(model, features, captions) -> step`` default to
+    this benchmark's CaptioningRNN; bench_attention.py passes its own.
+    """
     import cProfile
     import pstats
 
+    make_step = numpy_train_step if make_step is None else make_step
     with threadpool_limits(limits=threads, user_api="blas"):
-        model, features, captions = build_numpy(cfg)
-        step = numpy_train_step(model, features, captions)
+        model, features, captions = build(cfg)
+        step = make_step(model, features, captions)
         step()
         profiler = cProfile.Profile()
         profiler.enable()
