@@ -1,4 +1,5 @@
-"""rnncap.Captioner: photos of every format -> captions, batched = one by one, model files and their errors."""
+"""rnncap.Captioner: photos of every format -> captions, batched = one by one, model files and their errors;
+attention models: the grid read, the weights of every word returned."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from PIL import Image
 from conftest import make_vocab
 from rnncap import Captioner, CaptioningRNN, ModelFileError, decode_captions
 from rnncap import captioner as captioner_module
-from rnncap.captioner import CaptionResult, find_images, model_path
+from rnncap.captioner import AttendedCaption, CaptionResult, find_images, model_path
 from rnncap.encoders import load_encoder, load_image
+from rnncap.models import AttentionCaptioner
 
 ENCODER = "efficientnet-lite0"  # the small encoder: 224 px, 1280-d like the default one
 
@@ -22,6 +24,16 @@ ENCODER = "efficientnet-lite0"  # the small encoder: 224 px, 1280-d like the def
 def tiny_model(input_dim: int = 1280, metadata: dict | None = None) -> CaptioningRNN:
     """A random LSTM captioner that never ends a caption early, so every caption has max_length words."""
     model = CaptioningRNN(make_vocab(30), input_dim=input_dim, wordvec_dim=16, hidden_dim=32, cell_type="lstm")
+    model.params["b_vocab"][model.end_id] = -1e3
+    model.metadata = {"encoder": ENCODER, "max_length": 6} if metadata is None else metadata
+    return model
+
+
+def tiny_attention_model(num_locations: int = 49, metadata: dict | None = None) -> AttentionCaptioner:
+    """A random attention captioner over efficientnet-lite0's 7 x 7 grid that never ends a caption early."""
+    model = AttentionCaptioner(
+        make_vocab(30), input_dim=1280, num_locations=num_locations, wordvec_dim=16, hidden_dim=32, attention_dim=16
+    )
     model.params["b_vocab"][model.end_id] = -1e3
     model.metadata = {"encoder": ENCODER, "max_length": 6} if metadata is None else metadata
     return model
@@ -289,6 +301,103 @@ def test_the_encoder_loads_on_first_use(monkeypatch, encoder, photos) -> None:
     captioner.caption(photos["jpeg"])
     captioner.caption(photos["png"])
     assert loaded == [(ENCODER, "onnx")] and captioner.encoder is encoder
+
+
+# ---- attention models -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def attending(encoder) -> Captioner:
+    return Captioner(tiny_attention_model(), encoder)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_attention_models_read_the_grid_and_return_every_words_weights(attending, encoder, photos, beam_size) -> None:
+    model = attending.model
+    path = photos["panorama"]  # 27:1: the maps lie on the centred square, not on the photo
+    attended = attending.caption_with_attention(path, beam_size=beam_size)
+    assert isinstance(attended, AttendedCaption) and attended.caption == attending.caption(path, beam_size=beam_size)
+    assert attended.words == tuple(attended.caption.split()) and len(attended.words) == 6
+
+    square = load_image(path, encoder.image_size)
+    assert np.array_equal(attended.square, square)  # what the encoder read: 224 x 224, the panorama's middle
+    _, grid = encoder.encode_preprocessed(square[None])  # (1, 49, 1280)
+    if beam_size == 1:
+        ids, weights = model.sample(grid, 6, return_attention=True)
+    else:
+        ids, weights = model.beam_search(grid, beam_size, 6, return_attention=True)
+    assert attended.caption == decode_captions(ids, model.idx_to_word)[0]
+    assert attended.weights.shape == (6, 7, 7)  # (T words, h, w): the grid's cells row by row
+    assert np.array_equal(attended.weights, weights[0].reshape(6, 7, 7))
+    np.testing.assert_allclose(attended.weights.sum(axis=(1, 2)), 1, rtol=1e-5)
+
+
+@pytest.mark.parametrize("words", [["w1", "w2"], []])
+def test_a_caption_that_ends_early_has_one_map_per_word(encoder, photos, monkeypatch, words) -> None:
+    model = tiny_attention_model()
+    ids = np.full((1, 6), model.null_id, dtype=np.int32)
+    ids[0, : len(words) + 1] = [*(model.word_to_idx[w] for w in words), model.end_id]
+    weights = np.random.default_rng(0).dirichlet(np.ones(49), size=(1, 6))  # (1, max_length, L)
+
+    def sample(features, max_length, return_attention=False):
+        assert features.shape == (1, 49, 1280) and return_attention
+        return ids, weights
+
+    monkeypatch.setattr(model, "sample", sample)
+    attended = Captioner(model, encoder).caption_with_attention(photos["jpeg"], beam_size=1)
+    assert attended.words == tuple(words) and attended.caption == " ".join(words)
+    assert np.array_equal(attended.weights, weights[0, : len(words)].reshape(len(words), 7, 7))  # not <END>'s
+    assert attended.draw(panel_size=30).width > 30  # no words: the photo alone
+
+
+def test_batched_attention_equals_one_by_one(attending, photos) -> None:
+    paths = [photos["jpeg"], photos["gray"], photos["png"]]
+    batched = attending.caption_many_with_attention(paths, batch_size=2)
+    for path, attended in zip(paths, batched, strict=True):
+        alone = attending.caption_with_attention(path)
+        assert attended.caption == alone.caption and attended.words == alone.words
+        np.testing.assert_allclose(attended.weights, alone.weights, atol=1e-6)
+        assert np.array_equal(attended.square, alone.square)
+    assert [a.caption for a in batched] == attending.caption_many(paths)
+    _, grid = attending.encoder.encode_preprocessed(batched[0].square[None])  # (1, 49, 1280)
+    assert attending.caption_features(grid) == [batched[0].caption]  # an attention model's features are its grid
+
+
+def test_caption_files_can_keep_the_attention(attending, photos, tmp_path) -> None:
+    bad = make_bad_files(tmp_path, photos["jpeg"])["corrupt"]
+    paths = [photos["jpeg"], bad, photos["webp"]]
+    results = list(attending.caption_files(paths, attention=True, batch_size=2))
+    assert [r.caption for r in results] == [attending.caption(photos["jpeg"]), None, attending.caption(photos["webp"])]
+    assert results[1].attention is None and results[1].error is not None
+    for result in (results[0], results[2]):
+        assert result.attention.caption == result.caption and result.attention.weights.shape == (6, 7, 7)
+    assert results[0].as_dict() == {"image": str(photos["jpeg"]), "caption": results[0].caption}  # JSON unchanged
+    assert all(r.attention is None for r in attending.caption_files(paths))  # only when asked
+
+
+def test_attended_captions_draw_their_maps(attending, photos, tmp_path) -> None:
+    attended = attending.caption_with_attention(photos["jpeg"])
+    picture = attended.draw(columns=3, panel_size=60)
+    assert picture.width < picture.height * 2  # 6 words in 2 rows of 3
+    path = attended.write(tmp_path / "maps.png", columns=3, panel_size=60)
+    with Image.open(path) as written:
+        assert written.size == picture.size
+
+
+def test_models_that_do_not_attend_have_no_maps(captioner, attending, photos) -> None:
+    assert attending.has_attention and not captioner.has_attention
+    message = r"the model \(CaptioningRNN\) does not attend, so it has no attention maps"
+    with pytest.raises(ValueError, match=message):
+        captioner.caption_with_attention(photos["jpeg"])
+    with pytest.raises(ValueError, match=message):
+        next(captioner.caption_files([photos["jpeg"]], attention=True))
+
+
+def test_the_grid_must_fit_the_model(encoder) -> None:
+    with pytest.raises(ValueError, match="attends over 81 grid cells, but efficientnet-lite0 gives a 7 x 7 grid of 49"):
+        Captioner(tiny_attention_model(num_locations=81), encoder)
+    with pytest.raises(ValueError, match="attends over 81 grid cells, but efficientnet-lite0 gives a 7 x 7 grid"):
+        Captioner(tiny_attention_model(num_locations=81))  # the encoder named by the metadata, not yet loaded
 
 
 def test_import_rnncap_imports_neither_torch_nor_onnxruntime() -> None:

@@ -1,4 +1,5 @@
-"""``rnncap caption`` end to end: output formats, folders, unreadable photos, model errors and exit statuses."""
+"""``rnncap caption`` end to end: output formats, folders, unreadable photos, model errors and exit statuses,
+attention maps."""
 
 from __future__ import annotations
 
@@ -6,18 +7,25 @@ import html
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from rnncap import Captioner
 from rnncap import captioner as captioner_module
 from rnncap.cli import main
-from test_captioner import make_bad_files, make_photos, tiny_model
+from test_captioner import make_bad_files, make_photos, tiny_attention_model, tiny_model
 from test_cli import export_cache  # noqa: F401  (autouse: the ONNX export goes to a temporary cache)
 
 
 @pytest.fixture(scope="module")
 def model_file(tmp_path_factory) -> Path:
     return tiny_model().save(tmp_path_factory.mktemp("model") / "tiny.npz")
+
+
+@pytest.fixture(scope="module")
+def attention_model_file(tmp_path_factory) -> Path:
+    return tiny_attention_model().save(tmp_path_factory.mktemp("model") / "attention.npz")
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +123,74 @@ def test_bad_option_values_and_help(capsys) -> None:
         main(["caption", "--help"])
     help_text = capsys.readouterr().out
     assert "the path, a tab, the caption" in help_text and "--json" in help_text and "exit status" in help_text
+    assert "--attention MAPS.png|FOLDER" in help_text and "centred square" in help_text
+
+
+# ---- attention maps ---------------------------------------------------------------------------------------------
+
+
+def assert_same_picture(path: Path, expected: Image.Image) -> None:
+    """The PNG file shows ``expected``, up to rounding: weights computed in another batch differ in the last bits."""
+    with Image.open(path) as written:
+        assert written.format == "PNG" and written.size == expected.size
+        assert np.abs(np.asarray(written, dtype=int) - np.asarray(expected)).max() <= 1
+
+
+def test_attention_maps_of_one_photo(attention_model_file, photos, tmp_path, capsys) -> None:
+    maps = tmp_path / "out" / "maps.png"
+    status, out, err = caption(capsys, photos["jpeg"], "--model", attention_model_file, "--attention", maps)
+    assert status == 0 and err == f"wrote {maps}\n"
+    attended = Captioner.from_pretrained(attention_model_file).caption_with_attention(photos["jpeg"])
+    assert out == f"{photos['jpeg']}\t{attended.caption}\n"  # the captions are the same with or without maps
+    assert_same_picture(maps, attended.draw())
+
+
+def test_attention_maps_of_several_photos_go_to_a_folder(attention_model_file, photos, tmp_path, capsys) -> None:
+    bad = make_bad_files(tmp_path, photos["jpeg"])["corrupt"]
+    paths = [photos["jpeg"], photos["png"], bad, photos["gray"], photos["webp"]]  # photo.jpg, photo.png: one name
+    maps = tmp_path / "maps"
+    args = ["--model", attention_model_file, "--attention", maps, "--json", "--batch-size", "2"]
+    status, out, err = caption(capsys, *paths, *args)
+    assert status == 1 and err.splitlines()[-1] == f"wrote 4 attention maps to {maps}"
+    listed = json.loads(out)
+    assert [item.get("attention") for item in listed] == [
+        str(maps / "photo.png"),
+        str(maps / "photo-2.png"),
+        None,  # unreadable: no caption, no map
+        str(maps / "gray.png"),
+        str(maps / "photo-3.png"),
+    ]
+    assert sorted(p.name for p in maps.iterdir()) == ["gray.png", "photo-2.png", "photo-3.png", "photo.png"]
+    attended = Captioner.from_pretrained(attention_model_file).caption_with_attention(photos["png"])
+    assert listed[1]["caption"] == attended.caption
+    assert_same_picture(maps / "photo-2.png", attended.draw())
+
+
+def test_the_gallery_shows_the_attention_maps(attention_model_file, photos, tmp_path, capsys) -> None:
+    gallery = tmp_path / "gallery.html"
+    args = ["--model", attention_model_file, "--attention", tmp_path / "maps", "--html", gallery]
+    status, _, err = caption(capsys, photos["jpeg"], photos["gif"], *args)
+    assert status == 0 and f"wrote {gallery}" in err
+    page = gallery.read_text()
+    assert page.count('<img class="extra"') == 2 and "where the model looked for each word" in page
+    caption(capsys, photos["jpeg"], "--model", attention_model_file, "--html", gallery)
+    assert '<img class="extra"' not in gallery.read_text()  # maps only when asked for
+
+
+def test_attention_errors_come_before_any_caption(model_file, attention_model_file, photos, tmp_path, capsys) -> None:
+    maps = tmp_path / "maps.png"
+    status, out, err = caption(capsys, photos["jpeg"], "--model", model_file, "--attention", maps)
+    assert status == 1 and out == "" and not maps.exists()
+    assert err == (
+        "rnncap caption: error: the model (CaptioningRNN) does not attend, so it has no attention maps: only an "
+        "attention model (AttentionCaptioner) says where it looked for each word\n"
+    )
+    status, out, err = caption(
+        capsys, photos["jpeg"], photos["png"], "--model", attention_model_file, "--attention", maps
+    )
+    assert status == 1 and out == "" and not maps.exists()
+    assert f"--attention {maps}: a .png file holds the maps of one photo, but there are 2 photos; name a folder" in err
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a folder")
+    status, out, err = caption(capsys, photos["jpeg"], "--model", attention_model_file, "--attention", notes)
+    assert status == 1 and out == "" and "a file that is not a .png; name a .png file or a folder" in err

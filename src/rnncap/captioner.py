@@ -8,20 +8,28 @@
     for result in captioner.caption_files(find_images(["photos/"])):           # unreadable files reported, not raised
         print(result.image, result.caption or result.error)
 
+    attended = Captioner.from_pretrained("runs/attention/best.npz").caption_with_attention("dog.jpg")
+    attended.words, attended.weights.shape                     # ('a', 'dog', ...), (T, 9, 9): one map per word
+    attended.write("dog-attention.png")                        # each word's map drawn over the photo
+
 The model's metadata says which encoder it was trained on (``"encoder"``) and, optionally, how many tokens to
-generate (``"max_length"``); the encoder is loaded on first use, so building a Captioner is cheap.
+generate (``"max_length"``); the encoder is loaded on first use, so building a Captioner is cheap. A model that
+attends over the encoder's grid (:class:`rnncap.models.AttentionCaptioner`) reads the grid instead of the pooled
+vector, and can say where it looked for each word.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
+from rnncap.attention_maps import draw_attention, write_attention
 from rnncap.encoders import Encoder, load_encoder
 from rnncap.encoders.encoder import Backend
 from rnncap.encoders.preprocess import ImageLike, load_images
@@ -40,13 +48,45 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".ti
 Photo = str | os.PathLike | ImageLike  # a file, a PIL image or a uint8 array (H, W), (H, W, 3) or (H, W, 4)
 
 
+@dataclass(frozen=True, eq=False)
+class AttendedCaption:
+    """A caption and where the model looked for each of its words.
+
+    Attributes:
+        caption: the T words joined by spaces.
+        words: the T words.
+        weights: (T, h, w) attention weights over the encoder's h x w grid, one map per word, each summing to 1.
+            Cell (i, j) is the block in row i, column j of an h x w division of ``square`` (a CNN cell sees
+            beyond its block, but is centred on it).
+        square: (S, S, 3) uint8, the photo as the encoder read it: the centred square of its shorter side, resized.
+            Draw the maps over this square, never over the original photo, or the grid will not line up.
+    """
+
+    caption: str
+    words: tuple[str, ...]
+    weights: np.ndarray
+    square: np.ndarray
+
+    def draw(self, *, columns: int = 5, panel_size: int | None = None) -> Image.Image:
+        """The maps of every word as one picture: see :func:`rnncap.attention_maps.draw_attention`."""
+        return draw_attention(self.square, self.words, self.weights, columns=columns, panel_size=panel_size)
+
+    def write(self, path: str | os.PathLike, *, columns: int = 5, panel_size: int | None = None) -> Path:
+        """Write :meth:`draw` as a PNG file (atomically; its folder is created); returns the path."""
+        return write_attention(path, self.square, self.words, self.weights, columns=columns, panel_size=panel_size)
+
+
 @dataclass(frozen=True)
 class CaptionResult:
-    """The outcome for one photo file: a caption, or the reason it could not be read (then ``caption`` is None)."""
+    """The outcome for one photo file: a caption, or the reason it could not be read (then ``caption`` is None).
+
+    ``attention`` holds where the model looked for each word when :meth:`Captioner.caption_files` was asked for it.
+    """
 
     image: str
     caption: str | None
     error: str | None = None
+    attention: AttendedCaption | None = field(default=None, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, str | None]:
         """``{"image", "caption"}``, plus ``"error"`` for an unreadable photo: what ``rnncap caption --json`` lists."""
@@ -114,7 +154,9 @@ def find_images(paths: Iterable[str | os.PathLike]) -> list[str]:
 class Captioner:
     """A captioning model and its image encoder: photos -> captions.
 
-    Shapes: N photos, S x S the encoder's input, D = ``model.input_dim`` = the encoder's feature size.
+    Shapes: N photos, S x S the encoder's input, D = ``model.input_dim`` = the encoder's feature size; for a model
+    that reads the grid (one with ``feature_shape``, e.g. :class:`~rnncap.models.AttentionCaptioner`), L = h * w
+    its cells.
     """
 
     def __init__(self, model: Any, encoder: Encoder | None = None, *, backend: Backend = "auto") -> None:
@@ -122,14 +164,15 @@ class Captioner:
 
         Args:
             model: a captioning model, e.g. from :func:`rnncap.models.load_model`; its ``metadata["encoder"]``
-                names the encoder whose pooled features it reads, and ``metadata["max_length"]`` (optional) how
-                many tokens to generate.
+                names the encoder whose features it reads (pooled, or the grid for a model with
+                ``feature_shape``), and ``metadata["max_length"]`` (optional) how many tokens to generate.
             encoder: the encoder to use; default: the one the metadata names, loaded on first use.
             backend: how a default encoder runs (see :func:`rnncap.encoders.load_encoder`).
 
         Raises:
             ValueError: no encoder given and none named by the metadata; the encoder is another than the metadata
-                names, unknown, or gives features of another size than the model reads; a bad ``max_length``.
+                names, unknown, or gives features of another size (or a grid of another number of cells) than the
+                model reads; a bad ``max_length``.
         """
         named = model.metadata.get("encoder")
         if encoder is not None and named is not None and encoder.name != named:
@@ -147,6 +190,13 @@ class Captioner:
             raise ValueError(
                 f"the model reads {model.input_dim}-d features, but {spec.name} gives {spec.feature_dim}-d ones"
             )
+        reads_grid = hasattr(model, "feature_shape")  # what rnncap.evaluation also goes by
+        if reads_grid and model.feature_shape[0] != spec.grid_cells:
+            rows, cols = spec.grid_shape
+            raise ValueError(
+                f"the model attends over {model.feature_shape[0]} grid cells, but {spec.name} gives a {rows} x {cols} "
+                f"grid of {spec.grid_cells}: its features came from another encoder"
+            )
         max_length = model.metadata.get("max_length", DEFAULT_MAX_LENGTH)
         if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
             raise ValueError(f"the model's metadata 'max_length' must be a positive integer, got {max_length!r}")
@@ -155,6 +205,7 @@ class Captioner:
         self._spec = spec
         self._backend = backend
         self._max_length = max_length
+        self._reads_grid = reads_grid
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, backend: Backend = "auto") -> Captioner:
@@ -193,6 +244,11 @@ class Captioner:
         """Tokens generated per caption, ``<END>`` included, unless a call says otherwise."""
         return self._max_length
 
+    @property
+    def has_attention(self) -> bool:
+        """Whether the model can say where it looked for each word (:meth:`caption_with_attention`)."""
+        return hasattr(self._model, "attention_weights")  # what rnncap.decode asks of a model for its weights
+
     def caption(self, image: Photo, *, beam_size: int = 3, max_length: int | None = None) -> str:
         """The caption of one photo: a file path, a PIL image (any mode) or a uint8 array; see :meth:`caption_many`."""
         return self.caption_many([image], beam_size=beam_size, max_length=max_length)[0]
@@ -220,12 +276,44 @@ class Captioner:
             OSError: a file is missing or not a readable image (the message starts with its path); use
                 :meth:`caption_files` to caption the others anyway.
         """
-        _check_batch_size(batch_size)
-        captions: list[str] = []
-        for start in range(0, len(images), batch_size):
-            squares = np.stack([self._square(image) for image in images[start : start + batch_size]])  # (B, S, S, 3)
-            captions += self._caption_squares(squares, beam_size, max_length)
-        return captions
+        return [
+            caption
+            for squares in self._batches(images, batch_size)
+            for caption in self._caption_squares(squares, beam_size, max_length)
+        ]
+
+    def caption_with_attention(
+        self, image: Photo, *, beam_size: int = 3, max_length: int | None = None
+    ) -> AttendedCaption:
+        """The caption of one photo and where the model looked for each word; see :meth:`caption_many_with_attention`.
+
+        ``caption_with_attention(photo).caption == caption(photo)``: the same search, with its weights kept.
+        """
+        return self.caption_many_with_attention([image], beam_size=beam_size, max_length=max_length)[0]
+
+    def caption_many_with_attention(
+        self,
+        images: Sequence[Photo],
+        *,
+        beam_size: int = 3,
+        max_length: int | None = None,
+        batch_size: int = 32,
+    ) -> list[AttendedCaption]:
+        """Caption photos as :meth:`caption_many` does, keeping the attention weights of every word.
+
+        Returns:
+            N :class:`AttendedCaption`: caption, words, (T, h, w) weights and the (S, S, 3) square they lie on.
+
+        Raises:
+            ValueError: the model does not attend (see :attr:`has_attention`).
+            OSError: a file is missing or not a readable image (the message starts with its path).
+        """
+        self._check_attention()
+        return [
+            attended
+            for squares in self._batches(images, batch_size)
+            for attended in self._attend_squares(squares, beam_size, max_length)
+        ]
 
     def caption_files(
         self,
@@ -234,44 +322,73 @@ class Captioner:
         beam_size: int = 3,
         max_length: int | None = None,
         batch_size: int = 32,
+        attention: bool = False,
     ) -> Iterator[CaptionResult]:
         """Caption photo files batch by batch, yielding one result per file in order as each batch is done.
 
         An unreadable file (missing, not an image, truncated, corrupt) yields a result with the reason in
         ``error`` and costs only itself. Photos are decoded in this process: for tens of thousands of photos,
         :func:`rnncap.encoders.extract_features` decodes on worker processes, and :meth:`caption_features`
-        captions its output. Arguments as for :meth:`caption_many`.
+        captions its output. Arguments as for :meth:`caption_many`; with ``attention``, every captioned photo's
+        result also holds its :class:`AttendedCaption` (ValueError, before any photo is read, for a model that
+        does not attend).
         """
         _check_batch_size(batch_size)
+        if attention:
+            self._check_attention()
         tasks = list(enumerate(map(os.fspath, paths)))
         for start in range(0, len(tasks), batch_size):
             decoded = self._read(tasks[start : start + batch_size])
             readable = [square for _, square, _ in decoded if square is not None]
-            captions = iter(self._caption_squares(np.stack(readable), beam_size, max_length) if readable else [])
+            outcomes: Iterator[tuple[str, AttendedCaption | None]] = iter([])
+            if readable and attention:
+                outcomes = ((a.caption, a) for a in self._attend_squares(np.stack(readable), beam_size, max_length))
+            elif readable:
+                outcomes = ((c, None) for c in self._caption_squares(np.stack(readable), beam_size, max_length))
             for index, square, message in decoded:
                 path = tasks[index][1]
                 if square is None:
                     # load_images starts its messages with the path, which the result already holds.
                     yield CaptionResult(path, None, message.removeprefix(f"{path}: "))
                 else:
-                    yield CaptionResult(path, next(captions))
+                    caption, attended = next(outcomes)
+                    yield CaptionResult(path, caption, attention=attended)
 
     def caption_features(self, features: np.ndarray, *, beam_size: int = 3, max_length: int | None = None) -> list[str]:
         """Captions of features already extracted by the model's encoder (e.g. read from a prepared store).
 
         Args:
-            features: (N, D) pooled features.
+            features: (N, D) pooled features, or (N, L, D) grids for a model that reads the grid.
             beam_size, max_length: as for :meth:`caption_many`.
 
         Returns:
             N captions.
         """
-        max_length = self._max_length if max_length is None else max_length
-        if beam_size == 1:  # greedy search finds what a beam of one does, without the beam's bookkeeping
-            ids = self._model.sample(features, max_length)
-        else:
-            ids = self._model.beam_search(features, beam_size, max_length)
+        ids = self._search(features, beam_size, max_length)
         return decode_captions(ids, self._model.idx_to_word)  # (N, max_length) ids -> N strings
+
+    def _search(
+        self, features: np.ndarray, beam_size: int, max_length: int | None, return_attention: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """(N, max_length) ids and, with ``return_attention``, their (N, max_length, L) attention weights."""
+        max_length = self._max_length if max_length is None else max_length
+        options = {"return_attention": True} if return_attention else {}  # models that do not attend lack the option
+        if beam_size == 1:  # greedy search finds what a beam of one does, without the beam's bookkeeping
+            return self._model.sample(features, max_length, **options)
+        return self._model.beam_search(features, beam_size, max_length, **options)
+
+    def _check_attention(self) -> None:
+        if not self.has_attention:
+            raise ValueError(
+                f"the model ({type(self._model).__name__}) does not attend, so it has no attention maps: only an "
+                "attention model (AttentionCaptioner) says where it looked for each word"
+            )
+
+    def _batches(self, images: Sequence[Photo], batch_size: int) -> Iterator[np.ndarray]:
+        """The photos as (B, S, S, 3) uint8 squares, ``batch_size`` at a time."""
+        _check_batch_size(batch_size)
+        for start in range(0, len(images), batch_size):
+            yield np.stack([self._square(image) for image in images[start : start + batch_size]])
 
     def _square(self, image: Photo) -> np.ndarray:
         """One photo as the (S, S, 3) uint8 square the encoder reads."""
@@ -286,10 +403,27 @@ class Captioner:
         """Decode (index, path) photo files into squares: (index, (S, S, 3) uint8 or None, error message or "")."""
         return load_images(tasks, self._spec.image_size, self._spec.crop_fraction)
 
+    def _features(self, squares: np.ndarray) -> np.ndarray:
+        """(B, S, S, 3) uint8 -> what the model reads: (B, D) pooled or (B, L, D) grids."""
+        pooled, grid = self.encoder.encode_preprocessed(squares, with_grid=self._reads_grid)
+        return grid if self._reads_grid else pooled
+
     def _caption_squares(self, squares: np.ndarray, beam_size: int, max_length: int | None) -> list[str]:
         """(B, S, S, 3) uint8 -> B captions."""
-        pooled, _ = self.encoder.encode_preprocessed(squares, with_grid=False)  # (B, D)
-        return self.caption_features(pooled, beam_size=beam_size, max_length=max_length)
+        return self.caption_features(self._features(squares), beam_size=beam_size, max_length=max_length)
+
+    def _attend_squares(self, squares: np.ndarray, beam_size: int, max_length: int | None) -> list[AttendedCaption]:
+        """(B, S, S, 3) uint8 -> B captions with their attention weights."""
+        ids, weights = self._search(self._features(squares), beam_size, max_length, return_attention=True)
+        attended = []
+        for row, row_weights, square in zip(ids.tolist(), weights, squares, strict=True):
+            # The searches emit words, then <END> (unless max_length came first), then <NULL> padding.
+            length = row.index(self._model.end_id) if self._model.end_id in row else len(row)
+            words = tuple(self._model.idx_to_word[i] for i in row[:length])
+            # The grid's L cells are its rows one after the other (rnncap.encoders.Encoder): (T, L) -> (T, h, w).
+            maps = row_weights[:length].reshape(length, *self._spec.grid_shape)
+            attended.append(AttendedCaption(" ".join(words), words, maps, square.copy()))
+        return attended
 
 
 def _check_batch_size(batch_size: int) -> None:

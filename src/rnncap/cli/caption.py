@@ -1,7 +1,7 @@
 """``rnncap caption``: describe photos in words with a trained model.
 
 rnncap caption PHOTO [PHOTO ...] [--model NAME_OR_PATH] [--beam 3] [--max-length N] [--batch-size 32] [--json]
-               [--html GALLERY.html]
+               [--html GALLERY.html] [--attention MAPS.png | --attention FOLDER]
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,6 +29,14 @@ photo has "caption": null and an "error" (safe for paths with tabs or newlines).
 An unreadable photo (missing, not an image, corrupt) is reported on stderr as
 `rnncap caption: error: PATH: reason` and the others are still captioned; the
 exit status is then 1, else 0.
+
+Attention maps (--attention, attention models only): one panel per word, the
+photo dimmed where the model did not look for that word. They are drawn over
+the square the encoder read (the centred square of the photo's shorter side),
+so that the grid lines up. --attention MAPS.png takes one photo; for several,
+name a folder: it gets one PNG per photo, named after the photo (dog.jpg ->
+FOLDER/dog.png; photos of the same name get -2, -3, ...). With --json, each
+photo's map is listed as "attention"; with --html, it is shown under the photo.
 """
 
 
@@ -66,8 +75,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     caption.add_argument(
         "--html", type=Path, metavar="FILE", help="also write an HTML gallery of the photos and their captions"
     )
-    # Hook for attention models: an `--attention MAPS.png` option (where the model looked for each word, drawn
-    # over the photo) belongs here, fed by a Captioner method that also returns the attention weights.
+    caption.add_argument(
+        "--attention",
+        type=Path,
+        metavar="MAPS.png|FOLDER",
+        help="also draw where the model looked for each word (attention models only): a .png file for one photo, "
+        "else a folder of one PNG per photo",
+    )
     caption.set_defaults(run=_run_caption)
 
 
@@ -76,30 +90,79 @@ def _run_caption(args: argparse.Namespace) -> int:
     from rnncap.cli import EXIT_ERROR
 
     photos = find_images(args.photos)
+    maps = None if args.attention is None else _map_paths(args.attention, photos)
     captioner = Captioner.from_pretrained(args.model)
     results = captioner.caption_files(
-        photos, beam_size=args.beam, max_length=args.max_length, batch_size=args.batch_size
+        photos,
+        beam_size=args.beam,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        attention=maps is not None,
     )
     listed, failed = [], 0
-    for result in results:
+    for index, result in enumerate(results):
+        item = result.as_dict()
         if result.error is not None:
             failed += 1
             print(f"rnncap caption: error: {result.image}: {result.error}", file=sys.stderr)
         elif not args.json:
             print(f"{result.image}\t{result.caption}")
-        listed.append(result.as_dict())
+        if maps is not None and result.attention is not None:
+            item["attention"] = str(result.attention.write(maps[index]))
+        listed.append(item)
     if args.json:
         print(json.dumps(listed, indent=2, ensure_ascii=False))
+    if maps is not None:
+        _report_maps(args.attention, listed)
     if args.html is not None:
         _write_gallery(args, captioner, listed)
     return EXIT_ERROR if failed else 0
+
+
+def _map_paths(target: Path, photos: Sequence[str]) -> list[Path]:
+    """Where each photo's attention map goes: ``target`` itself for one photo named ``*.png``, else
+    ``target/<photo name>.png``, with ``-2``, ``-3``, ... for photos of the same name (from different folders, or
+    ``dog.jpg`` beside ``dog.png``). Checked before any photo is captioned."""
+    if target.suffix.lower() == ".png":
+        if len(photos) != 1:
+            raise ValueError(
+                f"--attention {target}: a .png file holds the maps of one photo, but there are {len(photos)} photos; "
+                "name a folder instead, which gets one PNG per photo"
+            )
+        return [target]
+    if target.is_file():
+        raise ValueError(f"--attention {target}: a file that is not a .png; name a .png file or a folder")
+    paths, taken = [], set()
+    for photo in photos:
+        stem = Path(photo).stem or "photo"
+        name, copy = stem, 1
+        while name.lower() in taken:  # lower case: dog.jpg and DOG.png would clash on macOS and Windows
+            copy += 1
+            name = f"{stem}-{copy}"
+        taken.add(name.lower())
+        paths.append(target / f"{name}.png")
+    return paths
+
+
+def _report_maps(target: Path, listed: list[dict]) -> None:
+    drawn = sum("attention" in item for item in listed)  # an unreadable photo has no map, and its own error line
+    if target.suffix.lower() != ".png":
+        print(f"wrote {drawn} attention map{'s' if drawn != 1 else ''} to {target}", file=sys.stderr)
+    elif drawn:
+        print(f"wrote {target}", file=sys.stderr)
 
 
 def _write_gallery(args: argparse.Namespace, captioner: Captioner, listed: list[dict]) -> None:
     from rnncap.gallery import GalleryEntry, write_gallery
 
     entries = [
-        GalleryEntry(Path(item["image"]), item["caption"] or f"(unreadable: {item['error']})", label=item["image"])
+        GalleryEntry(
+            Path(item["image"]),
+            item["caption"] or f"(unreadable: {item['error']})",
+            label=item["image"],
+            extra=item.get("attention"),
+            extra_label="where the model looked for each word",
+        )
         for item in listed
     ]
     search = "greedy search" if args.beam == 1 else f"beam search, width {args.beam}"
