@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rnncap.cli import main
-from test_evaluation import make_model, make_prepared
+from test_evaluation import GRID_ENCODER, make_attention_model, make_model, make_prepared
 
 
 def test_prints_scores_on_the_0_100_scale_and_writes_json_and_html(tmp_path: Path, capsys) -> None:
@@ -42,6 +42,19 @@ def test_gallery_size_zero_shows_every_photo(tmp_path: Path, capsys) -> None:
     assert main([*args, "--html", str(html), "--gallery-size", "0"]) == 0
     assert f"wrote {html} (4 photos)" in capsys.readouterr().out
     assert html.read_text(encoding="utf-8").count("<figure>") == 4
+
+
+def test_the_gallery_of_an_attention_model_shows_its_maps(tmp_path: Path, capsys) -> None:
+    data = make_prepared(tmp_path, encoder=GRID_ENCODER, locations=49)
+    model = make_attention_model(data).save(tmp_path / "attention.npz")
+    html = tmp_path / "gallery.html"
+    args = ["evaluate", "--model", str(model), "--data", str(data), "--metrics", "CIDEr", "--html", str(html)]
+    assert main([*args, "--gallery-size", "2"]) == 0
+    assert f"wrote {html} (2 photos, with attention maps)" in capsys.readouterr().out
+    assert html.read_text(encoding="utf-8").count('<img class="extra"') == 2
+    assert main([*args, "--no-attention-maps"]) == 0
+    assert f"wrote {html} (4 photos)\n" in capsys.readouterr().out
+    assert '<img class="extra"' not in html.read_text(encoding="utf-8")
 
 
 def test_a_warning_is_one_line(tmp_path: Path, capsys) -> None:

@@ -1,4 +1,5 @@
-"""Evaluating a model on a split of a prepared file: every photo captioned, scores, settings, errors, JSON, gallery."""
+"""Evaluating a model on a split of a prepared file: every photo captioned, scores, settings, errors, JSON, gallery,
+attention maps."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from PIL import Image
 
 from rnncap import CaptioningRNN, decode_captions
+from rnncap.attention_maps import draw_attention
 from rnncap.data import (
     ImageRecord,
     StoreError,
@@ -20,7 +22,9 @@ from rnncap.data import (
     open_store,
     prepare_records,
 )
+from rnncap.encoders import load_image
 from rnncap.evaluation import DecodingSettings, describe_stats, evaluate_model
+from rnncap.models import AttentionCaptioner
 
 ENCODER = "toy-cnn"
 DIM = 8
@@ -37,8 +41,9 @@ CAPTIONS = [
 ]
 
 
-def make_prepared(tmp_path: Path) -> Path:
-    """A prepared file with 3 train and 4 dev photos (one dev photo missing from disk), random features and grids."""
+def make_prepared(tmp_path: Path, encoder: str = ENCODER, locations: int = LOCATIONS) -> Path:
+    """A prepared file with 3 train and 4 dev photos (one dev photo missing from disk), random features and grids
+    of ``locations`` cells, said to come from ``encoder``."""
     photos = tmp_path / "photos"
     photos.mkdir()
     records = []
@@ -52,10 +57,10 @@ def make_prepared(tmp_path: Path) -> Path:
     out = tmp_path / "toy.h5"
     create_store(out, records, *prepared, root=photos, name="toy")
     with open_store(out, writable=True) as store:
-        store.begin_features(ENCODER, pooled_dim=DIM, grid_shape=(LOCATIONS, DIM))
+        store.begin_features(encoder, pooled_dim=DIM, grid_shape=(locations, DIM))
         rng = np.random.default_rng(0)
         M = len(records)
-        store.write_features(np.arange(M), rng.standard_normal((M, DIM)), rng.standard_normal((M, LOCATIONS, DIM)))
+        store.write_features(np.arange(M), rng.standard_normal((M, DIM)), rng.standard_normal((M, locations, DIM)))
     return out
 
 
@@ -177,6 +182,77 @@ def test_a_model_that_does_not_name_its_encoder_is_evaluated_with_a_warning(data
 def test_a_missing_split_is_named(data: Path) -> None:
     with pytest.raises(StoreError, match=r"no split 'test' \(splits: \['train', 'dev'\]\)"):
         evaluate_model(make_model(data), data, split="test")
+
+
+# ---- attention maps ---------------------------------------------------------------------------------------------
+
+GRID_ENCODER = "efficientnet-lite0"  # an encoder whose grid rnncap knows: 7 x 7 cells over 224 x 224 squares
+
+
+def make_attention_model(data: Path, encoder: str = GRID_ENCODER, locations: int = 49) -> AttentionCaptioner:
+    """A small attention captioner with random weights over the file's vocabulary and grid."""
+    with open_store(data) as store:
+        word_to_idx = store.word_to_idx
+    model = AttentionCaptioner(
+        word_to_idx, input_dim=DIM, num_locations=locations, wordvec_dim=8, hidden_dim=16, attention_dim=8, rng=1
+    )
+    model.metadata = {"encoder": encoder}
+    return model
+
+
+@pytest.fixture
+def grid_data(tmp_path: Path) -> Path:
+    return make_prepared(tmp_path, encoder=GRID_ENCODER, locations=49)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_attention_weights_are_kept_for_the_first_photos_only(grid_data: Path, beam_size: int) -> None:
+    model = make_attention_model(grid_data)
+    result = evaluate_model(model, grid_data, beam_size=beam_size, batch_size=3, attention_maps=2, metrics="CIDEr")
+    assert list(result.attention) == ["p3.png", "p4.png"]
+    without = evaluate_model(model, grid_data, beam_size=beam_size, batch_size=3, attention_maps=0, metrics="CIDEr")
+    assert without.candidates == result.candidates and without.attention == {}  # the same captions either way
+
+    grids = load_grid(grid_data, "dev")[:2]
+    if beam_size == 1:
+        _, weights = model.sample(grids, 7, return_attention=True)
+    else:
+        _, weights = model.beam_search(grids, beam_size, 7, return_attention=True)
+    for i, image_id in enumerate(result.attention):
+        words = result.candidates[image_id].split()
+        kept = result.attention[image_id]
+        assert kept.shape == (len(words), 7, 7)  # one (h, w) map per word, not for <END>
+        np.testing.assert_allclose(kept, weights[i, : len(words)].reshape(-1, 7, 7), rtol=1e-5)
+        np.testing.assert_allclose(kept.sum(axis=(1, 2)), 1, rtol=1e-5)
+    assert len(evaluate_model(model, grid_data, attention_maps=None, metrics="CIDEr").attention) == 4  # every photo
+
+
+def test_the_gallery_shows_the_attention_maps(grid_data: Path, tmp_path: Path) -> None:
+    result = evaluate_model(make_attention_model(grid_data), grid_data, metrics="CIDEr")
+    assert len(result.attention) == 4  # the default: the first 100 photos, the gallery's
+    page = result.write_gallery(tmp_path / "gallery.html", size=None).read_text(encoding="utf-8")
+    # p6.png is missing from disk: a placeholder, and no map to draw it on.
+    assert page.count('<img class="extra"') == 3 and "where the model looked for each word" in page
+    assert result.attention_map("p6.png") is None
+
+    image_id = "p4.png"
+    square = load_image(result.image_paths[1], 224)  # the square efficientnet-lite0 read
+    expected = draw_attention(square, result.candidates[image_id].split(), result.attention[image_id])
+    assert np.array_equal(np.asarray(result.attention_map(image_id)), np.asarray(expected))
+
+
+def test_no_attention_maps_for_a_grid_rnncap_does_not_know(data: Path, tmp_path: Path) -> None:
+    model = make_attention_model(data, encoder=ENCODER, locations=LOCATIONS)
+    with pytest.warns(UserWarning, match=r"no attention maps: the features come from 'toy-cnn', an unknown grid"):
+        result = evaluate_model(model, data, metrics="CIDEr")
+    assert result.attention == {} and len(result.candidates) == 4
+    (tmp_path / "lite0").mkdir()
+    mislabelled = make_prepared(tmp_path / "lite0", encoder=GRID_ENCODER, locations=LOCATIONS)  # 4 cells, not 49
+    with pytest.warns(UserWarning, match=r"'efficientnet-lite0', a 7 x 7 grid, over which .* model's 4 attention"):
+        evaluate_model(make_attention_model(mislabelled, locations=LOCATIONS), mislabelled, metrics="CIDEr")
+    assert evaluate_model(make_model(data), data, metrics="CIDEr").attention == {}  # models that do not attend
+    with pytest.raises(ValueError, match="attention_maps must be a number of photos >= 0 or None for all, got -1"):
+        evaluate_model(model, data, attention_maps=-1)
 
 
 def test_describe_stats() -> None:

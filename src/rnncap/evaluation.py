@@ -9,7 +9,9 @@
     result.write_gallery("gallery.html")      # the first 100 photos with their captions, one offline HTML file
 
 Captions are decoded in batches (every batch vectorised over its photos and beams) and scored by
-:func:`rnncap.metrics.evaluate` against the split's human captions, as the COCO caption evaluation does.
+:func:`rnncap.metrics.evaluate` against the split's human captions, as the COCO caption evaluation does. For an
+attention model, the search also keeps where the model looked for each word of the first photos' captions (the
+gallery's), and the gallery draws those attention maps under the photos.
 """
 
 from __future__ import annotations
@@ -18,16 +20,20 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 from tqdm.auto import tqdm
 
 from rnncap import __version__
+from rnncap.attention_maps import draw_attention
 from rnncap.data.store import Store, open_store
+from rnncap.encoders.preprocess import load_images
+from rnncap.encoders.specs import EncoderSpec, get_spec
 from rnncap.gallery import GalleryEntry, write_gallery
 from rnncap.metrics import METRICS, Scores, caption_stats, evaluate
 from rnncap.models import load_model
@@ -78,6 +84,9 @@ class EvaluationResult:
         tokenizer: the tokenizer the metrics used.
         decode_seconds: time spent writing the captions.
         score_seconds: time spent scoring them.
+        attention: {image id: (T, h, w) weights}, where an attention model looked for each of the T words of the
+            caption (``candidates[image_id].split()``) over the encoder's h x w grid; for the first photos only
+            (see ``attention_maps`` of :func:`evaluate_model`), empty for other models.
     """
 
     model_path: str | None
@@ -94,6 +103,7 @@ class EvaluationResult:
     tokenizer: str
     decode_seconds: float
     score_seconds: float
+    attention: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def photos_per_second(self) -> float:
@@ -137,12 +147,20 @@ class EvaluationResult:
     def write_gallery(self, path: str | os.PathLike, size: int | None = 100, title: str | None = None) -> Path:
         """An HTML page of the first ``size`` photos (None: all) with their captions, scores and habits on top.
 
-        The photos are read from :attr:`image_paths`; missing ones show as placeholders.
+        The photos are read from :attr:`image_paths`; missing ones show as placeholders. A photo with
+        :attr:`attention` weights shows its attention map under it, drawn over the square the encoder read.
         """
         if size is not None and size < 1:
             raise ValueError(f"gallery size must be a positive number of photos or None for all, got {size}")
         entries = [
-            GalleryEntry(photo, self.candidates[image_id], self.references[image_id], label=image_id)
+            GalleryEntry(
+                photo,
+                self.candidates[image_id],
+                self.references[image_id],
+                label=image_id,
+                extra=self.attention_map(image_id),
+                extra_label="where the model looked for each word",
+            )
             for image_id, photo in zip(self.image_ids[:size], self.image_paths[:size], strict=True)
         ]
         return write_gallery(
@@ -153,6 +171,19 @@ class EvaluationResult:
             habits=describe_stats(self.stats),
             details=self.details(),
         )
+
+    def attention_map(self, image_id: str) -> Image.Image | None:
+        """The attention map of a photo, drawn by :func:`rnncap.attention_maps.draw_attention`; None when its
+        weights were not kept or its photo cannot be read."""
+        weights = self.attention.get(image_id)
+        if weights is None:
+            return None
+        spec = get_spec(self.encoder)  # known: evaluate_model keeps weights only for encoders it knows
+        photo = self.image_paths[self.image_ids.index(image_id)]
+        [(_, square, _)] = load_images([(0, str(photo))], spec.image_size, spec.crop_fraction)  # None: unreadable
+        if square is None:
+            return None
+        return draw_attention(square, self.candidates[image_id].split(), weights)
 
 
 def evaluate_model(
@@ -166,6 +197,7 @@ def evaluate_model(
     tokenizer: str = "rnncap",
     batch_size: int = 256,
     progress: bool | None = None,
+    attention_maps: int | None = 100,
 ) -> EvaluationResult:
     """Caption every photo of a split of a prepared file and score the captions against its human ones.
 
@@ -183,6 +215,9 @@ def evaluate_model(
         tokenizer: ``"rnncap"`` or ``"ptb"`` (Java), as in :func:`rnncap.metrics.evaluate`.
         batch_size: photos decoded at once; changes speed and memory, never the captions.
         progress: show a progress bar while decoding; None: only on a terminal.
+        attention_maps: for an attention model, keep where it looked for each word of the first this many photos
+            (None: every photo; 0: none), for :meth:`EvaluationResult.write_gallery` to draw. The captions are the
+            same either way; only the batches holding those photos pay for the weights.
 
     Returns:
         The captions, their scores on the 0-1 scale and their habits.
@@ -191,6 +226,10 @@ def evaluate_model(
         StoreError: the file is missing or damaged, has no such split, or the split's features are not all there.
         ModelFileError: ``model`` names a missing or corrupt model file.
         ValueError: the model reads features of another encoder or size than the file holds; a bad setting.
+
+    Warns:
+        UserWarning: the model does not name its encoder; attention maps were asked for, but rnncap does not know
+            how the file's encoder lays out its grid.
     """
     model_path = None
     if isinstance(model, str | os.PathLike):
@@ -212,17 +251,22 @@ def evaluate_model(
     _check_features(model, model_name, features, encoder, data_path)
     decoding = DecodingSettings(int(beam_size), int(max_length), float(length_penalty))
 
+    keep = _attention_rows(model, attention_maps, encoder, len(image_ids))
+    grid_shape = get_spec(encoder).grid_shape if keep else None
+
     start = time.perf_counter()
-    captions = caption_features(
-        model,
-        features,
-        decoding.max_length,
-        decoding.beam_size,
-        decoding.length_penalty,
-        batch_size=batch_size,
-        progress=progress,
-        desc=f"captioning {split}",
+    captions: list[str] = []
+    attention: dict[str, np.ndarray] = {}
+    batches = _search_batches(
+        model, features, decoding, batch_size, progress, desc=f"captioning {split}", attention_rows=keep
     )
+    for ids, weights in batches:
+        first = len(captions)
+        captions += decode_captions(ids, model.idx_to_word)  # (B, max_length) ids -> B strings
+        for i in range(first, min(len(captions), keep)):
+            # A caption's T words came from its first T steps; (T, L) -> (T, h, w), the grid's rows one by one.
+            length = len(captions[i].split())
+            attention[image_ids[i]] = weights[i - first, :length].reshape(length, *grid_shape)
     decode_seconds = time.perf_counter() - start
     candidates = dict(zip(image_ids, captions, strict=True))
 
@@ -244,6 +288,7 @@ def evaluate_model(
         tokenizer=tokenizer,
         decode_seconds=decode_seconds,
         score_seconds=score_seconds,
+        attention=attention,
     )
 
 
@@ -261,20 +306,38 @@ def caption_features(
 
     ``beam_size`` 1 runs greedy search, which beam search with one beam equals, at less cost.
     """
+    decoding = DecodingSettings(beam_size, max_length, length_penalty)
+    batches = _search_batches(model, features, decoding, batch_size, progress, desc)
+    return [caption for ids, _ in batches for caption in decode_captions(ids, model.idx_to_word)]
+
+
+def _search_batches(
+    model: Any,
+    features: np.ndarray,
+    decoding: DecodingSettings,
+    batch_size: int,
+    progress: bool | None,
+    desc: str,
+    attention_rows: int = 0,
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """Search ``batch_size`` photos at a time: (B, max_length) ids per batch, with the (B, max_length, L)
+    attention weights for the batches that hold any of the first ``attention_rows`` photos (else None)."""
     if not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    captions: list[str] = []
     disable = None if progress is None else not progress
     with tqdm(total=len(features), desc=desc, unit="photo", disable=disable) as bar:
         for start in range(0, len(features), batch_size):
             batch = features[start : start + batch_size]  # (B, ...)
-            if beam_size == 1:
-                ids = model.sample(batch, max_length)
+            # Only models that attend take the option; only the photos whose maps are kept pay for the weights.
+            options = {"return_attention": True} if start < attention_rows else {}
+            if decoding.beam_size == 1:
+                found = model.sample(batch, decoding.max_length, **options)
             else:
-                ids = model.beam_search(batch, beam_size, max_length, length_penalty)
-            captions += decode_captions(ids, model.idx_to_word)  # (B, max_length) ids -> B strings
+                found = model.beam_search(
+                    batch, decoding.beam_size, decoding.max_length, decoding.length_penalty, **options
+                )
             bar.update(len(batch))
-    return captions
+            yield found if options else (found, None)
 
 
 def describe_stats(stats: Mapping[str, float]) -> dict[str, str]:
@@ -325,6 +388,32 @@ def _feature_shape(model: Any) -> tuple[int, ...]:
     """One photo's features as the model reads them: a grid (L, D) for attention models, which say so with
     ``feature_shape``; the pooled (D,) vector for the others."""
     return tuple(model.feature_shape) if hasattr(model, "feature_shape") else (model.input_dim,)
+
+
+def _attention_rows(model: Any, wanted: int | None, encoder: str, photos: int) -> int:
+    """How many of the first photos keep their attention weights: ``wanted`` (None: all), or 0 when the model does
+    not attend or rnncap cannot lay the weights over the photos (an encoder whose grid it does not know)."""
+    if wanted is not None and (not isinstance(wanted, int | np.integer) or wanted < 0):
+        raise ValueError(f"attention_maps must be a number of photos >= 0 or None for all, got {wanted!r}")
+    if not hasattr(model, "attention_weights") or wanted == 0:  # what rnncap.decode asks of a model that attends
+        return 0
+    spec = _known_spec(encoder)
+    if spec is None or spec.grid_cells != model.feature_shape[0]:
+        grid = "an unknown grid" if spec is None else f"a {spec.grid_shape[0]} x {spec.grid_shape[1]} grid"
+        warnings.warn(
+            f"no attention maps: the features come from {encoder!r}, {grid}, over which rnncap cannot draw the "
+            f"model's {model.feature_shape[0]} attention weights",
+            stacklevel=3,
+        )
+        return 0
+    return photos if wanted is None else min(int(wanted), photos)
+
+
+def _known_spec(encoder: str) -> EncoderSpec | None:
+    try:
+        return get_spec(encoder)
+    except ValueError:
+        return None
 
 
 def _load_features(store: Store, split: str, model: Any) -> np.ndarray:

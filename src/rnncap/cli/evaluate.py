@@ -1,6 +1,6 @@
 """``rnncap evaluate``: caption a split of a prepared file, print its scores and caption habits, write JSON and HTML.
 
-rnncap evaluate --model MODEL --data FILE [--split dev] [--beam 3] [--json FILE] [--html FILE]
+rnncap evaluate --model MODEL --data FILE [--split dev] [--beam 3] [--json FILE] [--html FILE] [--no-attention-maps]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Caption every photo of a split of a prepared file (`rnncap prepare`) and score the captions "
         "against the split's human captions as the COCO caption evaluation does. Prints the scores on the 0-100 "
         "scale and the captions' habits; --json keeps the scores on pycocoevalcap's 0-1 scale with every caption, "
-        "--html writes a gallery that opens offline.",
+        "--html writes a gallery that opens offline (with attention maps for an attention model).",
     )
     evaluate.add_argument(
         "--model",
@@ -80,6 +80,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default=100,
         help="photos in the --html gallery, the first of the split; 0: all (default 100)",
     )
+    evaluate.add_argument(
+        "--attention-maps",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="for an attention model, show under each photo of the --html gallery where the model looked for each "
+        "word (default: on)",
+    )
     evaluate.set_defaults(run=_run_evaluate)
 
 
@@ -110,6 +117,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
             metrics=args.metrics,
             tokenizer=args.tokenizer,
             batch_size=args.batch_size,
+            # Weights only for the gallery's photos (--gallery-size 0: all of them).
+            attention_maps=(args.gallery_size or None) if args.html and args.attention_maps else 0,
         )
     for warning in caught:
         print(f"rnncap evaluate: warning: {warning.message}", file=sys.stderr)
@@ -134,4 +143,5 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     if args.html:
         size = args.gallery_size or None  # 0: every photo
         gallery = result.write_gallery(args.html, size=size)
-        print(f"wrote {gallery} ({len(result.image_ids[:size]):,} photos)")
+        maps = ", with attention maps" if result.attention else ""
+        print(f"wrote {gallery} ({len(result.image_ids[:size]):,} photos{maps})")
