@@ -148,6 +148,24 @@ def test_caption_features_equals_caption(captioner, encoder, photos) -> None:
     assert captioner.caption_features(pooled) == captioner.caption_many(paths)
 
 
+def test_few_photos_are_decoded_on_one_blas_thread(captioner, encoder, photos, monkeypatch) -> None:
+    from threadpoolctl import ThreadpoolController
+
+    asked = []
+
+    class Recording(ThreadpoolController):
+        def limit(self, *, limits=None, user_api=None):
+            asked.append((limits, user_api))
+            return super().limit(limits=limits, user_api=user_api)
+
+    monkeypatch.setattr(captioner_module, "_BLAS", Recording())
+    pooled, _ = encoder.encode([load_image(photos["jpeg"], encoder.image_size)], with_grid=False)
+    one = captioner.caption_features(pooled, beam_size=2)
+    many = captioner.caption_features(np.repeat(pooled, captioner_module.SINGLE_THREAD_ROWS, axis=0), beam_size=2)
+    assert asked == [(1, "blas"), (None, "blas")]
+    assert set(many) == set(one)  # the same photo, the same caption, however many threads
+
+
 def test_max_length_comes_from_the_metadata_unless_given(encoder, photos) -> None:
     path = photos["jpeg"]
     assert len(Captioner(tiny_model(), encoder).caption(path).split()) == 6
