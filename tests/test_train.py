@@ -1,5 +1,6 @@
 """The trainer: CS231n's overfit check, determinism, exact resume, checkpoints, keep-best, early stopping,
-divergence, learning-rate decay, clipping and clear errors. Real models on tiny data, no mocks."""
+divergence, learning-rate decay, clipping, grid features for the attention model and clear errors. Real models on
+tiny data, no mocks."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from conftest import make_captions, make_vocab
 from rnncap import CaptioningRNN
+from rnncap.models import AttentionCaptioner, load_model
 from rnncap.optim import global_norm
 from rnncap.train import (
     BEST_FILE,
@@ -26,11 +28,18 @@ from rnncap.train import (
 )
 
 D, W, H, T, NUM_WORDS = 12, 8, 16, 8, 10
+L, A = 4, 6  # grid locations and attention width of the attention model
 
 
-def _data(seed: int, num_images: int, num_captions: int, vocab_size: int = NUM_WORDS + 4) -> CaptionData:
+def _data(
+    seed: int, num_images: int, num_captions: int, vocab_size: int = NUM_WORDS + 4, grid: bool = False
+) -> CaptionData:
+    """Pooled float32 features (M, D), or with ``grid`` float16 grids (M, L, D) as a prepared file stores them."""
     rng = np.random.default_rng(seed)
-    features = rng.standard_normal((num_images, D)).astype(np.float32)
+    if grid:
+        features = rng.standard_normal((num_images, L, D)).astype(np.float16)
+    else:
+        features = rng.standard_normal((num_images, D)).astype(np.float32)
     captions = make_captions(rng, num_captions, T, vocab_size)
     return CaptionData(features, captions, rng.integers(0, num_images, size=num_captions))
 
@@ -47,6 +56,10 @@ def val_data() -> CaptionData:
 
 def _model(cell_type: str = "lstm", dropout: float = 0.0) -> CaptioningRNN:
     return CaptioningRNN(make_vocab(NUM_WORDS), D, W, H, cell_type=cell_type, rng=0, dropout=dropout)
+
+
+def _attention_model(dropout: float = 0.0) -> AttentionCaptioner:
+    return AttentionCaptioner(make_vocab(NUM_WORDS), D, L, W, H, attention_dim=A, alpha_reg=0.5, rng=0, dropout=dropout)
 
 
 def _config(**overrides) -> TrainConfig:
@@ -77,9 +90,16 @@ def _assert_params_equal(a: dict, b: dict) -> None:
 @pytest.mark.parametrize(
     ("features", "captions", "image_idxs", "message"),
     [
-        (np.zeros(5), np.ones((2, 3), int), [0, 1], r"features must have shape \(M, D\)"),
+        (np.zeros(5), np.ones((2, 3), int), [0, 1], r"features must have shape \(M, D\) or \(M, L, D\)"),
+        (np.zeros((3, 2, 2, 4)), np.ones((2, 3), int), [0, 1], r"features must have shape \(M, D\) or \(M, L, D\)"),
         (np.zeros((3, 4), int), np.ones((2, 3), int), [0, 1], "features must be floating point"),
         (np.full((3, 4), np.nan), np.ones((2, 3), int), [0, 1], r"NaN or infinite values \(rows \[0, 1, 2\]\)"),
+        (
+            np.where(np.arange(3)[:, None, None] == 1, np.inf, np.zeros((3, 2, 4))),
+            np.ones((2, 3), int),
+            [0, 1],
+            r"NaN or infinite values \(rows \[1\]\)",
+        ),
         (np.zeros((3, 4)), np.ones((2, 1), int), [0, 1], r"T >= 2, got \(2, 1\)"),
         (np.zeros((3, 4)), np.ones((2, 3)), [0, 1], "captions must hold integer token ids"),
         (np.zeros((3, 4)), -np.ones((2, 3), int), [0, 1], r"negative token id \(-1\)"),
@@ -95,8 +115,16 @@ def test_caption_data_rejects_bad_arrays(features, captions, image_idxs, message
 
 def test_caption_data_is_checked_against_the_model(train_data):
     wide = CaptionData(np.zeros((2, D + 1), np.float32), train_data.captions[:2], np.array([0, 1]))
-    with pytest.raises(ValueError, match=f"train features have {D + 1} columns, the model expects {D}"):
+    with pytest.raises(ValueError, match=rf"train features have shape \(2, {D + 1}\), the model reads \(M, {D}\)$"):
         Trainer(_model(), wide, config=_config())
+    grid = _data(1, num_images=20, num_captions=40, grid=True)
+    with pytest.raises(ValueError, match=rf"shape \(20, {L}, {D}\), the model reads \(M, {D}\) \(an Attention"):
+        Trainer(_model(), grid, config=_config())
+    with pytest.raises(ValueError, match=rf"shape \(20, {D}\), the model reads \(M, {L}, {D}\) \(an Attention"):
+        Trainer(_attention_model(), train_data, config=_config())
+    other_grid = CaptionData(np.zeros((2, L + 1, D), np.float16), train_data.captions[:2], np.array([0, 1]))
+    with pytest.raises(ValueError, match=rf"train features have shape \(2, {L + 1}, {D}\), the model reads"):
+        Trainer(_attention_model(), other_grid, config=_config())
     big_id = train_data.captions[:2].copy()
     big_id[0, 1] = NUM_WORDS + 4
     with pytest.raises(ValueError, match=r"val captions hold token id 14, outside the model's vocabulary \[0, 14\)"):
@@ -143,16 +171,21 @@ def test_same_seed_same_run(train_data, val_data):
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
-def test_resume_is_bit_for_bit(tmp_path, train_data, val_data, dropout):
+@pytest.mark.parametrize("attention", [False, True])
+def test_resume_is_bit_for_bit(tmp_path, dropout, attention):
     """2 epochs, stop, resume for 2 more == 4 epochs in one go: parameters, best model and history.
 
-    With dropout too: its masks come from the trainer's generator, whose state every checkpoint keeps."""
+    With dropout too: its masks come from the trainer's generator, whose state every checkpoint keeps. And for the
+    attention model on float16 grids as for the recurrent network on pooled features."""
+    train_data = _data(1, num_images=20, num_captions=40, grid=attention)
+    val_data = _data(2, num_images=6, num_captions=12, grid=attention)
+    make = _attention_model if attention else _model
     config = _config(update_rule="adam", max_grad_norm=0.5)
-    whole = _model(dropout=dropout)
+    whole = make(dropout=dropout)
     whole_history = Trainer(whole, train_data, val_data, config, tmp_path / "whole").train()
 
     Trainer(
-        _model(dropout=dropout), train_data, val_data, dataclasses.replace(config, num_epochs=2), tmp_path / "split"
+        make(dropout=dropout), train_data, val_data, dataclasses.replace(config, num_epochs=2), tmp_path / "split"
     ).train()
     resumed = Trainer.resume(tmp_path / "split", train_data, val_data, config=config)
     assert resumed.epoch == 2
@@ -161,19 +194,37 @@ def test_resume_is_bit_for_bit(tmp_path, train_data, val_data, dropout):
     assert _without_times(resumed_history) == _without_times(whole_history)
     _assert_params_equal(resumed.model.params, whole.params)  # both hold their best epoch
     for name in (MODEL_FILE, BEST_FILE):
-        _assert_params_equal(
-            CaptioningRNN.load(tmp_path / "split" / name).params, CaptioningRNN.load(tmp_path / "whole" / name).params
-        )
+        _assert_params_equal(load_model(tmp_path / "split" / name).params, load_model(tmp_path / "whole" / name).params)
 
     # Resuming into a model given by the caller works the same, and so does training on with the same Trainer.
-    given = _model(dropout=dropout)
+    given = make(dropout=dropout)
     again = Trainer.resume(tmp_path / "split", train_data, val_data, model=given, config=config)
     assert again.model is given and again.epoch == 4
-    continued = Trainer(_model(dropout=dropout), train_data, val_data, dataclasses.replace(config, num_epochs=2))
+    continued = Trainer(make(dropout=dropout), train_data, val_data, dataclasses.replace(config, num_epochs=2))
     continued.train()
     continued.config = config
     assert _without_times(continued.train()) == _without_times(whole_history)
     _assert_params_equal(continued.model.params, whole.params)
+
+
+def test_attention_model_trains_on_float16_grids_as_stored():
+    """Grids stay float16 in the trainer, half the memory of float32 (the model casts each batch), and the run is
+    the very run on a float32 copy."""
+    train, val = _data(1, num_images=20, num_captions=40, grid=True), _data(2, num_images=6, num_captions=12, grid=True)
+    model = _attention_model(dropout=0.3)
+    trainer = Trainer(model, train, val, _config())
+    assert trainer._train.features is train.features and trainer._val.features.dtype == np.float16
+    history = trainer.train()
+    assert history["train_loss"][-1] < history["train_loss"][0]
+
+    def as_float32(data: CaptionData) -> CaptionData:
+        return CaptionData(data.features.astype(np.float32), data.captions, data.image_idxs)
+
+    reference = _attention_model(dropout=0.3)
+    assert _without_times(Trainer(reference, as_float32(train), as_float32(val), _config()).train()) == (
+        _without_times(history)
+    )
+    _assert_params_equal(model.params, reference.params)
 
 
 def test_resume_errors(tmp_path, train_data, val_data):

@@ -1,7 +1,8 @@
 """The trainer: shuffled minibatch epochs, validation, keep-best, early stopping and checkpoints that resume exactly.
 
 A run is a model, a :class:`CaptionData` training split (and optionally a validation split) and a
-:class:`TrainConfig`::
+:class:`TrainConfig`; the features are pooled vectors (M, D) for a :class:`~rnncap.models.CaptioningRNN` or grids
+(M, L, D) for an :class:`~rnncap.models.AttentionCaptioner`, whichever the model reads (:func:`feature_shape`)::
 
     trainer = Trainer(model, train, val, TrainConfig(num_epochs=50, optim_config={"learning_rate": 5e-3}),
                       out_dir="runs/coco")
@@ -72,7 +73,8 @@ class CaptionData:
     """One split of a captioning data set in CS231n's COCO layout: one row per caption, images stored once.
 
     Attributes:
-        features: (M, D) floating-point features of M images.
+        features: (M, D) pooled or (M, L, D) grid floating-point features of M images, any float dtype: the
+            model casts each batch, so a float16 grid stays half the size of a float32 one.
         captions: (K, T) integer token ids, ``<START> ... <END> <NULL>...``, T >= 2.
         image_idxs: (K,) integers in [0, M): the image of every caption.
     """
@@ -83,12 +85,13 @@ class CaptionData:
 
     def __post_init__(self) -> None:
         features, captions, image_idxs = (np.asarray(a) for a in (self.features, self.captions, self.image_idxs))
-        if features.ndim != 2 or features.shape[0] == 0:
-            raise ValueError(f"features must have shape (M, D) with M >= 1, got {features.shape}")
+        if features.ndim not in (2, 3) or features.shape[0] == 0:
+            raise ValueError(f"features must have shape (M, D) or (M, L, D) with M >= 1, got {features.shape}")
         if not np.issubdtype(features.dtype, np.floating):
             raise ValueError(f"features must be floating point, got dtype {features.dtype}")
-        if not np.isfinite(features).all():
-            rows = np.flatnonzero(~np.isfinite(features).all(axis=1))
+        finite = np.isfinite(features).all(axis=tuple(range(1, features.ndim)))  # (M,): one per image
+        if not finite.all():
+            rows = np.flatnonzero(~finite)
             raise ValueError(f"features hold NaN or infinite values (rows {rows[:10].tolist()})")
         if captions.ndim != 2 or captions.shape[0] == 0 or captions.shape[1] < 2:
             raise ValueError(f"captions must have shape (K, T) with K >= 1 and T >= 2, got {captions.shape}")
@@ -195,9 +198,9 @@ class TrainConfig:
 
 
 class _Split(NamedTuple):
-    """A :class:`CaptionData` checked against one model, its features cast once to the model's dtype."""
+    """A :class:`CaptionData` checked against one model."""
 
-    features: np.ndarray  # (M, D), model dtype
+    features: np.ndarray  # (M, D) or (M, L, D), as given: the model casts each batch
     captions: np.ndarray  # (K, T)
     image_idxs: np.ndarray  # (K,)
 
@@ -206,8 +209,8 @@ class Trainer:
     """Trains a captioning model with minibatch gradient descent; see the module docstring.
 
     The model may be any object with CaptioningRNN's training interface: ``params`` (dict of arrays),
-    ``loss(features, captions) -> (loss, grads)``, ``save(path)``, ``config()``, ``input_dim``, ``vocab_size``
-    and ``dtype``.
+    ``loss(features, captions) -> (loss, grads)``, ``save(path)``, ``config()``, ``vocab_size``, ``dtype`` and
+    ``feature_shape`` (one image's features, e.g. (L, D)) or else ``input_dim`` (pooled features (D,)).
     """
 
     def __init__(
@@ -654,22 +657,39 @@ def plot_history(history: History, path: str | os.PathLike, score_label: str | N
 # ---------------------------------------------------------------------- helpers
 
 
+def feature_shape(model: Any) -> tuple[int, ...]:
+    """One image's features as ``model`` reads them: its ``feature_shape`` where it has one (the grid (L, D) of
+    an AttentionCaptioner), else the pooled vector ``(input_dim,)`` of a CaptioningRNN."""
+    return tuple(model.feature_shape) if hasattr(model, "feature_shape") else (model.input_dim,)
+
+
 def _prepare_split(model: Any, data: CaptionData, name: str) -> _Split:
-    """Check ``data`` against the model."""
+    """Check ``data`` against the model.
+
+    The features are not cast to the model's dtype here: the model casts each batch, which costs little, while a
+    float16 grid cast whole would double its memory (Flickr8k's train grid: 1.2 GB as float16, 2.5 GB float32).
+    """
     if not isinstance(data, CaptionData):
         raise ValueError(f"{name} must be a CaptionData, got {type(data).__name__}")
-    if data.features.shape[1] != model.input_dim:
-        raise ValueError(f"{name} features have {data.features.shape[1]} columns, the model expects {model.input_dim}")
+    expected = feature_shape(model)
+    if data.features.shape[1:] != expected:
+        hint = ""
+        if data.features.ndim != 1 + len(expected):
+            hint = " (an AttentionCaptioner reads grid features, store.load_grid; a CaptioningRNN pooled ones)"
+        raise ValueError(
+            f"{name} features have shape {data.features.shape}, the model reads (M, {', '.join(map(str, expected))})"
+            f"{hint}"
+        )
     if data.captions.max() >= model.vocab_size:
         raise ValueError(
             f"{name} captions hold token id {data.captions.max()}, "
             f"outside the model's vocabulary [0, {model.vocab_size})"
         )
-    return _Split(data.features.astype(model.dtype, copy=False), data.captions, data.image_idxs)
+    return _Split(data.features, data.captions, data.image_idxs)
 
 
 def _batch(split: _Split, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Features (N, D) and captions (N, T) of the captions ``idx``."""
+    """Features (N, D) or (N, L, D) and captions (N, T) of the captions ``idx``."""
     return split.features[split.image_idxs[idx]], split.captions[idx]
 
 
