@@ -1,18 +1,21 @@
-"""fit() and `rnncap train`: a run on a prepared file that keeps the best epoch by CIDEr, continues, ships float16."""
+"""fit() and `rnncap train`: a run on a prepared file that keeps the best epoch by CIDEr, continues, ships float16;
+the attention model on the file's grid features."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
 from rnncap.cli import main
+from rnncap.data import StoreError, load_grid
 from rnncap.fit import ModelSettings, fit
-from rnncap.models import load_model
+from rnncap.models import AttentionCaptioner, load_model
 from rnncap.train import TrainConfig
-from test_evaluation import ENCODER, make_prepared
+from test_evaluation import DIM, ENCODER, LOCATIONS, make_prepared
 
 SMALL = ModelSettings(cell_type="lstm", wordvec_dim=8, hidden_dim=16, dropout=0.0)
 
@@ -94,3 +97,65 @@ def test_train_command_errors(data: Path, tmp_path: Path, capsys) -> None:
     assert "--data is required" in capsys.readouterr().err
     assert main(["train", "--data", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "r")]) == 1
     assert "missing.h5" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------- the attention model
+
+
+ATTENTION = ModelSettings(wordvec_dim=8, hidden_dim=16, dropout=0.0, attention=True, attention_dim=8, alpha_reg=0.5)
+
+
+def test_fit_trains_the_attention_model_on_the_grid(data: Path, tmp_path: Path) -> None:
+    result = fit(data, tmp_path / "run", ATTENTION, _config(num_epochs=2))
+    assert isinstance(result.model, AttentionCaptioner)
+    assert result.model.feature_shape == (LOCATIONS, DIM)
+    assert (result.model.attention_dim, result.model.alpha_reg) == (8, 0.5)
+    assert all(set(m) == {"BLEU-4", "CIDEr"} for m in result.history["metrics"])
+    shipped = load_model(result.shipped_path)
+    assert isinstance(shipped, AttentionCaptioner)
+    assert shipped.metadata["encoder"] == ENCODER and shipped.metadata["max_length"] == 8
+    assert shipped.metadata["training"]["best_epoch"] == result.best_epoch
+    with np.load(result.shipped_path) as archive:
+        assert archive["param/W_feat"].dtype == np.float16
+    grid = load_grid(data, "dev")
+    np.testing.assert_array_equal(shipped.sample(grid), load_model(result.best_path).sample(grid))
+
+
+def test_a_continued_attention_run_reads_the_grid_whatever_the_settings(data: Path, tmp_path: Path) -> None:
+    whole = fit(data, tmp_path / "whole", ATTENTION, _config(num_epochs=2))
+    fit(data, tmp_path / "parts", ATTENTION, _config(num_epochs=1))
+    continued = fit(data, tmp_path / "parts", SMALL, _config(num_epochs=2))  # SMALL: the saved model decides
+    assert continued.resumed and isinstance(continued.model, AttentionCaptioner)
+    assert continued.history["metrics"] == whole.history["metrics"]
+    for name, value in whole.model.params.items():
+        np.testing.assert_array_equal(continued.model.params[name], value)
+
+
+def test_attention_needs_an_lstm_and_a_grid(data: Path, tmp_path: Path) -> None:
+    with pytest.raises(
+        ValueError, match="the attention model's cell is an LSTM; cell_type 'gru' needs attention=False"
+    ):
+        ModelSettings(cell_type="gru", attention=True)
+    with h5py.File(data, "a") as f:
+        del f["features/grid"]
+    with pytest.raises(StoreError, match="holds no grid features .*prepare the file again without --no-grid"):
+        fit(data, tmp_path / "run", ATTENTION, _config())
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_command_trains_the_attention_model(data: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text("attention = true\nattention_dim = 8\nwordvec = 8\nhidden = 16\nepochs = 1\nbatch_size = 4\n")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--data", str(data), "--config", str(config), "--alpha-reg", "0.25"]) == 0
+    model = load_model(tmp_path / "runs" / "toy-attention" / "best-float16.npz")  # the default run folder
+    assert isinstance(model, AttentionCaptioner)
+    assert (model.attention_dim, model.alpha_reg, model.hidden_dim, model.dropout) == (8, 0.25, 16, 0.5)
+    assert "<- best" in capsys.readouterr().out
+
+    args = ["train", "--data", str(data), "--out", str(tmp_path / "other"), "--epochs", "1"]
+    assert main([*args, "--attention", "--cell", "gru"]) == 1
+    assert "the attention model's cell is an LSTM" in capsys.readouterr().err
+    config.write_text('attention = "yes"\n')
+    assert main([*args, "--config", str(config)]) == 1
+    assert "attention must be true or false, got 'yes'" in capsys.readouterr().err

@@ -1,9 +1,10 @@
 """``rnncap train``: train a captioner on a prepared file, keep the epoch with the best validation CIDEr.
 
 rnncap train --data flickr8k.h5 [--out runs/flickr8k-lstm] [--cell lstm] [--hidden 512] ... [--config run.toml]
+rnncap train --data flickr8k.h5 --attention [--attention-dim 512] [--alpha-reg 1.0] ...   (Show, Attend and Tell)
 
 Every option can also come from a TOML file (``--config``), keys named as the options (``hidden = 512``,
-``lr_decay = 0.9``); options given on the command line win.
+``lr_decay = 0.9``, ``attention = true``); options given on the command line win.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ DEFAULT_OUT = Path("runs")
 # Built-in option values. The parser's own defaults are None so that a value given in --config can be told
 # apart from one given on the command line (which wins), even when the latter equals the built-in value.
 DEFAULTS = {
+    "attention": False,
+    "attention_dim": 512,
+    "alpha_reg": 1.0,
     "cell": "lstm",
     "wordvec": 512,
     "hidden": 512,
@@ -56,8 +60,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     option = train.add_argument
     option("--config", type=Path, help="a TOML file of option values, keys named like the options (lr_decay = 0.9)")
     option("--data", type=Path, help="the prepared HDF5 file (required, here or in --config)")
-    option("--out", type=Path, help="the run folder (default: runs/<data name>-<cell>)")
-    option("--cell", choices=sorted(CELLS), help="recurrent cell (default lstm)")
+    option("--out", type=Path, help="the run folder (default: runs/<data name>-<cell>, or runs/<data name>-attention)")
+    option(
+        "--attention",
+        action="store_true",
+        default=None,  # None: not given, so that --config may set it
+        help="train the attention model (Show, Attend and Tell) on the grid features instead of a recurrent "
+        "network on the pooled ones; needs a file prepared without --no-grid",
+    )
+    option("--attention-dim", type=positive, help="attention width A of the attention model (default 512)")
+    option(
+        "--alpha-reg",
+        type=float,
+        help="weight of the attention model's doubly stochastic regulariser, 0 turns it off (default 1.0)",
+    )
+    option("--cell", choices=sorted(CELLS), help="recurrent cell (default lstm, the only one with --attention)")
     option("--wordvec", type=positive, help="word vector width W (default 512)")
     option("--hidden", type=positive, help="hidden state width H (default 512)")
     option("--dropout", type=float, help="dropout on word vectors and outputs while training (default 0.5)")
@@ -83,9 +100,16 @@ def _run_train(args: argparse.Namespace) -> None:
     _fill_options(args)
     if args.data is None:
         args.parser.error("--data is required (on the command line or in the --config file)")
-    out = args.out or DEFAULT_OUT / f"{args.data.stem}-{args.cell}"
+    out = args.out or DEFAULT_OUT / f"{args.data.stem}-{'attention' if args.attention else args.cell}"
     settings = ModelSettings(
-        cell_type=args.cell, wordvec_dim=args.wordvec, hidden_dim=args.hidden, dropout=args.dropout, seed=args.seed
+        cell_type=args.cell,
+        wordvec_dim=args.wordvec,
+        hidden_dim=args.hidden,
+        dropout=args.dropout,
+        seed=args.seed,
+        attention=args.attention,
+        attention_dim=args.attention_dim,
+        alpha_reg=args.alpha_reg,
     )
     config = TrainConfig(
         num_epochs=args.epochs,
@@ -137,6 +161,8 @@ def _fill_options(args: argparse.Namespace) -> None:
         if getattr(args, dest) is not None:
             continue  # the command line wins
         action = actions[dest]
+        if isinstance(DEFAULTS[dest], bool) and not isinstance(value, bool):
+            raise ValueError(f"{args.config}: {key} must be true or false, got {value!r}")
         if action.type is not None:
             value = action.type(str(value))
         if action.choices is not None and value not in action.choices:
