@@ -37,6 +37,7 @@ from rnncap.encoders.specs import EncoderSpec, get_spec
 from rnncap.gallery import GalleryEntry, write_gallery
 from rnncap.metrics import METRICS, Scores, caption_stats, evaluate
 from rnncap.models import load_model
+from rnncap.train import feature_shape
 from rnncap.vocab import decode_captions
 
 TRAIN_SPLIT = "train"  # the split whose captions the model learned; copies of them are counted
@@ -376,18 +377,12 @@ def _check_features(model: Any, model_name: str, features: np.ndarray, encoder: 
             f"{model_name} reads features of the {wanted!r} encoder, but {data_path} holds features of {encoder!r}: "
             f"prepare the data again with --encoder {wanted}"
         )
-    expected = _feature_shape(model)
+    expected = feature_shape(model)
     if features.shape[1:] != expected:
         raise ValueError(
             f"{model_name} reads features of shape {expected}, but {data_path} holds features of shape "
             f"{features.shape[1:]}"
         )
-
-
-def _feature_shape(model: Any) -> tuple[int, ...]:
-    """One photo's features as the model reads them: a grid (L, D) for attention models, which say so with
-    ``feature_shape``; the pooled (D,) vector for the others."""
-    return tuple(model.feature_shape) if hasattr(model, "feature_shape") else (model.input_dim,)
 
 
 def _attention_rows(model: Any, wanted: int | None, encoder: str, photos: int) -> int:
@@ -418,6 +413,6 @@ def _known_spec(encoder: str) -> EncoderSpec | None:
 
 def _load_features(store: Store, split: str, model: Any) -> np.ndarray:
     """The split's features for ``model``: (M, L, D) float16 grids (cast batch by batch) or (M, D) pooled."""
-    if len(_feature_shape(model)) == 2:
+    if len(feature_shape(model)) == 2:
         return store.load_grid(split)
     return store.load_split(split).features
