@@ -11,7 +11,7 @@ from conftest import make_vocab
 from rnncap import CaptioningRNN, decode_captions
 from rnncap.decode import beam_search, greedy_search
 
-NULL, START, END = 0, 1, 2
+NULL, START, END, UNK = 0, 1, 2, 3
 
 
 def _peaked_model(cell_type="lstm", words=3, seed=0):
@@ -43,7 +43,7 @@ def _sequence_log_prob(model, features, tokens):
 
 
 def _exhaustive_best(model, features, max_length, length_penalty):
-    words = [w for w in range(model.vocab_size) if w not in (NULL, START)]
+    words = [w for w in range(model.vocab_size) if w not in (NULL, START, UNK)]
     candidates = [
         (*prefix, END)
         for n in range(max_length)
@@ -57,10 +57,12 @@ def _exhaustive_best(model, features, max_length, length_penalty):
 @pytest.mark.parametrize("cell_type", ["rnn", "lstm", "gru"])
 def test_greedy_shapes_and_special_tokens(cell_type):
     model, features = _peaked_model(cell_type)
+    model.params["b_vocab"][UNK] = 50.0  # the most likely word everywhere: still never emitted
     captions = model.sample(features, max_length=9)
     assert captions.shape == (5, 9) and captions.dtype == np.int32
+    assert UNK not in beam_search(model, features, beam_size=3, max_length=9)
     for row in captions:
-        assert START not in row
+        assert START not in row and UNK not in row
         ends = np.flatnonzero(row == END)
         body = row if ends.size == 0 else row[: ends[0]]
         assert NULL not in body  # <NULL> only as padding after <END>
@@ -77,7 +79,7 @@ def test_greedy_picks_the_argmax_at_every_step():
             if t > 0 and captions[n, t - 1] in (END, NULL):
                 break
             log_probs, state = model.step(state, np.array([previous]))
-            log_probs[0, [NULL, START]] = -np.inf
+            log_probs[0, [NULL, START, UNK]] = -np.inf
             assert captions[n, t] == log_probs[0].argmax()
             previous = captions[n, t]
 
@@ -97,7 +99,7 @@ def test_beam_of_one_is_greedy():
 @pytest.mark.parametrize("length_penalty", [0.0, 1.0])
 def test_wide_beam_equals_exhaustive_search(length_penalty):
     """With more beams than hypotheses, beam search is exact: it must find the best caption of all."""
-    model, features = _peaked_model(words=2)  # 3 usable words (<END>, <UNK>, w0, w1 minus <END>)
+    model, features = _peaked_model(words=2)  # tokens <END>, w0, w1: captions of at most 3 of w0, w1
     max_length = 3
     captions = beam_search(model, features, beam_size=64, max_length=max_length, length_penalty=length_penalty)
     for n in range(len(features)):

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch idiom)
 from torch import nn
 
-from torch_twin import END_ID, NULL_ID, START_ID, gate_order
+from torch_twin import END_ID, NULL_ID, START_ID, UNK_ID, gate_order
 
 
 class TorchAttentionCaptioner(nn.Module):
@@ -175,7 +175,7 @@ def sample(twin: TorchAttentionCaptioner, features: torch.Tensor, max_length: in
     for t in range(max_length):
         alpha, h, c = twin.attend_and_step(features, proj, twin.embed(words), h, c)
         log_probs = F.log_softmax(twin.vocab(h), dim=1)
-        log_probs[:, [NULL_ID, START_ID]] = -torch.inf
+        log_probs[:, [NULL_ID, START_ID, UNK_ID]] = -torch.inf
         words = log_probs.argmax(dim=1)
         captions[:, t] = torch.where(finished, NULL_ID, words)
         attention[:, t] = torch.where(finished[:, None], 0.0, alpha)

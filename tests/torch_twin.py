@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch idiom)
 from torch import nn
 
-NULL_ID, START_ID, END_ID = 0, 1, 2
+NULL_ID, START_ID, END_ID, UNK_ID = 0, 1, 2, 3
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
@@ -193,7 +193,7 @@ def numpy_params_from_twin(twin: TorchCaptioner) -> dict[str, np.ndarray]:
 
 
 def _forbid_special_tokens(log_probs: torch.Tensor) -> torch.Tensor:
-    log_probs[:, [NULL_ID, START_ID]] = -torch.inf
+    log_probs[:, [NULL_ID, START_ID, UNK_ID]] = -torch.inf  # as rnncap.decode, for vocabularies with <UNK>
     return log_probs
 
 

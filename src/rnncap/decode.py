@@ -15,7 +15,9 @@ and optionally two more:
   searches return with ``return_attention=True``.
 
 Both searches are vectorised over the batch (and the beams): the only Python loop runs over time steps. Neither
-ever emits ``<NULL>`` or ``<START>``: they are padding and a prompt, not words.
+ever emits ``<NULL>`` or ``<START>`` (padding and a prompt, not words), nor, for a model whose ``unk_id`` is not
+None, ``<UNK>``: it stands for the rare words of the training captions, and a caption that says "a <UNK> on the
+grass" tells its reader nothing (the Flickr8k model wrote one in 14% of its greedy dev captions).
 """
 
 from __future__ import annotations
@@ -181,8 +183,10 @@ def _top_k(x: np.ndarray, k: int) -> np.ndarray:
 
 
 def _forbid_special_tokens(model: Any, log_probs: np.ndarray) -> np.ndarray:
-    """Set the log-probability of ``<NULL>`` and ``<START>`` to -inf, in place; (N, V) -> (N, V)."""
+    """Set the log-probability of ``<NULL>``, ``<START>`` and ``<UNK>`` to -inf, in place; (N, V) -> (N, V)."""
     log_probs[:, [model.null_id, model.start_id]] = -np.inf
+    if getattr(model, "unk_id", None) is not None:
+        log_probs[:, model.unk_id] = -np.inf
     return log_probs
 
 

@@ -38,7 +38,7 @@ from rnncap.nn import (
     log_softmax,
     step_forward,
 )
-from rnncap.vocab import END, END_ID, NULL, START, START_ID, idx_to_word_list
+from rnncap.vocab import END, END_ID, NULL, START, START_ID, UNK, idx_to_word_list
 
 
 class AttentionCaptioner:
@@ -105,6 +105,7 @@ class AttentionCaptioner:
         self.null_id = self.word_to_idx[NULL]
         self.start_id = self.word_to_idx.get(START, START_ID)
         self.end_id = self.word_to_idx.get(END, END_ID)
+        self.unk_id = self.word_to_idx.get(UNK)  # decoding never emits it (see rnncap.decode)
         self.vocab_size = len(self.idx_to_word)
 
         rng = np.random.default_rng(rng)

@@ -34,7 +34,7 @@ from rnncap.nn import (
     sequence_forward,
     step_forward,
 )
-from rnncap.vocab import END, END_ID, NULL, START, START_ID, idx_to_word_list
+from rnncap.vocab import END, END_ID, NULL, START, START_ID, UNK, idx_to_word_list
 
 
 class CaptioningRNN:
@@ -91,6 +91,7 @@ class CaptioningRNN:
         self.null_id = self.word_to_idx[NULL]
         self.start_id = self.word_to_idx.get(START, START_ID)
         self.end_id = self.word_to_idx.get(END, END_ID)
+        self.unk_id = self.word_to_idx.get(UNK)  # decoding never emits it (see rnncap.decode)
         self.input_dim, self.wordvec_dim, self.hidden_dim = int(input_dim), int(wordvec_dim), int(hidden_dim)
         self.vocab_size = len(self.idx_to_word)
 
