@@ -22,9 +22,10 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest -q
 
-# Captions the example photos with the model that ships in the package and writes an HTML gallery of them.
+# Captions the example photos with the model that ships in the package (the attention model) and writes an HTML
+# gallery of them with, for each photo, where the model looked for each word.
 demo: $(STAMP)
-	$(VENV)/bin/rnncap caption examples/photos --html runs/demo/gallery.html
+	$(VENV)/bin/rnncap caption examples/photos --attention runs/demo/maps --html runs/demo/gallery.html
 
 # Trains a small captioner from scratch on generated pictures, in seconds.
 demo-shapes: $(STAMP)

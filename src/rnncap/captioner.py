@@ -45,7 +45,7 @@ from rnncap.vocab import decode_captions
 SINGLE_THREAD_ROWS = 96
 _BLAS = ThreadpoolController()
 
-DEFAULT_MODEL = "flickr8k-lstm"
+DEFAULT_MODEL = "flickr8k-attention"
 ASSETS = Path(__file__).resolve().parent / "assets"  # shipped models: assets/<name>.npz
 # Tokens generated per caption, <END> included, for a model whose metadata does not say: room for the 16 words
 # `rnncap prepare` keeps per caption by default, and a few more.
