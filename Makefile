@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# torch is pinned to the CPU build (its wheel is on disk here); see pyproject's `dev` extra.
+	# torch is pinned to the CPU build (its wheel is on disk here); see pyproject's dependencies.
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
