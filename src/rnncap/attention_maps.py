@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from rnncap.files import atomic_write
 
 # Brightness of the places the model did not look at all: dim enough to show the attention, bright enough that the
 # photo stays recognisable everywhere.
@@ -127,16 +128,7 @@ def write_attention(
     image = draw_attention(square, words, weights, columns=columns, panel_size=panel_size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A temporary file beside the target, then a rename: a reader never sees half a PNG, a failure leaves no debris.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            image.save(file, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda f: image.save(f, format="PNG"))
 
 
 def _fit(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: int) -> str:

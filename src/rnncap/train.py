@@ -36,16 +36,16 @@ import json
 import math
 import os
 import time
-import uuid
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from rnncap.files import atomic_write
 from rnncap.models import load_model
 from rnncap.optim import DEFAULTS, clip_grad_norm, get_update_rule, global_norm, resolve_hyperparameters
 
@@ -495,12 +495,12 @@ class Trainer:
         }
         arrays["__format__"] = np.array(STATE_FORMAT)
         arrays["__state__"] = np.array(json.dumps(state, allow_nan=False))
-        _atomic_write(out / STATE_FILE, lambda f: np.savez(f, **arrays))
+        atomic_write(out / STATE_FILE, lambda f: np.savez(f, **arrays))
         self.model.save(out / MODEL_FILE)
         if improved:
             self.model.save(out / BEST_FILE)
         text = json.dumps(self.history, indent=1, allow_nan=False)
-        _atomic_write(out / HISTORY_FILE, lambda f: f.write(text.encode()))
+        atomic_write(out / HISTORY_FILE, lambda f: f.write(text.encode()))
         if self.config.plot:
             plot_history(self.history, out / PLOT_FILE, score_label=self.score_label)
 
@@ -650,7 +650,7 @@ def plot_history(history: History, path: str | os.PathLike, score_label: str | N
                 axes[1].plot(*zip(*scores, strict=True), "d-", color="C3")
             axes[1].set_ylabel(score_label)
     axes[-1].set_xlabel("iteration")
-    _atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=100))
     return path
 
 
@@ -706,22 +706,6 @@ def _read_state(path: Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path} is not a readable trainer checkpoint: {exc}") from exc
     return arrays, state
-
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    """Write a file through ``write(f)`` into a temporary file renamed over ``path``: never half a file.
-
-    The temporary file is opened with ``open(..., "xb")`` rather than ``tempfile.mkstemp``, so that it gets the
-    permissions the user's umask gives new files (mkstemp's are 0600).
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _is_real(value: Any) -> bool:

@@ -40,7 +40,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
@@ -52,6 +51,7 @@ import numpy as np
 
 from rnncap.data.records import ImageRecord
 from rnncap.data.text import SPECIAL_IDS
+from rnncap.files import replacing
 from rnncap.train import CaptionData
 
 FORMAT = "rnncap-prepared-1"
@@ -117,31 +117,26 @@ def create_store(
             "pass overwrite=True (CLI: --overwrite) to replace it (its features are lost), or choose another file"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs.update(
-                format=FORMAT,
-                vocab=vocab,
-                max_length=max_length,
-                encoder="",
-                root=root_str,
-                name=name,
-                fingerprint=fingerprint,
-            )
-            M = len(records)
-            f.create_dataset("images/id", data=ids, dtype=_STR)
-            f.create_dataset("images/split", data=splits, dtype=_STR)
-            f.create_dataset("images/path", data=paths, dtype=_STR)
-            f.create_dataset("images/ok", data=np.ones(M, dtype=bool))
-            f.create_dataset("images/error", data=[""] * M, dtype=_STR)
-            f.create_dataset("captions/tokens", data=tokens.astype(np.int32, copy=False))
-            f.create_dataset("captions/image", data=caption_image.astype(np.int32, copy=False))
-            f.create_dataset("captions/raw", data=list(raw_captions), dtype=_STR)
-            f.create_dataset("features/done", data=np.zeros(M, dtype=bool))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with replacing(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs.update(
+            format=FORMAT,
+            vocab=vocab,
+            max_length=max_length,
+            encoder="",
+            root=root_str,
+            name=name,
+            fingerprint=fingerprint,
+        )
+        M = len(records)
+        f.create_dataset("images/id", data=ids, dtype=_STR)
+        f.create_dataset("images/split", data=splits, dtype=_STR)
+        f.create_dataset("images/path", data=paths, dtype=_STR)
+        f.create_dataset("images/ok", data=np.ones(M, dtype=bool))
+        f.create_dataset("images/error", data=[""] * M, dtype=_STR)
+        f.create_dataset("captions/tokens", data=tokens.astype(np.int32, copy=False))
+        f.create_dataset("captions/image", data=caption_image.astype(np.int32, copy=False))
+        f.create_dataset("captions/raw", data=list(raw_captions), dtype=_STR)
+        f.create_dataset("features/done", data=np.zeros(M, dtype=bool))
     return True
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rnncap.encoders.specs import EncoderSpec
+from rnncap.files import replacing
 
 if TYPE_CHECKING:
     from rnncap.encoders.torch_models import FeatureNet
@@ -98,33 +99,31 @@ def export(net: FeatureNet, spec: EncoderSpec, path: Path, num_threads: int | No
     if importlib.util.find_spec("onnx") is None:  # torch.onnx.export needs it to write the file
         raise OnnxUnavailableError("exporting to ONNX needs the onnx package (pip install onnx)")
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     example = torch.zeros((1, spec.image_size, spec.image_size, 3), dtype=torch.uint8)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with warnings.catch_warnings():
-            # The TorchScript exporter warns that it is deprecated and notes constant folding it skipped; it is
-            # used because it exports in a second where the dynamo exporter takes ten and needs onnxscript.
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                net,
-                (example,),
-                str(tmp),
-                input_names=["images"],
-                output_names=["pooled", "grid"],
-                dynamic_axes={"images": {0: "batch"}, "pooled": {0: "batch"}, "grid": {0: "batch"}},
-                opset_version=_OPSET,
-                dynamo=False,
-            )
-        session = make_session(tmp, num_threads)
-        _check_against_torch(net, session, spec)
-        os.replace(tmp, path)  # atomic: a concurrent reader sees no file or a whole, checked one
+        # Renamed into place only once checked: a concurrent reader sees no file or a whole, checked one.
+        with replacing(path) as tmp:
+            with warnings.catch_warnings():
+                # The TorchScript exporter warns that it is deprecated and notes constant folding it skipped; it
+                # is used because it exports in a second where the dynamo exporter takes ten and needs onnxscript.
+                warnings.simplefilter("ignore")
+                torch.onnx.export(
+                    net,
+                    (example,),
+                    str(tmp),
+                    input_names=["images"],
+                    output_names=["pooled", "grid"],
+                    dynamic_axes={"images": {0: "batch"}, "pooled": {0: "batch"}, "grid": {0: "batch"}},
+                    opset_version=_OPSET,
+                    dynamo=False,
+                )
+            session = make_session(tmp, num_threads)
+            _check_against_torch(net, session, spec)
     except OnnxUnavailableError:
         raise
     except Exception as err:
         raise OnnxUnavailableError(f"exporting {spec.name} to ONNX failed: {type(err).__name__}: {err}") from err
-    finally:
-        tmp.unlink(missing_ok=True)
     return session
 
 

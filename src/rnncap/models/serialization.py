@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+
+from rnncap.files import atomic_write
 
 FORMAT = "rnncap-model-1"
 PARAM_PREFIX = "param/"
@@ -59,22 +60,7 @@ def write_model_file(
     }
     for name, value in params.items():
         arrays[PARAM_PREFIX + name] = value if weights_dtype is None else value.astype(weights_dtype)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes the file private; give it the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)  # the only portable way to read the umask is to set it and put it back
-    os.umask(mask)
-    return mask
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 class ModelFile(NamedTuple):
