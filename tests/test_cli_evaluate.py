@@ -11,6 +11,27 @@ from rnncap.cli import main
 from test_evaluation import GRID_ENCODER, make_attention_model, make_model, make_prepared
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path: Path, monkeypatch) -> None:
+    """The default output folder (runs/evaluate) is relative: keep it out of the repository."""
+    monkeypatch.chdir(tmp_path)
+
+
+def test_files_go_to_runs_evaluate_by_default_and_no_save_writes_none(tmp_path: Path, capsys) -> None:
+    data = make_prepared(tmp_path)
+    model = make_model(data).save(tmp_path / "model.npz")
+    args = ["evaluate", "--model", str(model), "--data", str(data), "--metrics", "CIDEr"]
+    assert main(args) == 0
+    out = Path("runs/evaluate")
+    printed = capsys.readouterr().out
+    assert f"wrote {out / 'model-dev.json'} (scores on the 0-1 scale)" in printed
+    assert f"wrote {out / 'model-dev.html'} (4 photos)" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["model-dev.html", "model-dev.json"]
+    assert main([*args, "--split", "train", "--no-save"]) == 0
+    assert "wrote" not in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == ["model-dev.html", "model-dev.json"]
+
+
 def test_prints_scores_on_the_0_100_scale_and_writes_json_and_html(tmp_path: Path, capsys) -> None:
     data = make_prepared(tmp_path)
     model = make_model(data).save(tmp_path / "model.npz")

@@ -1,6 +1,6 @@
 """``rnncap evaluate``: caption a split of a prepared file, print its scores and caption habits, write JSON and HTML.
 
-rnncap evaluate --model MODEL --data FILE [--split dev] [--beam 3] [--json FILE] [--html FILE] [--no-attention-maps]
+rnncap evaluate --model MODEL --data FILE [--split dev] [--beam 3] [--out DIR | --json FILE --html FILE] [--no-save]
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from pathlib import Path
 from rnncap.cli.args import non_negative, positive
 from rnncap.metrics import METRICS, TOKENIZERS
 
+DEFAULT_OUT = Path("runs/evaluate")
+
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     """Add ``rnncap evaluate`` to the command line."""
@@ -21,8 +23,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="caption a split of a prepared file and score the captions against the human ones",
         description="Caption every photo of a split of a prepared file (`rnncap prepare`) and score the captions "
         "against the split's human captions as the COCO caption evaluation does. Prints the scores on the 0-100 "
-        "scale and the captions' habits; --json keeps the scores on pycocoevalcap's 0-1 scale with every caption, "
-        "--html writes a gallery that opens offline (with attention maps for an attention model).",
+        "scale and the captions' habits, and writes the scores on pycocoevalcap's 0-1 scale with every caption as "
+        "JSON and a gallery that opens offline as HTML (with attention maps for an attention model): by default "
+        "OUT/<model>-<split>.json and .html.",
     )
     evaluate.add_argument(
         "--model",
@@ -68,11 +71,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--batch-size", metavar="N", type=positive, default=256, help="photos decoded at once (default 256)"
     )
     evaluate.add_argument(
-        "--json", metavar="FILE", type=Path, help="write scores (0-1 scale), settings and every caption here"
+        "--out", metavar="DIR", type=Path, default=DEFAULT_OUT, help=f"where the files go (default: {DEFAULT_OUT})"
     )
     evaluate.add_argument(
-        "--html", metavar="FILE", type=Path, help="write a gallery of photos, captions and scores here"
+        "--json", metavar="FILE", type=Path, help="the scores (0-1 scale), settings and captions (default: in --out)"
     )
+    evaluate.add_argument(
+        "--html", metavar="FILE", type=Path, help="the gallery of photos, captions and scores (default: in --out)"
+    )
+    evaluate.add_argument("--no-save", dest="save", action="store_false", help="print the scores, write no files")
     evaluate.add_argument(
         "--gallery-size",
         metavar="N",
@@ -105,10 +112,18 @@ def _run_evaluate(args: argparse.Namespace) -> None:
     from rnncap.evaluation import describe_stats, evaluate_model
     from rnncap.metrics import format_scores
 
+    path = model_path(args.model)
+    if args.save:
+        name = f"{path.stem}-{args.split}"
+        args.json = args.json or args.out / f"{name}.json"
+        args.html = args.html or args.out / f"{name}.html"
+    else:
+        args.json = args.html = None
+
     # A warning (e.g. a model that does not name its encoder) as one line, like the errors, not with a source line.
     with warnings.catch_warnings(record=True) as caught:
         result = evaluate_model(
-            model_path(args.model),
+            path,
             args.data,
             split=args.split,
             beam_size=args.beam,
