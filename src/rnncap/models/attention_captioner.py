@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from rnncap import decode
-from rnncap.models.captioning_rnn import CaptioningRNN
+from rnncap.models.base import CaptionModel
 from rnncap.models.teacher_forcing import (
     embed_words_backward,
     embed_words_forward,
@@ -38,10 +38,9 @@ from rnncap.nn import (
     log_softmax,
     step_forward,
 )
-from rnncap.vocab import END, END_ID, NULL, START, START_ID, UNK, idx_to_word_list
 
 
-class AttentionCaptioner:
+class AttentionCaptioner(CaptionModel):
     """A soft-attention LSTM captioner over a grid of image features.
 
     Parameters (``self.params``): ``W_init_h``, ``W_init_c`` (D, H) and ``b_init_h``, ``b_init_c`` (H,): initial
@@ -80,6 +79,8 @@ class AttentionCaptioner:
             dropout: probability of dropping a unit of the word vectors and of the hidden states before the
                 vocabulary projection, while training (a ``loss`` given an ``rng``); 0 turns it off.
         """
+        if not isinstance(alpha_reg, int | float | np.floating) or not 0 <= alpha_reg < np.inf:
+            raise ValueError(f"alpha_reg must be a finite number >= 0, got {alpha_reg!r}")
         dims = {
             "input_dim": input_dim,
             "num_locations": num_locations,
@@ -87,26 +88,8 @@ class AttentionCaptioner:
             "hidden_dim": hidden_dim,
             "attention_dim": attention_dim,
         }
-        for name, value in dims.items():
-            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        if not isinstance(alpha_reg, int | float | np.floating) or not 0 <= alpha_reg < np.inf:
-            raise ValueError(f"alpha_reg must be a finite number >= 0, got {alpha_reg!r}")
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
-        self.input_dim, self.num_locations = int(input_dim), int(num_locations)
-        self.wordvec_dim, self.hidden_dim, self.attention_dim = int(wordvec_dim), int(hidden_dim), int(attention_dim)
-        self.alpha_reg, self.dropout = float(alpha_reg), float(dropout)
-        self.word_to_idx = dict(word_to_idx)
-        self.idx_to_word = idx_to_word_list(self.word_to_idx)
-        self.null_id = self.word_to_idx[NULL]
-        self.start_id = self.word_to_idx.get(START, START_ID)
-        self.end_id = self.word_to_idx.get(END, END_ID)
-        self.unk_id = self.word_to_idx.get(UNK)  # decoding never emits it (see rnncap.decode)
-        self.vocab_size = len(self.idx_to_word)
+        self._setup(word_to_idx, dtype, dropout, dims)
+        self.alpha_reg = float(alpha_reg)
 
         rng = np.random.default_rng(rng)
         D, W, H, A, V = self.input_dim, self.wordvec_dim, self.hidden_dim, self.attention_dim, self.vocab_size
@@ -129,8 +112,6 @@ class AttentionCaptioner:
             "b_vocab": np.zeros(V),
         }
         self.params = {name: value.astype(self.dtype) for name, value in params.items()}
-        # Facts saved with the weights that the network does not use, e.g. {"encoder": "efficientnet-lite2"}.
-        self.metadata: dict[str, Any] = {}
 
     @property
     def feature_shape(self) -> tuple[int, int]:
@@ -297,12 +278,6 @@ class AttentionCaptioner:
             "dtype": self.dtype.name,
             "dropout": self.dropout,
         }
-
-    # The file format, loading checks and caption checks are CaptioningRNN's, written for any model class with
-    # ``config()``, ``params``, ``metadata``, ``dtype`` and ``vocab_size``: reuse them rather than copy them.
-    save = CaptioningRNN.save
-    load = classmethod(CaptioningRNN.load.__func__)
-    _check_captions = CaptioningRNN._check_captions
 
     # ------------------------------------------------------------------ input checks
 

@@ -10,14 +10,12 @@ computed and multiplied by zero).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from rnncap import decode
-from rnncap.models.serialization import ModelFileError, check_params, read_model_file, write_model_file
+from rnncap.models.base import CaptionModel
 from rnncap.models.teacher_forcing import (
     embed_words_backward,
     embed_words_forward,
@@ -34,10 +32,9 @@ from rnncap.nn import (
     sequence_forward,
     step_forward,
 )
-from rnncap.vocab import END, END_ID, NULL, START, START_ID, UNK, idx_to_word_list
 
 
-class CaptioningRNN:
+class CaptioningRNN(CaptionModel):
     """A recurrent image captioner (CS231n's ``CaptioningRNN``).
 
     Parameters live in ``self.params`` under CS231n's names: ``W_proj`` (D, H), ``b_proj`` (H,), ``W_embed``
@@ -71,29 +68,10 @@ class CaptioningRNN:
         """
         if cell_type not in CELLS:
             raise ValueError(f"cell_type must be one of {sorted(CELLS)}, got {cell_type!r}")
-        for name, value in (
-            ("input_dim", input_dim),
-            ("wordvec_dim", wordvec_dim),
-            ("hidden_dim", hidden_dim),
-        ):
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        self.dropout = float(dropout)
-        self.dtype = np.dtype(dtype)
-        if self.dtype not in (np.float32, np.float64):
-            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        dims = {"input_dim": input_dim, "wordvec_dim": wordvec_dim, "hidden_dim": hidden_dim}
+        self._setup(word_to_idx, dtype, dropout, dims)
         self.cell = CELLS[cell_type]
         self.cell_type = cell_type
-        self.word_to_idx = dict(word_to_idx)
-        self.idx_to_word = idx_to_word_list(self.word_to_idx)
-        self.null_id = self.word_to_idx[NULL]
-        self.start_id = self.word_to_idx.get(START, START_ID)
-        self.end_id = self.word_to_idx.get(END, END_ID)
-        self.unk_id = self.word_to_idx.get(UNK)  # decoding never emits it (see rnncap.decode)
-        self.input_dim, self.wordvec_dim, self.hidden_dim = int(input_dim), int(wordvec_dim), int(hidden_dim)
-        self.vocab_size = len(self.idx_to_word)
 
         rng = np.random.default_rng(rng)
         D, W, H, V, k = self.input_dim, self.wordvec_dim, self.hidden_dim, self.vocab_size, self.cell.gates
@@ -108,8 +86,6 @@ class CaptioningRNN:
             "b_vocab": np.zeros(V),
         }
         self.params = {name: value.astype(self.dtype) for name, value in params.items()}
-        # Facts saved with the weights that the network does not use, e.g. {"encoder": "efficientnet-lite2"}.
-        self.metadata: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ training
 
@@ -206,32 +182,6 @@ class CaptioningRNN:
             "dropout": self.dropout,
         }
 
-    def save(self, path: str | os.PathLike, weights_dtype: np.dtype | type | None = None) -> Path:
-        """Save weights, configuration, vocabulary and ``metadata`` in one ``.npz`` file; returns the path written."""
-        return write_model_file(path, self.config(), self.word_to_idx, self.params, weights_dtype, self.metadata)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, dtype: np.dtype | type | str | None = None) -> CaptioningRNN:
-        """Load a model saved by :meth:`save`, never unpickling; weights are cast to ``dtype`` (default: as saved).
-
-        Raises:
-            ModelFileError: the file is missing, corrupt, truncated, of another model, or its weights do not fit.
-        """
-        config, word_to_idx, stored, metadata = read_model_file(path)
-        if config.get("model") != cls.__name__:
-            raise ModelFileError(f"{path} holds a {config.get('model')!r} model, not a {cls.__name__}")
-        kwargs = {key: value for key, value in config.items() if key != "model"}
-        if dtype is not None:
-            kwargs["dtype"] = dtype
-        try:
-            model = cls(word_to_idx, **kwargs)
-        except (TypeError, ValueError) as exc:
-            raise ModelFileError(f"{path}: configuration {config} does not describe a {cls.__name__}: {exc}") from exc
-        check_params(path, stored, model.params)
-        model.params = {name: stored[name].astype(model.dtype) for name in model.params}
-        model.metadata = metadata
-        return model
-
     # ------------------------------------------------------------------ input checks
 
     def _check_features(self, features: np.ndarray) -> np.ndarray:
@@ -247,15 +197,3 @@ class CaptioningRNN:
             rows = np.flatnonzero(~np.isfinite(features).all(axis=1))
             raise ValueError(f"features hold NaN or infinite values (rows {rows[:10].tolist()})")
         return features
-
-    def _check_captions(self, captions: np.ndarray, batch_size: int) -> np.ndarray:
-        captions = np.asarray(captions)
-        if captions.ndim != 2 or captions.shape[0] != batch_size or captions.shape[1] < 2:
-            raise ValueError(f"captions must have shape ({batch_size}, T) with T >= 2, got {captions.shape}")
-        if not np.issubdtype(captions.dtype, np.integer):
-            raise ValueError(f"captions must hold integer token ids, got dtype {captions.dtype}")
-        low, high = captions.min(), captions.max()
-        if low < 0 or high >= self.vocab_size:
-            bad = low if low < 0 else high
-            raise ValueError(f"caption token id {bad} is outside the vocabulary [0, {self.vocab_size})")
-        return captions
