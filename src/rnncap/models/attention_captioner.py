@@ -287,15 +287,7 @@ class AttentionCaptioner(CaptionModel):
         if features.ndim != 3 or features.shape[1:] != (L, D):
             hint = " (pooled features? this model reads the grid: rnncap.data.load_grid)" if features.ndim == 2 else ""
             raise ValueError(f"features must have shape (N, L, D) = (N, {L}, {D}), got {features.shape}{hint}")
-        if features.shape[0] == 0:
-            raise ValueError("empty batch: features has no rows")
-        if not np.issubdtype(features.dtype, np.number):
-            raise ValueError(f"features must be numeric, got dtype {features.dtype}")
-        features = features.astype(self.dtype, copy=False)
-        finite = np.isfinite(features).all(axis=(1, 2))
-        if not finite.all():
-            raise ValueError(f"features hold NaN or infinite values (rows {np.flatnonzero(~finite)[:10].tolist()})")
-        return features
+        return self._check_feature_values(features)
 
 
 # The decoder's parameters in the order attention_lstm_forward takes them and attention_lstm_backward returns them.

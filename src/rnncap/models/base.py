@@ -76,6 +76,19 @@ class CaptionModel:
         model.metadata = metadata
         return model
 
+    def _check_feature_values(self, features: np.ndarray) -> np.ndarray:
+        """Features of the right shape -> the same cast to the model's dtype, refusing an empty batch, non-numbers,
+        NaN and infinities (naming the rows)."""
+        if features.shape[0] == 0:
+            raise ValueError("empty batch: features has no rows")
+        if not np.issubdtype(features.dtype, np.number):
+            raise ValueError(f"features must be numeric, got dtype {features.dtype}")
+        features = features.astype(self.dtype, copy=False)
+        finite = np.isfinite(features).reshape(len(features), -1).all(axis=1)
+        if not finite.all():
+            raise ValueError(f"features hold NaN or infinite values (rows {np.flatnonzero(~finite)[:10].tolist()})")
+        return features
+
     def _check_captions(self, captions: np.ndarray, batch_size: int) -> np.ndarray:
         captions = np.asarray(captions)
         if captions.ndim != 2 or captions.shape[0] != batch_size or captions.shape[1] < 2:

@@ -188,12 +188,4 @@ class CaptioningRNN(CaptionModel):
         features = np.asarray(features)
         if features.ndim != 2 or features.shape[1] != self.input_dim:
             raise ValueError(f"features must have shape (N, {self.input_dim}), got {features.shape}")
-        if features.shape[0] == 0:
-            raise ValueError("empty batch: features has no rows")
-        if not np.issubdtype(features.dtype, np.number):
-            raise ValueError(f"features must be numeric, got dtype {features.dtype}")
-        features = features.astype(self.dtype, copy=False)
-        if not np.isfinite(features).all():
-            rows = np.flatnonzero(~np.isfinite(features).all(axis=1))
-            raise ValueError(f"features hold NaN or infinite values (rows {rows[:10].tolist()})")
-        return features
+        return self._check_feature_values(features)
