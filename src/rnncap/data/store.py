@@ -447,8 +447,9 @@ def load_split(path: str | Path, split: str, allow_partial: bool = False) -> Cap
 def load_grid(path: str | Path, split: str, allow_partial: bool = False) -> np.ndarray:
     """(M_split, L, C) float16 grid features of a split, row for row those of :func:`load_split`.
 
-    Separate from :func:`load_split` because the trainer's CaptionData holds 2-D features, and kept float16
-    because a split's grid is large (Flickr8k train: 1.2 GB as float16).
+    Separate from :func:`load_split` because only attention models read it (``CaptionData(grid,
+    split.captions, split.image_idxs)`` trains one), and kept float16 because a split's grid is large (Flickr8k
+    train: 1.2 GB as float16; the trainer keeps it so and the model casts each batch).
     """
     with open_store(path) as store:
         return store.load_grid(split, allow_partial)
