@@ -35,13 +35,15 @@ from bench_engine import (  # noqa: E402
     BATCHES,
     LEARNING_RATE,
     TESTS,
-    adam,
     alternate,
     cpu_counters,
     gemm_rates,
     machine_description,
+    make_captions,
+    numpy_train_step,
     others_cpu_fraction,
     profile_numpy_step,
+    torch_train_step,
 )
 from rnncap.models import AttentionCaptioner  # noqa: E402
 
@@ -77,13 +79,7 @@ def build_numpy(cfg: Config, batch: str = "realistic", seed: int = 0):
     rng = np.random.default_rng(seed + 1)
     # Grid features are post-activation CNN outputs: non-negative, of order one.
     features = np.abs(rng.standard_normal((cfg.N, cfg.L, cfg.D))).astype(np.float32)
-    captions = np.zeros((cfg.N, cfg.T + 1), dtype=np.int32)
-    captions[:, 0] = 1
-    lengths = rng.integers(cfg.T // 3, cfg.T, size=cfg.N) if batch == "realistic" else np.full(cfg.N, cfg.T - 1)
-    for row, n in enumerate(lengths):  # n <= T - 1 words, then <END>
-        captions[row, 1 : 1 + n] = rng.integers(3, cfg.V, size=n)
-        captions[row, 1 + n] = 2
-    return model, features, captions
+    return model, features, make_captions(cfg, batch, rng)
 
 
 def twin_module():
@@ -95,33 +91,12 @@ def twin_module():
     return torch_attention_twin
 
 
-def numpy_train_step(model, features, captions):
-    configs = {name: {"learning_rate": LEARNING_RATE} for name in model.params}
-
-    def step() -> float:
-        loss, grads = model.loss(features, captions)
-        for name, dw in grads.items():
-            model.params[name], configs[name] = adam(model.params[name], dw, configs[name])
-        return loss
-
-    return step
-
-
-def torch_train_step(model, features, captions):
+def build_torch(model, features, captions):
+    """The twin holding the NumPy model's weights, and the same batch as tensors."""
     import torch
 
     twin = twin_module().from_numpy_params(model.params, model.alpha_reg, torch.float32)
-    t_features, t_captions = torch.from_numpy(features), torch.from_numpy(captions).long()
-    opt = torch.optim.Adam([p for p in twin.parameters() if p.requires_grad], lr=LEARNING_RATE)
-
-    def step() -> float:
-        opt.zero_grad(set_to_none=True)
-        loss = twin(t_features, t_captions)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    return step
+    return twin, torch.from_numpy(features), torch.from_numpy(captions).long()
 
 
 def bench_config(cfg: Config, warmup: int, repeats: int) -> dict[str, dict[str, float]]:
@@ -146,7 +121,7 @@ def bench_config(cfg: Config, warmup: int, repeats: int) -> dict[str, dict[str, 
         model, features, captions = build_numpy(cfg, batch)
         steps = {
             "numpy": numpy_train_step(model, features, captions),
-            "torch": torch_train_step(model, features, captions),
+            "torch": torch_train_step(*build_torch(model, features, captions)),
         }
         result[f"first_loss_{batch}"] = {side: fn() for side, fn in steps.items()}  # same weights: same loss
         seconds = alternate(steps, warmup, repeats)
@@ -215,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     print("positions and trims all-padding columns; the twin, like plain PyTorch code, computes every position.")
     if args.profile:
         for cfg in configs:
-            profile_numpy_step(cfg, args.threads, build=build_numpy, make_step=numpy_train_step)
+            profile_numpy_step(cfg, args.threads, build=build_numpy)
 
 
 if __name__ == "__main__":

@@ -105,16 +105,22 @@ def build_numpy(cfg: Config, batch: str = "realistic", seed: int = 0):
     model = CaptioningRNN(vocab, cfg.D, cfg.W, cfg.H, cfg.cell_type, dtype=np.float32, rng=seed)
     rng = np.random.default_rng(seed + 1)
     features = rng.standard_normal((cfg.N, cfg.D)).astype(np.float32)
+    return model, features, make_captions(cfg, batch, rng)
+
+
+def make_captions(cfg: Any, batch: str, rng: np.random.Generator) -> np.ndarray:
+    """(N, T + 1) int32 captions of ``batch`` kind (see ``BATCHES``): <START>, random words, <END>, <NULL>s."""
     captions = np.zeros((cfg.N, cfg.T + 1), dtype=np.int32)  # <NULL> = 0 everywhere first
     captions[:, 0] = 1  # <START>
     lengths = rng.integers(cfg.T // 3, cfg.T, size=cfg.N) if batch == "realistic" else np.full(cfg.N, cfg.T - 1)
     for row, n in enumerate(lengths):  # n <= T - 1 words, then <END>
         captions[row, 1 : 1 + n] = rng.integers(3, cfg.V, size=n)
         captions[row, 1 + n] = 2
-    return model, features, captions
+    return captions
 
 
 def numpy_train_step(model, features, captions) -> Callable[[], float]:
+    """Loss, backward and Adam on any rnncap model (CaptioningRNN or AttentionCaptioner)."""
     configs = {name: {"learning_rate": LEARNING_RATE} for name in model.params}
 
     def step() -> float:
