@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the twins sit beside
 
 import torch_attention_twin  # noqa: E402
 from rnncap.models import AttentionCaptioner  # noqa: E402
+from test_parity import assert_close  # noqa: E402
 
 N, T, L, D, W, H, A, V = 7, 9, 6, 10, 8, 12, 9, 20  # T time steps: captions are (N, T + 1)
 NULL, START, END = 0, 1, 2
@@ -57,12 +58,6 @@ def twin_loss_and_grads(model: AttentionCaptioner, features: np.ndarray, caption
     loss = twin(torch.from_numpy(features).to(dtype), torch.from_numpy(captions).long())
     loss.backward()
     return loss.item(), torch_attention_twin.grads_as_numpy(twin)
-
-
-def assert_close(ours: np.ndarray, theirs: np.ndarray, rtol: float, name: str) -> None:
-    """Elementwise within ``rtol``, with an absolute floor of ``rtol`` times the largest entry."""
-    scale = max(np.abs(theirs).max(), 1e-30)
-    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * scale, err_msg=f"gradient of {name}")
 
 
 def test_loss_and_gradients_match_torch_float64():

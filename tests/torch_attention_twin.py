@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch idiom)
 from torch import nn
 
-from torch_twin import END_ID, NULL_ID, START_ID, UNK_ID, gate_order
+from torch_twin import END_ID, NULL_ID, START_ID, UNK_ID, copy_into, gate_order, require_grads
 
 
 class TorchAttentionCaptioner(nn.Module):
@@ -124,19 +124,13 @@ def from_numpy_params(
         twin.vocab.weight: params["W_vocab"].T,
         twin.vocab.bias: params["b_vocab"],
     }
-    with torch.no_grad():
-        for tensor, value in targets.items():
-            if tuple(tensor.shape) != value.shape:
-                raise ValueError(f"cannot load an array of shape {value.shape} into a tensor of shape {tensor.shape}")
-            tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    copy_into(targets)
     return twin
 
 
 def grads_as_numpy(twin: TorchAttentionCaptioner) -> dict[str, np.ndarray]:
     """The gradients autograd left in ``.grad``, under our names and in our layouts."""
-    for name, p in twin.named_parameters():
-        if p.requires_grad and p.grad is None:
-            raise ValueError(f"{name} has no gradient: run loss.backward() first")
+    require_grads(twin)
     order = gate_order("lstm", twin.hidden_dim)
 
     def g(t: torch.Tensor) -> np.ndarray:

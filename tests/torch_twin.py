@@ -139,11 +139,23 @@ def load_numpy_params(twin: TorchCaptioner, params: dict[str, np.ndarray]) -> No
         twin.vocab.weight: params["W_vocab"].T,
         twin.vocab.bias: params["b_vocab"],
     }
+    copy_into(targets)
+
+
+def copy_into(targets: dict[torch.Tensor, np.ndarray]) -> None:
+    """Copy each array into its tensor, in place (casting to the tensor's dtype), refusing other shapes."""
     with torch.no_grad():
         for tensor, value in targets.items():
             if tuple(tensor.shape) != value.shape:
                 raise ValueError(f"cannot load an array of shape {value.shape} into a tensor of shape {tensor.shape}")
             tensor.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+
+
+def require_grads(twin: nn.Module) -> None:
+    """Refuse to read gradients before ``loss.backward()`` has left them in every trainable parameter."""
+    for name, p in twin.named_parameters():
+        if p.requires_grad and p.grad is None:
+            raise ValueError(f"{name} has no gradient: run loss.backward() first")
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -171,9 +183,7 @@ def grads_as_numpy(twin: TorchCaptioner) -> dict[str, np.ndarray]:
     ``b`` is ``bias_ih.grad`` alone: ``bias_hh`` is a frozen zero, not a parameter of our model (adding its
     gradient would double ``db`` for the RNN and the LSTM, whose two bias gradients are equal).
     """
-    for name, p in twin.named_parameters():
-        if p.requires_grad and p.grad is None:
-            raise ValueError(f"{name} has no gradient: run loss.backward() first")
+    require_grads(twin)
     return _as_ours(twin, lambda t: _to_numpy(t.grad))
 
 
