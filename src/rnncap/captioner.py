@@ -31,6 +31,7 @@ from PIL import Image
 from threadpoolctl import ThreadpoolController
 
 from rnncap.attention_maps import draw_attention, write_attention
+from rnncap.decode import search
 from rnncap.encoders import Encoder, load_encoder
 from rnncap.encoders.encoder import Backend
 from rnncap.encoders.preprocess import ImageLike, load_images
@@ -380,12 +381,9 @@ class Captioner:
     ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """(N, max_length) ids and, with ``return_attention``, their (N, max_length, L) attention weights."""
         max_length = self._max_length if max_length is None else max_length
-        options = {"return_attention": True} if return_attention else {}  # models that do not attend lack the option
         threads = 1 if len(features) * beam_size <= SINGLE_THREAD_ROWS else None  # None: as configured
         with _BLAS.limit(limits=threads, user_api="blas"):
-            if beam_size == 1:  # greedy search finds what a beam of one does, without the beam's bookkeeping
-                return self._model.sample(features, max_length, **options)
-            return self._model.beam_search(features, beam_size, max_length, **options)
+            return search(self._model, features, beam_size, max_length, return_attention=return_attention)
 
     def _check_attention(self) -> None:
         if not self.has_attention:

@@ -156,6 +156,22 @@ def beam_search(
     return (best, attention[np.arange(N), best_beam]) if return_attention else best
 
 
+def search(
+    model: Any,
+    features: np.ndarray,
+    beam_size: int,
+    max_length: int,
+    length_penalty: float = 0.0,
+    return_attention: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Caption with the model's own ``sample`` when ``beam_size`` is 1 (what a beam of one finds, without the
+    beam's bookkeeping), else with its ``beam_search``; returns what they return."""
+    options = {"return_attention": True} if return_attention else {}  # models that do not attend lack the option
+    if beam_size == 1:
+        return model.sample(features, max_length, **options)
+    return model.beam_search(features, beam_size, max_length, length_penalty, **options)
+
+
 def _select_state(model: Any, state: tuple[np.ndarray, ...], rows: np.ndarray) -> tuple[np.ndarray, ...]:
     """The state of the hypotheses ``rows``, through the model's ``select_state`` where it has one."""
     select = getattr(model, "select_state", None)

@@ -32,6 +32,7 @@ from tqdm.auto import tqdm
 from rnncap import __version__
 from rnncap.attention_maps import draw_attention
 from rnncap.data.store import Store, open_store
+from rnncap.decode import search
 from rnncap.encoders.preprocess import load_images
 from rnncap.encoders.specs import EncoderSpec, get_spec
 from rnncap.gallery import GalleryEntry, write_gallery
@@ -60,10 +61,10 @@ class DecodingSettings:
     def describe(self) -> str:
         """One line, e.g. ``"beam search (beam 3, length penalty 0), at most 17 tokens"``."""
         if self.beam_size == 1:
-            search = "greedy search"
+            method = "greedy search"
         else:
-            search = f"beam search (beam {self.beam_size}, length penalty {self.length_penalty:g})"
-        return f"{search}, at most {self.max_length} tokens"
+            method = f"beam search (beam {self.beam_size}, length penalty {self.length_penalty:g})"
+        return f"{method}, at most {self.max_length} tokens"
 
 
 @dataclass
@@ -329,16 +330,12 @@ def _search_batches(
     with tqdm(total=len(features), desc=desc, unit="photo", disable=disable) as bar:
         for start in range(0, len(features), batch_size):
             batch = features[start : start + batch_size]  # (B, ...)
-            # Only models that attend take the option; only the photos whose maps are kept pay for the weights.
-            options = {"return_attention": True} if start < attention_rows else {}
-            if decoding.beam_size == 1:
-                found = model.sample(batch, decoding.max_length, **options)
-            else:
-                found = model.beam_search(
-                    batch, decoding.beam_size, decoding.max_length, decoding.length_penalty, **options
-                )
+            with_attention = start < attention_rows  # only the photos whose maps are kept pay for the weights
+            found = search(
+                model, batch, decoding.beam_size, decoding.max_length, decoding.length_penalty, with_attention
+            )
             bar.update(len(batch))
-            yield found if options else (found, None)
+            yield found if with_attention else (found, None)
 
 
 def describe_stats(stats: Mapping[str, float]) -> dict[str, str]:
