@@ -29,7 +29,7 @@ demo: $(STAMP)
 
 # Trains a small captioner from scratch on generated pictures, in seconds.
 demo-shapes: $(STAMP)
-	$(PY) -m rnncap.shapes_demo
+	$(PY) -m rnncap.apps.shapes_demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_engine.py

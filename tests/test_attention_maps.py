@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rnncap.attention_maps import attention_overlay, draw_attention, write_attention
+from rnncap.report.attention_maps import attention_overlay, draw_attention, write_attention
 
 GREY = 160
 

@@ -13,8 +13,8 @@ from PIL import Image
 
 from conftest import make_vocab
 from rnncap import Captioner, CaptioningRNN, ModelFileError, decode_captions
-from rnncap import captioner as captioner_module
-from rnncap.captioner import AttendedCaption, CaptionResult, find_images, model_path
+from rnncap.apps import captioner as captioner_module
+from rnncap.apps.captioner import AttendedCaption, CaptionResult, find_images, model_path
 from rnncap.encoders import load_encoder, load_image
 from rnncap.models import AttentionCaptioner
 
@@ -296,7 +296,8 @@ def test_the_encoder_must_fit_the_model(encoder) -> None:
     with pytest.raises(ValueError, match="reads 512-d features, but efficientnet-lite0 gives 1280-d ones"):
         Captioner(tiny_model(input_dim=512, metadata={}), encoder)
     with pytest.raises(
-        ValueError, match="reads efficientnet-lite2 features, but the encoder given is efficientnet-lite0"
+        ValueError,
+        match="reads features of the .efficientnet-lite2. encoder, but the encoder given is .efficientnet-lite0.",
     ):
         Captioner(tiny_model(metadata={"encoder": "efficientnet-lite2"}), encoder)
     with pytest.raises(ValueError, match="cannot compute from photos: unknown encoder 'cs231n-vgg16-fc7-pca'"):
@@ -357,11 +358,11 @@ def test_a_caption_that_ends_early_has_one_map_per_word(encoder, photos, monkeyp
     ids[0, : len(words) + 1] = [*(model.word_to_idx[w] for w in words), model.end_id]
     weights = np.random.default_rng(0).dirichlet(np.ones(49), size=(1, 6))  # (1, max_length, L)
 
-    def sample(features, max_length, return_attention=False):
-        assert features.shape == (1, 49, 1280) and return_attention
+    def greedy_search(searched, features, max_length, return_attention=False):
+        assert searched is model and features.shape == (1, 49, 1280) and return_attention
         return ids, weights
 
-    monkeypatch.setattr(model, "sample", sample)
+    monkeypatch.setattr("rnncap.decode.greedy_search", greedy_search)
     attended = Captioner(model, encoder).caption_with_attention(photos["jpeg"], beam_size=1)
     assert attended.words == tuple(words) and attended.caption == " ".join(words)
     assert np.array_equal(attended.weights, weights[0, : len(words)].reshape(len(words), 7, 7))  # not <END>'s
@@ -421,7 +422,7 @@ def test_the_grid_must_fit_the_model(encoder) -> None:
 def test_import_rnncap_imports_neither_torch_nor_onnxruntime() -> None:
     code = (
         "import sys, rnncap\n"
-        "assert 'rnncap.captioner' not in sys.modules\n"  # Captioner loads on first use
+        "assert 'rnncap.apps.captioner' not in sys.modules\n"  # Captioner loads on first use
         "rnncap.Captioner\n"
         "heavy = [m for m in ('torch', 'onnxruntime', 'onnx') if m in sys.modules]\n"
         "assert not heavy, heavy\n"

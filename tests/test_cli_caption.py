@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from rnncap import Captioner
-from rnncap import captioner as captioner_module
+from rnncap.apps import captioner as captioner_module
 from rnncap.cli import main
 from test_captioner import make_bad_files, make_photos, tiny_attention_model, tiny_model
 from test_cli import export_cache  # noqa: F401  (autouse: the ONNX export goes to a temporary cache)

@@ -1,4 +1,4 @@
-"""Tokenizer, vocabulary and encoding (rnncap.data.text), and records -> arrays (prepare_records, summary_line)."""
+"""Tokenizer, vocabulary and encoding (rnncap.text), and records -> arrays (prepare_records, summary_line)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rnncap.data import Dataset, ImageRecord, build_vocab, encode, has_words, prepare_records, summary_line, tokenize
-from rnncap.vocab import END_ID, NULL_ID, START_ID, UNK_ID
+from rnncap.text import END_ID, NULL_ID, START_ID, UNK_ID
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from rnncap import CaptioningRNN, decode_captions
-from rnncap.attention_maps import draw_attention
+from rnncap.apps.evaluation import DecodingSettings, describe_stats, evaluate_model
 from rnncap.data import (
     ImageRecord,
     StoreError,
@@ -23,8 +23,8 @@ from rnncap.data import (
     prepare_records,
 )
 from rnncap.encoders import load_image
-from rnncap.evaluation import DecodingSettings, describe_stats, evaluate_model
 from rnncap.models import AttentionCaptioner
+from rnncap.report.attention_maps import draw_attention
 
 ENCODER = "toy-cnn"
 DIM = 8
@@ -105,18 +105,19 @@ def test_beam_one_is_greedy_and_batches_do_not_change_captions(data: Path) -> No
     assert all(len(caption.split()) <= 5 for caption in beam.candidates.values())
 
 
-class GridModel:
-    """Stands in for an attention model, which reads a grid of features per photo: averages it for a CaptioningRNN."""
+class GridModel(CaptioningRNN):
+    """A model that reads a grid of features per photo without attending: a CaptioningRNN of the averaged grid."""
 
     def __init__(self, model: CaptioningRNN, locations: int = LOCATIONS) -> None:
-        self.model, self.metadata, self.idx_to_word = model, model.metadata, model.idx_to_word
-        self.feature_shape = (locations, model.input_dim)
+        vars(self).update(vars(model))  # the same weights, vocabulary and metadata
+        self.pooled, self.locations = model, locations
 
-    def sample(self, grids: np.ndarray, max_length: int) -> np.ndarray:
-        return self.model.sample(grids.astype(np.float32).mean(axis=1), max_length)
+    @property
+    def feature_shape(self) -> tuple[int, int]:
+        return self.locations, self.input_dim
 
-    def beam_search(self, grids: np.ndarray, beam_size: int, max_length: int, length_penalty: float) -> np.ndarray:
-        return self.model.beam_search(grids.astype(np.float32).mean(axis=1), beam_size, max_length, length_penalty)
+    def init_state(self, features: np.ndarray) -> tuple[np.ndarray, ...]:
+        return self.pooled.init_state(self._check_features(features).mean(axis=1))
 
 
 def test_models_that_read_a_grid_get_the_grid_features(data: Path) -> None:

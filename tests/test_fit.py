@@ -10,9 +10,9 @@ import h5py
 import numpy as np
 import pytest
 
+from rnncap.apps.fit import ModelSettings, fit
 from rnncap.cli import main
 from rnncap.data import StoreError, load_grid
-from rnncap.fit import ModelSettings, fit
 from rnncap.models import AttentionCaptioner, load_model
 from rnncap.train import TrainConfig
 from test_evaluation import DIM, ENCODER, LOCATIONS, make_prepared

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from rnncap.gallery import GalleryEntry, write_gallery
 from rnncap.metrics import Scores
+from rnncap.report.gallery import GalleryEntry, write_gallery
 
 VOID = {"meta", "img", "br", "hr", "link", "input"}  # elements without a closing tag
 

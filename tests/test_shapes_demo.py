@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnncap import CaptioningRNN, shapes_demo
+from rnncap import CaptioningRNN
+from rnncap.apps import shapes_demo
 
 
 def test_shapes_differ_and_captions_describe_them():

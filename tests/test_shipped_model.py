@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from rnncap import Captioner
-from rnncap.captioner import DEFAULT_MODEL, find_images, model_path
+from rnncap.apps.captioner import DEFAULT_MODEL, find_images, model_path
 from rnncap.encoders import load_encoder
 from rnncap.models import load_model
-from rnncap.vocab import END, NULL, START, UNK
+from rnncap.text import END, NULL, START, UNK
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "photos"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rnncap.models import CaptioningRNN, ModelFileError
-from rnncap.vocab import decode_captions
+from rnncap.text import decode_captions
 
 if TYPE_CHECKING:
-    from rnncap.captioner import Captioner
+    from rnncap.apps.captioner import Captioner
 
 __version__ = "0.1.0"
 
@@ -18,7 +18,7 @@ __all__ = ["Captioner", "CaptioningRNN", "ModelFileError", "__version__", "decod
 def __getattr__(name: str) -> Any:
     # Captioner brings Pillow and the encoders: imported on first use, so `import rnncap` stays light.
     if name == "Captioner":
-        from rnncap.captioner import Captioner
+        from rnncap.apps.captioner import Captioner
 
         return Captioner
     raise AttributeError(f"module 'rnncap' has no attribute {name!r}")

@@ -1,18 +1,17 @@
 """Greedy decoding and beam search, shared by every captioning model.
 
-A model takes part by exposing ``vocab_size``, ``start_id``, ``end_id``, ``null_id`` and two methods:
+A model takes part through the contract of :class:`rnncap.models.base.CaptionModel` (typed here as the
+:class:`Decodable` protocol, so that this module needs no model class): ``vocab_size``, the special ids,
+``attends``, and
 
 - ``init_state(features) -> state``: a tuple of arrays whose first axis is the batch;
 - ``step(state, word_ids) -> (log_probs, state)``: feeds one (N,) batch of token ids and returns the (N, V)
-  log-probabilities of the next token.
-
-and optionally two more:
-
-- ``select_state(state, rows) -> state``: the state of the hypotheses ``rows`` (default: every array indexed by
-  ``rows``). Beam search keeps each image's hypotheses together, image n's B beams at rows ``n*B .. n*B + B - 1``,
-  so a model can keep per-image arrays (an attention model's feature grid) unrepeated in its state;
-- ``attention_weights(state) -> (N, L)``: the attention weights of the step that returned ``state``, which the
-  searches return with ``return_attention=True``.
+  log-probabilities of the next token;
+- ``select_state(state, rows) -> state``: the state of the hypotheses ``rows``. Beam search keeps each image's
+  hypotheses together, image n's B beams at rows ``n*B .. n*B + B - 1``, so a model can keep per-image arrays (an
+  attention model's feature grid) unrepeated in its state;
+- ``attention_weights(state) -> (N, L)``: for a model that ``attends``, the attention weights of the step that
+  returned ``state``, which the searches return with ``return_attention=True``.
 
 Both searches are vectorised over the batch (and the beams): the only Python loop runs over time steps. Neither
 ever emits ``<NULL>`` or ``<START>`` (padding and a prompt, not words), nor, for a model whose ``unk_id`` is not
@@ -22,13 +21,39 @@ grass" tells its reader nothing (the Flickr8k model wrote one in 14% of its gree
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
+from tqdm.auto import tqdm
+
+from rnncap.text import decode_captions
+
+State = tuple[np.ndarray, ...]
+
+
+class Decodable(Protocol):
+    """What the searches need of a model (see the module docstring)."""
+
+    vocab_size: int
+    null_id: int
+    start_id: int
+    end_id: int
+    unk_id: int | None
+    attends: bool
+    idx_to_word: list[str]
+
+    def init_state(self, features: np.ndarray) -> State: ...
+
+    def step(self, state: State, word_ids: np.ndarray) -> tuple[np.ndarray, State]: ...
+
+    def select_state(self, state: State, rows: np.ndarray) -> State: ...
+
+    def attention_weights(self, state: State) -> np.ndarray: ...
 
 
 def greedy_search(
-    model: Any, features: np.ndarray, max_length: int = 30, return_attention: bool = False
+    model: Decodable, features: np.ndarray, max_length: int = 30, return_attention: bool = False
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Pick the most likely word at every step.
 
@@ -67,7 +92,7 @@ def greedy_search(
 
 
 def beam_search(
-    model: Any,
+    model: Decodable,
     features: np.ndarray,
     beam_size: int = 3,
     max_length: int = 30,
@@ -104,7 +129,7 @@ def beam_search(
 
     state = model.init_state(features)
     N = state[0].shape[0]
-    state = _select_state(model, state, np.repeat(np.arange(N), B))  # (N*B, ...): beam b of image n at row n*B + b
+    state = model.select_state(state, np.repeat(np.arange(N), B))  # (N*B, ...): beam b of image n at row n*B + b
     tokens = np.full((N, B, max_length), model.null_id, dtype=np.int32)
     attention = None  # (N, B, max_length, L) with return_attention, once L is known
     scores = np.zeros((N, B))  # total log-probability, float64 so that long sums stay exact
@@ -138,7 +163,7 @@ def beam_search(
         tokens[:, :, t] = np.where(was_finished, model.null_id, words_nb)
 
         rows = (parent + np.arange(N)[:, None] * B).ravel()  # (N*B,) rows of the surviving parents
-        state = _select_state(model, state, rows)
+        state = model.select_state(state, rows)
         words = words_nb.ravel().astype(np.int32)
         if return_attention:
             # A new hypothesis's word t came from its parent's step t: the weights of the reordered state.
@@ -157,29 +182,89 @@ def beam_search(
 
 
 def search(
-    model: Any,
+    model: Decodable,
     features: np.ndarray,
     beam_size: int,
     max_length: int,
     length_penalty: float = 0.0,
     return_attention: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Caption with the model's own ``sample`` when ``beam_size`` is 1 (what a beam of one finds, without the
-    beam's bookkeeping), else with its ``beam_search``; returns what they return."""
-    options = {"return_attention": True} if return_attention else {}  # models that do not attend lack the option
+    """:func:`greedy_search` when ``beam_size`` is 1 (what a beam of one finds, without the beam's bookkeeping),
+    else :func:`beam_search`; returns what they return."""
     if beam_size == 1:
-        return model.sample(features, max_length, **options)
-    return model.beam_search(features, beam_size, max_length, length_penalty, **options)
+        return greedy_search(model, features, max_length, return_attention=return_attention)
+    return beam_search(model, features, beam_size, max_length, length_penalty, return_attention=return_attention)
 
 
-def _select_state(model: Any, state: tuple[np.ndarray, ...], rows: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The state of the hypotheses ``rows``, through the model's ``select_state`` where it has one."""
-    select = getattr(model, "select_state", None)
-    return select(state, rows) if select is not None else tuple(s[rows] for s in state)
+def search_batches(
+    model: Decodable,
+    features: np.ndarray,
+    beam_size: int,
+    max_length: int,
+    length_penalty: float = 0.0,
+    *,
+    batch_size: int = 256,
+    attention_rows: int = 0,
+    progress: bool | None = None,
+    desc: str = "captioning",
+) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+    """:func:`search` over (M, ...) features ``batch_size`` photos at a time, with a progress bar.
+
+    Yields, per batch of B photos, the (B, max_length) ids and, for the batches that hold any of the first
+    ``attention_rows`` photos, their (B, max_length, L) attention weights (else None): only the photos whose
+    weights are wanted pay for them. ``progress`` None shows the bar only on a terminal.
+    """
+    if not isinstance(batch_size, int | np.integer) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    disable = None if progress is None else not progress
+    with tqdm(total=len(features), desc=desc, unit="photo", disable=disable) as bar:
+        for start in range(0, len(features), batch_size):
+            batch = features[start : start + batch_size]  # (B, ...)
+            if start < attention_rows:
+                ids, weights = search(model, batch, beam_size, max_length, length_penalty, return_attention=True)
+                bar.update(len(batch))
+                yield ids, weights
+            else:
+                ids = search(model, batch, beam_size, max_length, length_penalty)
+                bar.update(len(batch))
+                yield ids, None
 
 
-def _check_attention(model: Any, return_attention: bool) -> None:
-    if return_attention and not hasattr(model, "attention_weights"):
+def caption_features(
+    model: Decodable,
+    features: np.ndarray,
+    max_length: int,
+    beam_size: int = 3,
+    length_penalty: float = 0.0,
+    *,
+    batch_size: int = 256,
+    progress: bool | None = None,
+    desc: str = "captioning",
+) -> list[str]:
+    """Captions of (M, ...) image features as strings, decoded ``batch_size`` photos at a time (see
+    :func:`search_batches`); returns M strings."""
+    batches = search_batches(
+        model, features, beam_size, max_length, length_penalty, batch_size=batch_size, progress=progress, desc=desc
+    )
+    return [caption for ids, _ in batches for caption in decode_captions(ids, model.idx_to_word)]
+
+
+def caption_words(ids: np.ndarray, idx_to_word: list[str], end_id: int) -> list[tuple[str, ...]]:
+    """(N, max_length) ids as the searches return them -> N tuples of words.
+
+    The searches emit words, then ``<END>`` (unless ``max_length`` came first), then ``<NULL>`` padding: a
+    caption's T words are its first T tokens and came from the first T steps, whose attention weights are the
+    first T rows of what the searches return.
+    """
+    words = []
+    for row in ids.tolist():
+        length = row.index(end_id) if end_id in row else len(row)
+        words.append(tuple(idx_to_word[i] for i in row[:length]))
+    return words
+
+
+def _check_attention(model: Decodable, return_attention: bool) -> None:
+    if return_attention and not model.attends:
         raise ValueError(f"{type(model).__name__} has no attention weights to return (it does not attend)")
 
 
@@ -198,10 +283,10 @@ def _top_k(x: np.ndarray, k: int) -> np.ndarray:
     return best
 
 
-def _forbid_special_tokens(model: Any, log_probs: np.ndarray) -> np.ndarray:
+def _forbid_special_tokens(model: Decodable, log_probs: np.ndarray) -> np.ndarray:
     """Set the log-probability of ``<NULL>``, ``<START>`` and ``<UNK>`` to -inf, in place; (N, V) -> (N, V)."""
     log_probs[:, [model.null_id, model.start_id]] = -np.inf
-    if getattr(model, "unk_id", None) is not None:
+    if model.unk_id is not None:
         log_probs[:, model.unk_id] = -np.inf
     return log_probs
 

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from rnncap.models.base import CaptionModel
+
 
 def rel_error(x: np.ndarray, y: np.ndarray) -> float:
     """Largest elementwise relative error ``|x - y| / max(1e-8, |x| + |y|)`` (CS231n's measure)."""
@@ -93,7 +95,7 @@ def check_layer(
     ]
 
 
-def check_model(model: Any, features: np.ndarray, captions: np.ndarray, h: float = 1e-3) -> dict[str, float]:
+def check_model(model: CaptionModel, features: np.ndarray, captions: np.ndarray, h: float = 1e-3) -> dict[str, float]:
     """Compare ``model.loss``'s gradients with numeric ones, for every parameter. The model must be float64."""
     _, grads = model.loss(features, captions)
     return {

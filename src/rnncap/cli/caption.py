@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from rnncap.cli.args import positive
 
 if TYPE_CHECKING:
-    from rnncap.captioner import Captioner
+    from rnncap.apps.captioner import Captioner
 
 DESCRIPTION = """\
 Caption photos with a trained model (default: the one shipped with rnncap).
@@ -86,7 +86,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_caption(args: argparse.Namespace) -> int:
-    from rnncap.captioner import Captioner, find_images
+    from rnncap.apps.captioner import Captioner, find_images
     from rnncap.cli import EXIT_ERROR
 
     photos = find_images(args.photos)
@@ -153,7 +153,7 @@ def _report_maps(target: Path, listed: list[dict]) -> None:
 
 
 def _write_gallery(args: argparse.Namespace, captioner: Captioner, listed: list[dict]) -> None:
-    from rnncap.gallery import GalleryEntry, write_gallery
+    from rnncap.report.gallery import GalleryEntry, write_gallery
 
     entries = [
         GalleryEntry(

@@ -108,8 +108,8 @@ def _metric_list(text: str) -> tuple[str, ...]:
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    from rnncap.captioner import model_path
-    from rnncap.evaluation import describe_stats, evaluate_model
+    from rnncap.apps.captioner import model_path
+    from rnncap.apps.evaluation import describe_stats, evaluate_model
     from rnncap.metrics import format_scores
 
     path = model_path(args.model)

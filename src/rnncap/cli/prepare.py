@@ -87,8 +87,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_prepare_photos(args: argparse.Namespace) -> None:
+    from rnncap.apps.prepare import prepare_dataset
     from rnncap.data import read_coco, read_flickr8k, read_folder
-    from rnncap.prepare import prepare_dataset
 
     if args.source == "flickr8k":
         dataset = read_flickr8k(args.root, splits=args.splits)
@@ -118,7 +118,7 @@ def _run_prepare_photos(args: argparse.Namespace) -> None:
 
 
 def _run_prepare_cs231n(args: argparse.Namespace) -> None:
-    from rnncap.prepare import prepare_cs231n
+    from rnncap.apps.prepare import prepare_cs231n
 
     summary = prepare_cs231n(args.root, args.out, pca=args.pca, overwrite=args.overwrite)
     print(f"wrote {summary}")

@@ -94,7 +94,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    from rnncap.fit import ModelSettings, fit
+    from rnncap.apps.fit import ModelSettings, fit
     from rnncap.train import TrainConfig
 
     _fill_options(args)

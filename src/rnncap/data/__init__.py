@@ -28,7 +28,7 @@ from rnncap.data.store import (
     load_split,
     open_store,
 )
-from rnncap.data.text import build_vocab, encode, has_words, tokenize
+from rnncap.text import build_vocab, encode, has_words, tokenize
 
 __all__ = [
     "CS231nData",

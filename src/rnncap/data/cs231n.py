@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from rnncap.data.records import load_json, require_dir
-from rnncap.data.text import SPECIAL_IDS
+from rnncap.text import SPECIAL_IDS
 from rnncap.train import CaptionData
 
 CAPTIONS_FILE = "coco2014_captions.h5"

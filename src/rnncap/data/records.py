@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rnncap.data.text import build_vocab, encode, has_words, tokenize
+from rnncap.text import build_vocab, encode, has_words, tokenize
 
 _SHOW = 5  # how many offending names an error message lists
 

@@ -50,8 +50,8 @@ import h5py
 import numpy as np
 
 from rnncap.data.records import ImageRecord
-from rnncap.data.text import SPECIAL_IDS
 from rnncap.files import replacing
+from rnncap.text import SPECIAL_IDS
 from rnncap.train import CaptionData
 
 FORMAT = "rnncap-prepared-1"

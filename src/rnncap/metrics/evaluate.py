@@ -1,6 +1,6 @@
 """Captions in, COCO caption scores out: the pipeline of pycocoevalcap's ``COCOEvalCap`` on plain dictionaries.
 
-``evaluate`` tokenises generated and reference captions alike (our :func:`rnncap.data.text.tokenize` by default,
+``evaluate`` tokenises generated and reference captions alike (our :func:`rnncap.text.tokenize` by default,
 no Java needed; or pycocoevalcap's Java ``PTBTokenizer``), then scores them with BLEU-1..4, METEOR, ROUGE-L and
 CIDEr-D as pycocoevalcap does, on its 0-1 scale. ``format_scores`` makes the markdown table (0-100 scale) that
 papers print, and ``caption_stats`` describes the captions' habits beside the scores (how varied, how long, how
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 
-from rnncap.data.text import tokenize
 from rnncap.metrics.bleu import bleu
 from rnncap.metrics.cider import cider_d
 from rnncap.metrics.java import meteor, ptb_tokenize
 from rnncap.metrics.rouge import rouge_l
+from rnncap.text import tokenize
 
 METRICS = ("BLEU", "METEOR", "ROUGE_L", "CIDEr")
 TOKENIZERS = ("rnncap", "ptb")

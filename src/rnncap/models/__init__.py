@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import numpy as np
 
 from rnncap.models.attention_captioner import AttentionCaptioner
+from rnncap.models.base import CaptionModel
 from rnncap.models.captioning_rnn import CaptioningRNN
 from rnncap.models.serialization import ModelFileError, read_model_file
 
 # Every model class by the name its files carry under config["model"].
-MODELS: dict[str, type] = {"CaptioningRNN": CaptioningRNN, "AttentionCaptioner": AttentionCaptioner}
+MODELS: dict[str, type[CaptionModel]] = {"CaptioningRNN": CaptioningRNN, "AttentionCaptioner": AttentionCaptioner}
 
 
-def load_model(path: str | os.PathLike, dtype: np.dtype | type | str | None = None) -> Any:
+def load_model(path: str | os.PathLike, dtype: np.dtype | type | str | None = None) -> CaptionModel:
     """Load any rnncap model file, whichever class wrote it (see :data:`MODELS`).
 
     Raises:
@@ -27,4 +27,4 @@ def load_model(path: str | os.PathLike, dtype: np.dtype | type | str | None = No
     return MODELS[name].load(path, dtype=dtype)
 
 
-__all__ = ["MODELS", "AttentionCaptioner", "CaptioningRNN", "ModelFileError", "load_model"]
+__all__ = ["MODELS", "AttentionCaptioner", "CaptionModel", "CaptioningRNN", "ModelFileError", "load_model"]

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from rnncap import decode
 from rnncap.models.base import CaptionModel
 from rnncap.models.teacher_forcing import (
     embed_words_backward,
@@ -112,6 +111,8 @@ class AttentionCaptioner(CaptionModel):
             "b_vocab": np.zeros(V),
         }
         self.params = {name: value.astype(self.dtype) for name, value in params.items()}
+
+    attends = True
 
     @property
     def feature_shape(self) -> tuple[int, int]:
@@ -238,30 +239,9 @@ class AttentionCaptioner(CaptionModel):
         scores, _ = affine_forward(next_h, p["W_vocab"], p["b_vocab"])  # (N*B, V)
         return log_softmax(scores), (next_h, next_c, alpha.reshape(N * B, L), features, feat_proj)
 
-    @staticmethod
-    def attention_weights(state: tuple[np.ndarray, ...]) -> np.ndarray:
+    def attention_weights(self, state: tuple[np.ndarray, ...]) -> np.ndarray:
         """(N, L) attention weights of the step that returned ``state``."""
         return state[2]
-
-    def sample(
-        self, features: np.ndarray, max_length: int = 30, return_attention: bool = False
-    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Greedy captions: (N, L, D) features -> (N, max_length) int32 ids, ``<NULL>`` after ``<END>``; with
-        ``return_attention`` also the (N, max_length, L) weights behind every word (zero after ``<END>``)."""
-        return decode.greedy_search(self, features, max_length, return_attention=return_attention)
-
-    def beam_search(
-        self,
-        features: np.ndarray,
-        beam_size: int = 3,
-        max_length: int = 30,
-        length_penalty: float = 0.0,
-        return_attention: bool = False,
-    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """Beam-search captions (see :func:`rnncap.decode.beam_search`) and optionally their attention weights."""
-        return decode.beam_search(
-            self, features, beam_size, max_length, length_penalty, return_attention=return_attention
-        )
 
     # ------------------------------------------------------------------ files
 
@@ -278,16 +258,6 @@ class AttentionCaptioner(CaptionModel):
             "dtype": self.dtype.name,
             "dropout": self.dropout,
         }
-
-    # ------------------------------------------------------------------ input checks
-
-    def _check_features(self, features: np.ndarray) -> np.ndarray:
-        features = np.asarray(features)
-        L, D = self.feature_shape
-        if features.ndim != 3 or features.shape[1:] != (L, D):
-            hint = " (pooled features? this model reads the grid: rnncap.data.load_grid)" if features.ndim == 2 else ""
-            raise ValueError(f"features must have shape (N, L, D) = (N, {L}, {D}), got {features.shape}{hint}")
-        return self._check_feature_values(features)
 
 
 # The decoder's parameters in the order attention_lstm_forward takes them and attention_lstm_backward returns them.

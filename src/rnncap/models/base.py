@@ -1,26 +1,40 @@
-"""What every captioning model shares: its vocabulary and special ids, dtype, dimension checks, metadata, files.
+"""The model contract: what every captioning model declares, and what they share.
 
-A model class (``CaptioningRNN``, ``AttentionCaptioner``) calls :meth:`CaptionModel._setup` first in its
-``__init__``, then builds ``self.params``; it defines ``config()`` (its constructor arguments), and inherits
-``save`` / ``load`` and the caption checks.
+Everything outside ``rnncap.models`` (decoding, the trainer, evaluation, the captioner) types against
+:class:`CaptionModel` and asks it, never probes it with ``hasattr``:
+
+- ``feature_shape``: one image's features as the model reads them: ``(D,)`` pooled, ``(L, D)`` a grid;
+- ``attends``: whether decoding can return attention weights (``attention_weights``);
+- ``loss(features, captions, compute_grads, rng) -> (loss, grads)``: teacher forcing;
+- ``init_state(features) -> state``, ``step(state, word_ids) -> (log_probs, state)`` and
+  ``select_state(state, rows) -> state``: what :mod:`rnncap.decode` needs to write captions;
+- ``config()``: the constructor arguments; ``save`` / ``load``; ``metadata``.
+
+A model class calls :meth:`CaptionModel._setup` first in its ``__init__``, then builds ``self.params``.
 """
 
 from __future__ import annotations
 
+import abc
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
+from rnncap import decode
 from rnncap.models.serialization import ModelFileError, check_params, read_model_file, write_model_file
-from rnncap.vocab import END, END_ID, NULL, START, START_ID, UNK, idx_to_word_list
+from rnncap.text import END, END_ID, NULL, START, START_ID, UNK, idx_to_word_list
+
+State = tuple[np.ndarray, ...]  # a decoder's recurrent state: arrays whose first axis is the hypotheses (or images)
 
 
-class CaptionModel:
+class CaptionModel(abc.ABC):
     """Base of the captioning models; see the module docstring."""
 
     params: dict[str, np.ndarray]
+    #: Whether the model attends over a grid, so that decoding can return where it looked for each word.
+    attends: bool = False
 
     def _setup(
         self, word_to_idx: dict[str, int], dtype: np.dtype | type | str, dropout: float, dims: dict[str, Any]
@@ -46,16 +60,88 @@ class CaptionModel:
         # Facts saved with the weights that the network does not use, e.g. {"encoder": "efficientnet-lite2"}.
         self.metadata: dict[str, Any] = {}
 
+    # ------------------------------------------------------------------ the contract
+
+    @property
+    @abc.abstractmethod
+    def feature_shape(self) -> tuple[int, ...]:
+        """One image's features as the model reads them: ``(D,)`` pooled, or ``(L, D)`` a grid of L locations."""
+
+    @property
+    def reads_grid(self) -> bool:
+        """Whether the model reads the encoder's grid (M, L, D) rather than its pooled vector (M, D)."""
+        return len(self.feature_shape) == 2
+
+    @property
+    def input_shape_label(self) -> str:
+        """``feature_shape`` with the batch axis, for messages: ``"(N, 1280)"`` or ``"(N, L, D) = (N, 81, 1280)"``."""
+        shape = f"(N, {', '.join(map(str, self.feature_shape))})"
+        return shape if len(self.feature_shape) == 1 else f"(N, L, D) = {shape}"
+
+    @abc.abstractmethod
+    def loss(
+        self,
+        features: np.ndarray,
+        captions: np.ndarray,
+        compute_grads: bool = True,
+        rng: np.random.Generator | None = None,
+    ) -> tuple[float, dict[str, np.ndarray]]:
+        """Teacher-forcing loss of (N, *feature_shape) features and (N, T) captions, and the gradients of every
+        parameter keyed like ``params`` (empty without ``compute_grads``); ``rng`` draws dropout masks."""
+
+    @abc.abstractmethod
+    def init_state(self, features: np.ndarray) -> State:
+        """The decoder's state before the first word of each of the N images: a tuple of arrays."""
+
+    @abc.abstractmethod
+    def step(self, state: State, word_ids: np.ndarray) -> tuple[np.ndarray, State]:
+        """Feed (N,) word ids: the (N, V) log-probabilities of the next word, and the next state."""
+
+    def select_state(self, state: State, rows: np.ndarray) -> State:
+        """The state of the hypotheses ``rows``: every array indexed by ``rows``.
+
+        Beam search keeps each image's hypotheses together (image n's B beams at rows ``n*B .. n*B + B - 1``),
+        so a model may override this to keep per-image arrays (an attention model's grid) unrepeated.
+        """
+        return tuple(s[rows] for s in state)
+
+    def attention_weights(self, state: State) -> np.ndarray:
+        """(N, L) attention weights of the step that returned ``state``; only for a model that ``attends``."""
+        raise ValueError(f"{type(self).__name__} has no attention weights to return (it does not attend)")
+
+    def sample(
+        self, features: np.ndarray, max_length: int = 30, return_attention: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Greedy captions: (N, *feature_shape) -> (N, max_length) int32 ids, ``<NULL>`` after ``<END>``; with
+        ``return_attention`` (a model that ``attends``) also the (N, max_length, L) weights behind every word."""
+        return decode.greedy_search(self, features, max_length, return_attention=return_attention)
+
+    def beam_search(
+        self,
+        features: np.ndarray,
+        beam_size: int = 3,
+        max_length: int = 30,
+        length_penalty: float = 0.0,
+        return_attention: bool = False,
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+        """Beam-search captions (see :func:`rnncap.decode.beam_search`) and, with ``return_attention``, their
+        attention weights."""
+        return decode.beam_search(
+            self, features, beam_size, max_length, length_penalty, return_attention=return_attention
+        )
+
+    @abc.abstractmethod
     def config(self) -> dict[str, Any]:
         """The constructor arguments (without the vocabulary), JSON-serialisable, with the class under "model"."""
-        raise NotImplementedError
+
+    # ------------------------------------------------------------------ files
 
     def save(self, path: str | os.PathLike, weights_dtype: np.dtype | type | None = None) -> Path:
         """Save weights, configuration, vocabulary and ``metadata`` in one ``.npz`` file; returns the path written."""
         return write_model_file(path, self.config(), self.word_to_idx, self.params, weights_dtype, self.metadata)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, dtype: np.dtype | type | str | None = None) -> Any:
+    def load(cls, path: str | os.PathLike, dtype: np.dtype | type | str | None = None) -> Self:
         """Load a model saved by :meth:`save`, never unpickling; weights are cast to ``dtype`` (default: as saved).
 
         Raises:
@@ -76,9 +162,17 @@ class CaptionModel:
         model.metadata = metadata
         return model
 
-    def _check_feature_values(self, features: np.ndarray) -> np.ndarray:
-        """Features of the right shape -> the same cast to the model's dtype, refusing an empty batch, non-numbers,
-        NaN and infinities (naming the rows)."""
+    # ------------------------------------------------------------------ input checks
+
+    def _check_features(self, features: np.ndarray) -> np.ndarray:
+        """(N, *feature_shape) features -> the same cast to the model's dtype, refusing another shape, an empty
+        batch, non-numbers, NaN and infinities (naming the rows)."""
+        features = np.asarray(features)
+        if features.shape[1:] != self.feature_shape or features.ndim != 1 + len(self.feature_shape):
+            hint = ""
+            if features.ndim == 2 and len(self.feature_shape) == 2:
+                hint = " (pooled features? this model reads the grid: rnncap.data.load_grid)"
+            raise ValueError(f"features must have shape {self.input_shape_label}, got {features.shape}{hint}")
         if features.shape[0] == 0:
             raise ValueError("empty batch: features has no rows")
         if not np.issubdtype(features.dtype, np.number):

@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from rnncap import decode
 from rnncap.models.base import CaptionModel
 from rnncap.models.teacher_forcing import (
     embed_words_backward,
@@ -87,6 +86,11 @@ class CaptioningRNN(CaptionModel):
         }
         self.params = {name: value.astype(self.dtype) for name, value in params.items()}
 
+    @property
+    def feature_shape(self) -> tuple[int]:
+        """(D,): one image's pooled feature vector."""
+        return (self.input_dim,)
+
     # ------------------------------------------------------------------ training
 
     def loss(
@@ -158,16 +162,6 @@ class CaptioningRNN(CaptionModel):
         scores, _ = affine_forward(next_h, p["W_vocab"], p["b_vocab"])  # (N, V)
         return log_softmax(scores), ((next_h, next_c) if self.cell.has_cell_state else (next_h,))
 
-    def sample(self, features: np.ndarray, max_length: int = 30) -> np.ndarray:
-        """Greedy captions: (N, D) features -> (N, max_length) int32 ids, ``<NULL>`` after ``<END>``."""
-        return decode.greedy_search(self, features, max_length)
-
-    def beam_search(
-        self, features: np.ndarray, beam_size: int = 3, max_length: int = 30, length_penalty: float = 0.0
-    ) -> np.ndarray:
-        """Beam-search captions: (N, D) -> (N, max_length) int32 ids; see :func:`rnncap.decode.beam_search`."""
-        return decode.beam_search(self, features, beam_size, max_length, length_penalty)
-
     # ------------------------------------------------------------------ files
 
     def config(self) -> dict[str, Any]:
@@ -181,11 +175,3 @@ class CaptioningRNN(CaptionModel):
             "dtype": self.dtype.name,
             "dropout": self.dropout,
         }
-
-    # ------------------------------------------------------------------ input checks
-
-    def _check_features(self, features: np.ndarray) -> np.ndarray:
-        features = np.asarray(features)
-        if features.ndim != 2 or features.shape[1] != self.input_dim:
-            raise ValueError(f"features must have shape (N, {self.input_dim}), got {features.shape}")
-        return self._check_feature_values(features)

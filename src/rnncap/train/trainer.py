@@ -2,7 +2,7 @@
 
 A run is a model, a :class:`CaptionData` training split (and optionally a validation split) and a
 :class:`TrainConfig`; the features are pooled vectors (M, D) for a :class:`~rnncap.models.CaptioningRNN` or grids
-(M, L, D) for an :class:`~rnncap.models.AttentionCaptioner`, whichever the model reads (:func:`feature_shape`)::
+(M, L, D) for an :class:`~rnncap.models.AttentionCaptioner`, whichever the model reads (its ``feature_shape``)::
 
     trainer = Trainer(model, train, val, TrainConfig(num_epochs=50, optim_config={"learning_rate": 5e-3}),
                       out_dir="runs/coco")
@@ -657,12 +657,6 @@ def plot_history(history: History, path: str | os.PathLike, score_label: str | N
 # ---------------------------------------------------------------------- helpers
 
 
-def feature_shape(model: Any) -> tuple[int, ...]:
-    """One image's features as ``model`` reads them: its ``feature_shape`` where it has one (the grid (L, D) of
-    an AttentionCaptioner), else the pooled vector ``(input_dim,)`` of a CaptioningRNN."""
-    return tuple(model.feature_shape) if hasattr(model, "feature_shape") else (model.input_dim,)
-
-
 def _prepare_split(model: Any, data: CaptionData, name: str) -> _Split:
     """Check ``data`` against the model.
 
@@ -671,7 +665,7 @@ def _prepare_split(model: Any, data: CaptionData, name: str) -> _Split:
     """
     if not isinstance(data, CaptionData):
         raise ValueError(f"{name} must be a CaptionData, got {type(data).__name__}")
-    expected = feature_shape(model)
+    expected = model.feature_shape
     if data.features.shape[1:] != expected:
         hint = ""
         if data.features.ndim != 1 + len(expected):

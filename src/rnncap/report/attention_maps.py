@@ -3,7 +3,7 @@
 ::
 
     from rnncap import Captioner
-    from rnncap.attention_maps import write_attention
+    from rnncap.report.attention_maps import write_attention
 
     attended = Captioner.from_pretrained("runs/attention/best.npz").caption_with_attention("dog.jpg")
     write_attention("dog-attention.png", attended.square, attended.words, attended.weights)  # or attended.write(...)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from rnncap.data.store import Store, StoreError, open_store
-from rnncap.evaluation import caption_features
+from rnncap.decode import caption_features
 from rnncap.metrics import evaluate
 from rnncap.models import AttentionCaptioner, CaptioningRNN, load_model
 from rnncap.train import (
@@ -41,7 +41,6 @@ from rnncap.train import (
     History,
     TrainConfig,
     Trainer,
-    feature_shape,
 )
 
 SELECT_BY = ("CIDEr", "BLEU-4", "val_loss")
@@ -142,7 +141,7 @@ def fit(
     if resumed and not resume:
         raise ValueError(f"{out_dir} already holds a training run; continue it or choose another folder")
     model = load_model(out_dir / MODEL_FILE) if resumed else None
-    grid = len(feature_shape(model)) == 2 if resumed else settings.attention
+    grid = model.reads_grid if resumed else settings.attention
     with open_store(data) as store:
         encoder, word_to_idx = store.encoder, store.word_to_idx
         train = _load_split(store, train_split, grid)

@@ -1,6 +1,6 @@
 """Training in seconds: make small pictures with known captions, train an LSTM captioner, caption new ones.
 
-Run it with ``make demo-shapes`` or ``python -m rnncap.shapes_demo``. It needs no dataset and no pretrained
+Run it with ``make demo-shapes`` or ``python -m rnncap.apps.shapes_demo``. It needs no dataset and no pretrained
 network, so it runs anywhere, in seconds on two cores: each picture is one shape (square, circle or cross) in one
 of five colours, big or small, in one of four places, on a noisy background, and its caption says all four ("a
 small red circle at the top"). The pixels themselves stand in for CNN features. The captioner must learn to read
@@ -19,10 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rnncap.data.text import build_vocab, encode, tokenize
 from rnncap.models import CaptioningRNN
+from rnncap.text import build_vocab, decode_captions, encode, tokenize
 from rnncap.train import CaptionData, TrainConfig, Trainer
-from rnncap.vocab import decode_captions
 
 SIZE = 25  # pictures are SIZE x SIZE RGB; odd, so that every shape sits centred on a pixel
 COLOURS = {
@@ -86,7 +85,7 @@ def save_gallery(pictures: np.ndarray, truths: list[str], guesses: list[str], pa
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     """Run the demo; returns the share of unseen pictures captioned exactly right, by decoding method."""
-    parser = argparse.ArgumentParser(prog="python -m rnncap.shapes_demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m rnncap.apps.shapes_demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/shapes-demo"), help="where checkpoints and pictures go")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--train-size", type=int, default=4000)

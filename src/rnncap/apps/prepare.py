@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from rnncap.data import Dataset, ImageRecord, create_store, open_store, prepare_records, read_cs231n, summary_line
-from rnncap.vocab import decode_captions
+from rnncap.text import decode_captions
 
 
 @dataclass(frozen=True)

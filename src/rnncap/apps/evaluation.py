@@ -2,7 +2,7 @@
 
 ::
 
-    from rnncap.evaluation import evaluate_model
+    from rnncap.apps.evaluation import evaluate_model
     result = evaluate_model("runs/flickr/best.npz", "flickr8k.h5", split="dev", beam_size=3)
     print(result.scores)                      # BLEU-1..4, METEOR, ROUGE_L, CIDEr on the 0-1 scale
     result.write_json("scores.json")          # scores, settings, caption habits and every caption
@@ -20,26 +20,25 @@ import json
 import os
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
 from rnncap import __version__
-from rnncap.attention_maps import draw_attention
+from rnncap.apps.compat import check_features, grid_maps, known_spec, model_encoder
 from rnncap.data.store import Store, open_store
-from rnncap.decode import search
+from rnncap.decode import search_batches
 from rnncap.encoders.preprocess import load_images
-from rnncap.encoders.specs import EncoderSpec, get_spec
-from rnncap.gallery import GalleryEntry, write_gallery
+from rnncap.encoders.specs import get_spec
 from rnncap.metrics import METRICS, Scores, caption_stats, evaluate
-from rnncap.models import load_model
-from rnncap.train import feature_shape
-from rnncap.vocab import decode_captions
+from rnncap.models import CaptionModel, load_model
+from rnncap.report.attention_maps import draw_attention
+from rnncap.report.gallery import GalleryEntry, write_gallery
+from rnncap.text import decode_captions
 
 TRAIN_SPLIT = "train"  # the split whose captions the model learned; copies of them are counted
 
@@ -175,7 +174,7 @@ class EvaluationResult:
         )
 
     def attention_map(self, image_id: str) -> Image.Image | None:
-        """The attention map of a photo, drawn by :func:`rnncap.attention_maps.draw_attention`; None when its
+        """The attention map of a photo, drawn by :func:`rnncap.report.attention_maps.draw_attention`; None when its
         weights were not kept or its photo cannot be read."""
         weights = self.attention.get(image_id)
         if weights is None:
@@ -189,7 +188,7 @@ class EvaluationResult:
 
 
 def evaluate_model(
-    model: Any,
+    model: CaptionModel | str | os.PathLike,
     data_path: str | os.PathLike,
     split: str = "dev",
     beam_size: int = 3,
@@ -250,7 +249,8 @@ def evaluate_model(
         if max_length is None:
             # The model's own length (what `rnncap caption` uses), else room for the file's longest caption.
             max_length = model.metadata.get("max_length", store.max_length + 1)
-    _check_features(model, model_name, features, encoder, data_path)
+    model_encoder(model, encoder, source=str(data_path), model_name=model_name)
+    check_features(model, features, str(data_path), model_name=model_name)
     decoding = DecodingSettings(int(beam_size), int(max_length), float(length_penalty))
 
     keep = _attention_rows(model, attention_maps, encoder, len(image_ids))
@@ -259,16 +259,24 @@ def evaluate_model(
     start = time.perf_counter()
     captions: list[str] = []
     attention: dict[str, np.ndarray] = {}
-    batches = _search_batches(
-        model, features, decoding, batch_size, progress, desc=f"captioning {split}", attention_rows=keep
+    batches = search_batches(
+        model,
+        features,
+        decoding.beam_size,
+        decoding.max_length,
+        decoding.length_penalty,
+        batch_size=batch_size,
+        attention_rows=keep,
+        progress=progress,
+        desc=f"captioning {split}",
     )
     for ids, weights in batches:
         first = len(captions)
         captions += decode_captions(ids, model.idx_to_word)  # (B, max_length) ids -> B strings
-        for i in range(first, min(len(captions), keep)):
-            # A caption's T words came from its first T steps; (T, L) -> (T, h, w), the grid's rows one by one.
-            length = len(captions[i].split())
-            attention[image_ids[i]] = weights[i - first, :length].reshape(length, *grid_shape)
+        if weights is not None:
+            for i, (_, maps) in enumerate(grid_maps(model, ids, weights, grid_shape), start=first):
+                if i < keep:
+                    attention[image_ids[i]] = maps
     decode_seconds = time.perf_counter() - start
     candidates = dict(zip(image_ids, captions, strict=True))
 
@@ -294,50 +302,6 @@ def evaluate_model(
     )
 
 
-def caption_features(
-    model: Any,
-    features: np.ndarray,
-    max_length: int,
-    beam_size: int = 3,
-    length_penalty: float = 0.0,
-    batch_size: int = 256,
-    progress: bool | None = None,
-    desc: str = "captioning",
-) -> list[str]:
-    """Captions of (N, ...) image features, decoded ``batch_size`` photos at a time; returns N strings.
-
-    ``beam_size`` 1 runs greedy search, which beam search with one beam equals, at less cost.
-    """
-    decoding = DecodingSettings(beam_size, max_length, length_penalty)
-    batches = _search_batches(model, features, decoding, batch_size, progress, desc)
-    return [caption for ids, _ in batches for caption in decode_captions(ids, model.idx_to_word)]
-
-
-def _search_batches(
-    model: Any,
-    features: np.ndarray,
-    decoding: DecodingSettings,
-    batch_size: int,
-    progress: bool | None,
-    desc: str,
-    attention_rows: int = 0,
-) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-    """Search ``batch_size`` photos at a time: (B, max_length) ids per batch, with the (B, max_length, L)
-    attention weights for the batches that hold any of the first ``attention_rows`` photos (else None)."""
-    if not isinstance(batch_size, int | np.integer) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    disable = None if progress is None else not progress
-    with tqdm(total=len(features), desc=desc, unit="photo", disable=disable) as bar:
-        for start in range(0, len(features), batch_size):
-            batch = features[start : start + batch_size]  # (B, ...)
-            with_attention = start < attention_rows  # only the photos whose maps are kept pay for the weights
-            found = search(
-                model, batch, decoding.beam_size, decoding.max_length, decoding.length_penalty, with_attention
-            )
-            bar.update(len(batch))
-            yield found if with_attention else (found, None)
-
-
 def describe_stats(stats: Mapping[str, float]) -> dict[str, str]:
     """:func:`rnncap.metrics.caption_stats` in words, label -> text: ``{"distinct captions": "67.3% of 1,000"...}``."""
     described = {
@@ -360,36 +324,14 @@ def _training_captions(store: Store) -> list[str] | None:
     ]
 
 
-def _check_features(model: Any, model_name: str, features: np.ndarray, encoder: str, data_path: Path) -> None:
-    """Refuse features of another encoder or size than the model was trained on; warn when the model does not say."""
-    wanted = model.metadata.get("encoder")
-    if wanted is None:
-        warnings.warn(
-            f"{model_name} does not record the encoder of its training features; assuming {data_path}'s "
-            f"{encoder!r} is the right one",
-            stacklevel=3,
-        )
-    elif wanted != encoder:
-        raise ValueError(
-            f"{model_name} reads features of the {wanted!r} encoder, but {data_path} holds features of {encoder!r}: "
-            f"prepare the data again with --encoder {wanted}"
-        )
-    expected = feature_shape(model)
-    if features.shape[1:] != expected:
-        raise ValueError(
-            f"{model_name} reads features of shape {expected}, but {data_path} holds features of shape "
-            f"{features.shape[1:]}"
-        )
-
-
-def _attention_rows(model: Any, wanted: int | None, encoder: str, photos: int) -> int:
+def _attention_rows(model: CaptionModel, wanted: int | None, encoder: str, photos: int) -> int:
     """How many of the first photos keep their attention weights: ``wanted`` (None: all), or 0 when the model does
     not attend or rnncap cannot lay the weights over the photos (an encoder whose grid it does not know)."""
     if wanted is not None and (not isinstance(wanted, int | np.integer) or wanted < 0):
         raise ValueError(f"attention_maps must be a number of photos >= 0 or None for all, got {wanted!r}")
-    if not hasattr(model, "attention_weights") or wanted == 0:  # what rnncap.decode asks of a model that attends
+    if not model.attends or wanted == 0:
         return 0
-    spec = _known_spec(encoder)
+    spec = known_spec(encoder)
     if spec is None or spec.grid_cells != model.feature_shape[0]:
         grid = "an unknown grid" if spec is None else f"a {spec.grid_shape[0]} x {spec.grid_shape[1]} grid"
         warnings.warn(
@@ -401,15 +343,8 @@ def _attention_rows(model: Any, wanted: int | None, encoder: str, photos: int) -
     return photos if wanted is None else min(int(wanted), photos)
 
 
-def _known_spec(encoder: str) -> EncoderSpec | None:
-    try:
-        return get_spec(encoder)
-    except ValueError:
-        return None
-
-
-def _load_features(store: Store, split: str, model: Any) -> np.ndarray:
+def _load_features(store: Store, split: str, model: CaptionModel) -> np.ndarray:
     """The split's features for ``model``: (M, L, D) float16 grids (cast batch by batch) or (M, D) pooled."""
-    if len(feature_shape(model)) == 2:
+    if model.reads_grid:
         return store.load_grid(split)
     return store.load_split(split).features

@@ -24,20 +24,20 @@ import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from PIL import Image
 from threadpoolctl import ThreadpoolController
 
-from rnncap.attention_maps import draw_attention, write_attention
+from rnncap.apps.compat import check_spec, grid_maps, model_encoder
 from rnncap.decode import search
 from rnncap.encoders import Encoder, load_encoder
 from rnncap.encoders.encoder import Backend
 from rnncap.encoders.preprocess import ImageLike, load_images
 from rnncap.encoders.specs import get_spec
-from rnncap.models import ModelFileError, load_model
-from rnncap.vocab import decode_captions
+from rnncap.models import CaptionModel, ModelFileError, load_model
+from rnncap.report.attention_maps import draw_attention, write_attention
+from rnncap.text import decode_captions
 
 # Searches over at most this many hypotheses (photos x beam) run on one BLAS thread. Their products are tiny
 # ((rows, 512) @ (512, 2048)): a second OpenBLAS thread only adds synchronisation, and while other work shares the
@@ -47,7 +47,7 @@ SINGLE_THREAD_ROWS = 96
 _BLAS = ThreadpoolController()
 
 DEFAULT_MODEL = "flickr8k-attention"
-ASSETS = Path(__file__).resolve().parent / "assets"  # shipped models: assets/<name>.npz
+ASSETS = Path(__file__).resolve().parent.parent / "assets"  # shipped models: assets/<name>.npz
 # Tokens generated per caption, <END> included, for a model whose metadata does not say: room for the 16 words
 # `rnncap prepare` keeps per caption by default, and a few more.
 DEFAULT_MAX_LENGTH = 20
@@ -77,7 +77,7 @@ class AttendedCaption:
     square: np.ndarray
 
     def draw(self, *, columns: int = 5, panel_size: int | None = None) -> Image.Image:
-        """The maps of every word as one picture: see :func:`rnncap.attention_maps.draw_attention`."""
+        """The maps of every word as one picture: see :func:`rnncap.report.attention_maps.draw_attention`."""
         return draw_attention(self.square, self.words, self.weights, columns=columns, panel_size=panel_size)
 
     def write(self, path: str | os.PathLike, *, columns: int = 5, panel_size: int | None = None) -> Path:
@@ -164,17 +164,17 @@ class Captioner:
     """A captioning model and its image encoder: photos -> captions.
 
     Shapes: N photos, S x S the encoder's input, D = ``model.input_dim`` = the encoder's feature size; for a model
-    that reads the grid (one with ``feature_shape``, e.g. :class:`~rnncap.models.AttentionCaptioner`), L = h * w
+    that reads the grid (``model.reads_grid``, e.g. :class:`~rnncap.models.AttentionCaptioner`), L = h * w
     its cells.
     """
 
-    def __init__(self, model: Any, encoder: Encoder | None = None, *, backend: Backend = "auto") -> None:
+    def __init__(self, model: CaptionModel, encoder: Encoder | None = None, *, backend: Backend = "auto") -> None:
         """Pair a model with the encoder it was trained on.
 
         Args:
             model: a captioning model, e.g. from :func:`rnncap.models.load_model`; its ``metadata["encoder"]``
                 names the encoder whose features it reads (pooled, or the grid for a model with
-                ``feature_shape``), and ``metadata["max_length"]`` (optional) how many tokens to generate.
+                ``model.reads_grid``), and ``metadata["max_length"]`` (optional) how many tokens to generate.
             encoder: the encoder to use; default: the one the metadata names, loaded on first use.
             backend: how a default encoder runs (see :func:`rnncap.encoders.load_encoder`).
 
@@ -183,29 +183,12 @@ class Captioner:
                 names, unknown, or gives features of another size (or a grid of another number of cells) than the
                 model reads; a bad ``max_length``.
         """
-        named = model.metadata.get("encoder")
-        if encoder is not None and named is not None and encoder.name != named:
-            raise ValueError(f"the model reads {named} features, but the encoder given is {encoder.name}")
-        if encoder is None and named is None:
-            raise ValueError(
-                "the model's metadata names no image encoder (no 'encoder' key): pass the encoder its features "
-                "came from, e.g. Captioner(model, load_encoder('efficientnet-lite2'))"
-            )
+        name = model_encoder(model, None if encoder is None else encoder.name)
         try:
-            spec = encoder.spec if encoder is not None else get_spec(named)
+            spec = encoder.spec if encoder is not None else get_spec(name)
         except ValueError as err:
             raise ValueError(f"the model reads features that rnncap cannot compute from photos: {err}") from None
-        if spec.feature_dim != model.input_dim:
-            raise ValueError(
-                f"the model reads {model.input_dim}-d features, but {spec.name} gives {spec.feature_dim}-d ones"
-            )
-        reads_grid = hasattr(model, "feature_shape")  # what rnncap.evaluation also goes by
-        if reads_grid and model.feature_shape[0] != spec.grid_cells:
-            rows, cols = spec.grid_shape
-            raise ValueError(
-                f"the model attends over {model.feature_shape[0]} grid cells, but {spec.name} gives a {rows} x {cols} "
-                f"grid of {spec.grid_cells}: its features came from another encoder"
-            )
+        check_spec(model, spec)
         max_length = model.metadata.get("max_length", DEFAULT_MAX_LENGTH)
         if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
             raise ValueError(f"the model's metadata 'max_length' must be a positive integer, got {max_length!r}")
@@ -214,7 +197,6 @@ class Captioner:
         self._spec = spec
         self._backend = backend
         self._max_length = max_length
-        self._reads_grid = reads_grid
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, backend: Backend = "auto") -> Captioner:
@@ -231,7 +213,7 @@ class Captioner:
             raise ModelFileError(f"{path}: {err}") from None
 
     @property
-    def model(self) -> Any:
+    def model(self) -> CaptionModel:
         """The captioning model, e.g. a :class:`~rnncap.models.CaptioningRNN`."""
         return self._model
 
@@ -256,7 +238,7 @@ class Captioner:
     @property
     def has_attention(self) -> bool:
         """Whether the model can say where it looked for each word (:meth:`caption_with_attention`)."""
-        return hasattr(self._model, "attention_weights")  # what rnncap.decode asks of a model for its weights
+        return self._model.attends
 
     def caption(self, image: Photo, *, beam_size: int = 3, max_length: int | None = None) -> str:
         """The caption of one photo: a file path, a PIL image (any mode) or a uint8 array; see :meth:`caption_many`."""
@@ -413,8 +395,9 @@ class Captioner:
 
     def _features(self, squares: np.ndarray) -> np.ndarray:
         """(B, S, S, 3) uint8 -> what the model reads: (B, D) pooled or (B, L, D) grids."""
-        pooled, grid = self.encoder.encode_preprocessed(squares, with_grid=self._reads_grid)
-        return grid if self._reads_grid else pooled
+        reads_grid = self._model.reads_grid
+        pooled, grid = self.encoder.encode_preprocessed(squares, with_grid=reads_grid)
+        return grid if reads_grid else pooled
 
     def _caption_squares(self, squares: np.ndarray, beam_size: int, max_length: int | None) -> list[str]:
         """(B, S, S, 3) uint8 -> B captions."""
@@ -423,15 +406,12 @@ class Captioner:
     def _attend_squares(self, squares: np.ndarray, beam_size: int, max_length: int | None) -> list[AttendedCaption]:
         """(B, S, S, 3) uint8 -> B captions with their attention weights."""
         ids, weights = self._search(self._features(squares), beam_size, max_length, return_attention=True)
-        attended = []
-        for row, row_weights, square in zip(ids.tolist(), weights, squares, strict=True):
-            # The searches emit words, then <END> (unless max_length came first), then <NULL> padding.
-            length = row.index(self._model.end_id) if self._model.end_id in row else len(row)
-            words = tuple(self._model.idx_to_word[i] for i in row[:length])
-            # The grid's L cells are its rows one after the other (rnncap.encoders.Encoder): (T, L) -> (T, h, w).
-            maps = row_weights[:length].reshape(length, *self._spec.grid_shape)
-            attended.append(AttendedCaption(" ".join(words), words, maps, square.copy()))
-        return attended
+        return [
+            AttendedCaption(" ".join(words), words, maps, square.copy())
+            for (words, maps), square in zip(
+                grid_maps(self._model, ids, weights, self._spec.grid_shape), squares, strict=True
+            )
+        ]
 
 
 def _check_batch_size(batch_size: int) -> None:
