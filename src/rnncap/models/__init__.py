@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 
 import numpy as np
 
 from rnncap.models.attention_captioner import AttentionCaptioner
 from rnncap.models.base import CaptionModel
 from rnncap.models.captioning_rnn import CaptioningRNN
+from rnncap.models.config import AttentionConfig, ModelConfig, RNNConfig
 from rnncap.models.serialization import ModelFileError, read_model_file
 
 # Every model class by the name its files carry under config["model"].
@@ -27,4 +29,28 @@ def load_model(path: str | os.PathLike, dtype: np.dtype | type | str | None = No
     return MODELS[name].load(path, dtype=dtype)
 
 
-__all__ = ["MODELS", "AttentionCaptioner", "CaptionModel", "CaptioningRNN", "ModelFileError", "load_model"]
+def build_model(
+    settings: ModelConfig,
+    word_to_idx: dict[str, int],
+    *,
+    dtype: np.dtype | type | str = np.float32,
+    rng: np.random.Generator | int | None = 0,
+) -> CaptionModel:
+    """A new model with random weights: a CaptioningRNN for an :class:`RNNConfig`, an AttentionCaptioner for an
+    :class:`AttentionConfig`."""
+    model_class = AttentionCaptioner if isinstance(settings, AttentionConfig) else CaptioningRNN
+    return model_class(word_to_idx, **asdict(settings), dtype=dtype, rng=rng)
+
+
+__all__ = [
+    "MODELS",
+    "AttentionCaptioner",
+    "AttentionConfig",
+    "CaptionModel",
+    "CaptioningRNN",
+    "ModelConfig",
+    "ModelFileError",
+    "RNNConfig",
+    "build_model",
+    "load_model",
+]

@@ -13,11 +13,10 @@ image has every location and the model needs no location mask; the layers accept
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from rnncap.models.base import CaptionModel
+from rnncap.models.config import AttentionConfig
 from rnncap.models.teacher_forcing import (
     embed_words_backward,
     embed_words_forward,
@@ -52,20 +51,29 @@ class AttentionCaptioner(CaptionModel):
     also return the attention weights of every generated word.
     """
 
+    settings_class = AttentionConfig
+    input_dim: int
+    num_locations: int
+    wordvec_dim: int
+    hidden_dim: int
+    attention_dim: int
+    alpha_reg: float
+
     def __init__(
         self,
         word_to_idx: dict[str, int],
-        input_dim: int = 1280,
-        num_locations: int = 81,
-        wordvec_dim: int = 512,
-        hidden_dim: int = 512,
-        attention_dim: int = 512,
-        alpha_reg: float = 1.0,
+        input_dim: int = AttentionConfig.input_dim,
+        num_locations: int = AttentionConfig.num_locations,
+        wordvec_dim: int = AttentionConfig.wordvec_dim,
+        hidden_dim: int = AttentionConfig.hidden_dim,
+        attention_dim: int = AttentionConfig.attention_dim,
+        alpha_reg: float = AttentionConfig.alpha_reg,
         dtype: np.dtype | type | str = np.float32,
         rng: np.random.Generator | int | None = 0,
-        dropout: float = 0.0,
+        dropout: float = AttentionConfig.dropout,
     ) -> None:
-        """Build a model with random weights (scaled by 1 / sqrt(fan-in), biases zero, as CaptioningRNN's).
+        """Build a model with random weights (scaled by 1 / sqrt(fan-in), biases zero, as CaptioningRNN's); the
+        defaults are :class:`AttentionConfig`'s.
 
         Args:
             word_to_idx: vocabulary, word -> id; must contain ``<NULL>``. V = number of ids.
@@ -78,17 +86,8 @@ class AttentionCaptioner(CaptionModel):
             dropout: probability of dropping a unit of the word vectors and of the hidden states before the
                 vocabulary projection, while training (a ``loss`` given an ``rng``); 0 turns it off.
         """
-        if not isinstance(alpha_reg, int | float | np.floating) or not 0 <= alpha_reg < np.inf:
-            raise ValueError(f"alpha_reg must be a finite number >= 0, got {alpha_reg!r}")
-        dims = {
-            "input_dim": input_dim,
-            "num_locations": num_locations,
-            "wordvec_dim": wordvec_dim,
-            "hidden_dim": hidden_dim,
-            "attention_dim": attention_dim,
-        }
-        self._setup(word_to_idx, dtype, dropout, dims)
-        self.alpha_reg = float(alpha_reg)
+        settings = AttentionConfig(input_dim, num_locations, wordvec_dim, hidden_dim, attention_dim, alpha_reg, dropout)
+        self._setup(word_to_idx, dtype, settings)
 
         rng = np.random.default_rng(rng)
         D, W, H, A, V = self.input_dim, self.wordvec_dim, self.hidden_dim, self.attention_dim, self.vocab_size
@@ -242,22 +241,6 @@ class AttentionCaptioner(CaptionModel):
     def attention_weights(self, state: tuple[np.ndarray, ...]) -> np.ndarray:
         """(N, L) attention weights of the step that returned ``state``."""
         return state[2]
-
-    # ------------------------------------------------------------------ files
-
-    def config(self) -> dict[str, Any]:
-        """The constructor arguments (without the vocabulary), JSON-serialisable."""
-        return {
-            "model": type(self).__name__,
-            "input_dim": self.input_dim,
-            "num_locations": self.num_locations,
-            "wordvec_dim": self.wordvec_dim,
-            "hidden_dim": self.hidden_dim,
-            "attention_dim": self.attention_dim,
-            "alpha_reg": self.alpha_reg,
-            "dtype": self.dtype.name,
-            "dropout": self.dropout,
-        }
 
 
 # The decoder's parameters in the order attention_lstm_forward takes them and attention_lstm_backward returns them.

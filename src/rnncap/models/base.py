@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import abc
 import os
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 
 from rnncap import decode
+from rnncap.models.config import ModelConfig
 from rnncap.models.serialization import ModelFileError, check_params, read_model_file, write_model_file
 from rnncap.text import END, END_ID, NULL, START, START_ID, UNK, idx_to_word_list
 
@@ -33,20 +35,17 @@ class CaptionModel(abc.ABC):
     """Base of the captioning models; see the module docstring."""
 
     params: dict[str, np.ndarray]
+    #: The dataclass of the model's shape (see rnncap.models.config).
+    settings_class: type[ModelConfig]
+    dropout: float
     #: Whether the model attends over a grid, so that decoding can return where it looked for each word.
     attends: bool = False
 
-    def _setup(
-        self, word_to_idx: dict[str, int], dtype: np.dtype | type | str, dropout: float, dims: dict[str, Any]
-    ) -> None:
-        """Check and keep what every model has; ``dims`` are positive integer sizes, set as attributes."""
-        for name, value in dims.items():
-            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-            setattr(self, name, int(value))
-        if not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        self.dropout = float(dropout)
+    def _setup(self, word_to_idx: dict[str, int], dtype: np.dtype | type | str, settings: ModelConfig) -> None:
+        """Keep what every model has: the fields of ``settings`` (checked by its dataclass) as attributes
+        (``self.hidden_dim`` ...), then the vocabulary, its special ids and the dtype."""
+        for name, value in asdict(settings).items():
+            setattr(self, name, value)
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
@@ -130,9 +129,15 @@ class CaptionModel(abc.ABC):
             self, features, beam_size, max_length, length_penalty, return_attention=return_attention
         )
 
-    @abc.abstractmethod
+    @property
+    def settings(self) -> ModelConfig:
+        """The model's shape as its config dataclass, from its attributes (``model.dropout = 0.3`` changes it)."""
+        return self.settings_class(**{item.name: getattr(self, item.name) for item in fields(self.settings_class)})
+
     def config(self) -> dict[str, Any]:
-        """The constructor arguments (without the vocabulary), JSON-serialisable, with the class under "model"."""
+        """The constructor arguments (without the vocabulary), JSON-serialisable, with the class under "model":
+        what the model file stores."""
+        return {"model": type(self).__name__, **asdict(self.settings), "dtype": self.dtype.name}
 
     # ------------------------------------------------------------------ files
 

@@ -10,11 +10,10 @@ computed and multiplied by zero).
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
 from rnncap.models.base import CaptionModel
+from rnncap.models.config import RNNConfig
 from rnncap.models.teacher_forcing import (
     embed_words_backward,
     embed_words_forward,
@@ -41,18 +40,24 @@ class CaptioningRNN(CaptionModel):
     4 (lstm: gates i, f, o, g) or 3 (gru: gates r, z, n).
     """
 
+    settings_class = RNNConfig
+    input_dim: int
+    wordvec_dim: int
+    hidden_dim: int
+    cell_type: str
+
     def __init__(
         self,
         word_to_idx: dict[str, int],
-        input_dim: int = 512,
-        wordvec_dim: int = 128,
-        hidden_dim: int = 128,
-        cell_type: str = "rnn",
+        input_dim: int = RNNConfig.input_dim,
+        wordvec_dim: int = RNNConfig.wordvec_dim,
+        hidden_dim: int = RNNConfig.hidden_dim,
+        cell_type: str = RNNConfig.cell_type,
         dtype: np.dtype | type | str = np.float32,
         rng: np.random.Generator | int | None = 0,
-        dropout: float = 0.0,
+        dropout: float = RNNConfig.dropout,
     ) -> None:
-        """Build a model with CS231n's initialisation.
+        """Build a model with CS231n's initialisation; the defaults are :class:`RNNConfig`'s (flickr8k-lstm's).
 
         Args:
             word_to_idx: vocabulary, word -> id; must contain ``<NULL>``. V = number of ids.
@@ -65,12 +70,8 @@ class CaptioningRNN(CaptionModel):
             dropout: probability of dropping a unit of the word vectors and of the hidden states before the
                 vocabulary projection, while training (a ``loss`` given an ``rng``); 0 turns it off.
         """
-        if cell_type not in CELLS:
-            raise ValueError(f"cell_type must be one of {sorted(CELLS)}, got {cell_type!r}")
-        dims = {"input_dim": input_dim, "wordvec_dim": wordvec_dim, "hidden_dim": hidden_dim}
-        self._setup(word_to_idx, dtype, dropout, dims)
-        self.cell = CELLS[cell_type]
-        self.cell_type = cell_type
+        self._setup(word_to_idx, dtype, RNNConfig(input_dim, wordvec_dim, hidden_dim, cell_type, dropout))
+        self.cell = CELLS[self.cell_type]
 
         rng = np.random.default_rng(rng)
         D, W, H, V, k = self.input_dim, self.wordvec_dim, self.hidden_dim, self.vocab_size, self.cell.gates
@@ -161,17 +162,3 @@ class CaptioningRNN(CaptionModel):
         next_h, next_c, _ = step_forward(self.cell, x, prev_h, prev_c, p["Wx"], p["Wh"], p["b"])
         scores, _ = affine_forward(next_h, p["W_vocab"], p["b_vocab"])  # (N, V)
         return log_softmax(scores), ((next_h, next_c) if self.cell.has_cell_state else (next_h,))
-
-    # ------------------------------------------------------------------ files
-
-    def config(self) -> dict[str, Any]:
-        """The constructor arguments (without the vocabulary), JSON-serialisable."""
-        return {
-            "model": type(self).__name__,
-            "input_dim": self.input_dim,
-            "wordvec_dim": self.wordvec_dim,
-            "hidden_dim": self.hidden_dim,
-            "cell_type": self.cell_type,
-            "dtype": self.dtype.name,
-            "dropout": self.dropout,
-        }

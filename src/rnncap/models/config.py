@@ -1,0 +1,89 @@
+"""The shape of each model, one frozen dataclass per model class: the one place its defaults are written.
+
+The defaults are the recipes of the shipped models (an LSTM of W = H = 512 with dropout 0.5 over
+EfficientNet-Lite2's 1280-d features; the attention model over its 9 x 9 grid); the model constructors, ``fit``
+and ``rnncap train`` all read them from here. A model's ``settings`` is its config; ``config()`` adds the class
+name and the dtype for the model file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from rnncap.nn import CELLS
+
+
+def _check_common(config: Any, positive: tuple[str, ...]) -> None:
+    """Check the sizes and the dropout of ``config`` and make them plain ints and a float (the file is JSON)."""
+    for name in positive:
+        value = getattr(config, name)
+        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        object.__setattr__(config, name, int(value))
+    dropout = config.dropout
+    if not _is_real(dropout) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+    object.__setattr__(config, "dropout", float(dropout))
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class RNNConfig:
+    """A :class:`~rnncap.models.CaptioningRNN`.
+
+    Attributes:
+        input_dim: D, the width of an image's pooled feature vector.
+        wordvec_dim: W, the width of a word vector.
+        hidden_dim: H, the width of the recurrent state.
+        cell_type: ``"rnn"``, ``"lstm"`` or ``"gru"``.
+        dropout: probability of dropping a unit of the word vectors and of the hidden states before the vocabulary
+            projection, while training; 0 turns it off.
+    """
+
+    input_dim: int = 1280
+    wordvec_dim: int = 512
+    hidden_dim: int = 512
+    cell_type: str = "lstm"
+    dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_common(self, ("input_dim", "wordvec_dim", "hidden_dim"))
+        if self.cell_type not in CELLS:
+            raise ValueError(f"cell_type must be one of {sorted(CELLS)}, got {self.cell_type!r}")
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    """An :class:`~rnncap.models.AttentionCaptioner` (its cell is an LSTM).
+
+    Attributes:
+        input_dim: D, the channels of a grid location.
+        num_locations: L, the locations of a grid (81 for a 9 x 9 grid).
+        wordvec_dim: W; hidden_dim: H; attention_dim: A, the width of the additive attention.
+        alpha_reg: lambda, the weight of the doubly stochastic regulariser (the paper's 1.0; 0 turns it off).
+        dropout: as in :class:`RNNConfig`.
+    """
+
+    input_dim: int = 1280
+    num_locations: int = 81
+    wordvec_dim: int = 512
+    hidden_dim: int = 512
+    attention_dim: int = 512
+    alpha_reg: float = 1.0
+    dropout: float = 0.5
+
+    def __post_init__(self) -> None:
+        _check_common(self, ("input_dim", "num_locations", "wordvec_dim", "hidden_dim", "attention_dim"))
+        if not _is_real(self.alpha_reg) or not 0 <= self.alpha_reg < math.inf:
+            raise ValueError(f"alpha_reg must be a finite number >= 0, got {self.alpha_reg!r}")
+        object.__setattr__(self, "alpha_reg", float(self.alpha_reg))
+
+
+ModelConfig = RNNConfig | AttentionConfig
