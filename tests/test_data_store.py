@@ -265,7 +265,7 @@ def test_create_store_bad_input(tmp_path: Path) -> None:
         create_store(path, dataset.records[:2], *prepared)
     with pytest.raises(ValueError, match=r"raw_captions must hold 11 captions"):
         create_store(path, dataset, word_to_idx, tokens, caption_image, raw[:-1])
-    with pytest.raises(ValueError, match=r"tokens hold ids outside the vocabulary"):
+    with pytest.raises(ValueError, match=r"tokens: token id \d+ is outside the vocabulary"):
         create_store(path, dataset, word_to_idx, tokens + 100, caption_image, raw)
     with pytest.raises(ValueError, match=r"<END> to id 2"):
         create_store(path, dataset, {"<NULL>": 0, "<START>": 1}, tokens, caption_image, raw)

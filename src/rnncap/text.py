@@ -53,6 +53,52 @@ _HAS_WORD = re.compile(_WORD)
 SPECIAL_IDS = {NULL: NULL_ID, START: START_ID, END: END_ID, UNK: UNK_ID}
 
 
+def check_special_ids(word_to_idx: Mapping[str, int], source: str = "the vocabulary") -> None:
+    """Refuse a vocabulary that does not give the four special tokens their standard ids; ``source`` names it."""
+    for token, idx in SPECIAL_IDS.items():
+        if word_to_idx.get(token) != idx:
+            raise ValueError(f"{source} must map {token} to id {idx}, got {word_to_idx.get(token)!r}")
+
+
+def check_caption_ids(
+    captions: np.ndarray,
+    *,
+    name: str = "captions",
+    rows: int | None = None,
+    allow_empty: bool = False,
+    min_length: int = 2,
+    vocab_size: int | None = None,
+) -> np.ndarray:
+    """Refuse anything but a (K, T) array of token ids; returns it as an array.
+
+    Args:
+        captions: the array to check.
+        name: how messages name it.
+        rows: the K it must have; None: any K >= 1 (K >= 0 with ``allow_empty``).
+        min_length: the smallest T (2: ``<START>`` and one target).
+        vocab_size: V, ids must be in [0, V); None: only non-negative.
+    """
+    captions = np.asarray(captions)
+    if rows is None:
+        fewest = 0 if allow_empty else 1
+        shape_ok = captions.ndim == 2 and captions.shape[0] >= fewest
+        wanted = f"(K, T) with K >= {fewest} and T >= {min_length}"
+    else:
+        shape_ok, wanted = captions.ndim == 2 and captions.shape[0] == rows, f"({rows}, T) with T >= {min_length}"
+    if not shape_ok or captions.shape[1] < min_length:
+        raise ValueError(f"{name} must have shape {wanted}, got {captions.shape}")
+    if not np.issubdtype(captions.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer token ids, got dtype {captions.dtype}")
+    if captions.size:
+        low, high = int(captions.min()), int(captions.max())
+        if vocab_size is not None and (low < 0 or high >= vocab_size):
+            bad = low if low < 0 else high
+            raise ValueError(f"{name}: token id {bad} is outside the vocabulary [0, {vocab_size})")
+        if low < 0:
+            raise ValueError(f"{name} hold a negative token id ({low})")
+    return captions
+
+
 def tokenize(caption: str) -> list[str]:
     """Lowercase ``caption`` and split it into PTB-style word tokens without punctuation (see the module docstring).
 
@@ -101,9 +147,7 @@ def encode(tokenized: Sequence[Sequence[str]], word_to_idx: Mapping[str, int], m
     """
     if max_length < 1:
         raise ValueError(f"max_length must be at least 1, got {max_length}")
-    for token, idx in SPECIAL_IDS.items():
-        if word_to_idx.get(token) != idx:
-            raise ValueError(f"the vocabulary must map {token} to id {idx}, got {word_to_idx.get(token)!r}")
+    check_special_ids(word_to_idx)
     K = len(tokenized)
     lengths = np.fromiter((min(len(t), max_length) for t in tokenized), dtype=np.int64, count=K)
     if K and lengths.min() == 0:

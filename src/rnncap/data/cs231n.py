@@ -24,7 +24,7 @@ import h5py
 import numpy as np
 
 from rnncap.data.records import load_json, require_dir
-from rnncap.text import SPECIAL_IDS
+from rnncap.text import check_special_ids
 from rnncap.train import CaptionData
 
 CAPTIONS_FILE = "coco2014_captions.h5"
@@ -114,9 +114,7 @@ def _read_vocab(path: Path) -> tuple[dict[str, int], list[str]]:
             f"{path}: 'idx_to_word' and 'word_to_idx' disagree (e.g. {bad[:5]}, "
             f"{len(idx_to_word)} vs {len(word_to_idx)} words)"
         )
-    for word, idx in SPECIAL_IDS.items():
-        if word_to_idx.get(word) != idx:
-            raise ValueError(f"{path}: {word} must have id {idx}, got {word_to_idx.get(word)!r}")
+    check_special_ids(word_to_idx, source=str(path))
     return word_to_idx, idx_to_word
 
 

@@ -51,7 +51,7 @@ import numpy as np
 
 from rnncap.data.records import ImageRecord
 from rnncap.files import replacing
-from rnncap.text import SPECIAL_IDS
+from rnncap.text import check_caption_ids, check_special_ids
 from rnncap.train import CaptionData
 
 FORMAT = "rnncap-prepared-1"
@@ -473,16 +473,10 @@ def _check_inputs(
     duplicates = [image_id for image_id, n in Counter(r.image_id for r in records).items() if n > 1]
     if duplicates:
         raise ValueError(f"image ids must be unique, repeated: {duplicates[:5]}")
-    for word, idx in SPECIAL_IDS.items():
-        if word_to_idx.get(word) != idx:
-            raise ValueError(f"the vocabulary must map {word} to id {idx}, got {word_to_idx.get(word)!r}")
-    if tokens.ndim != 2 or tokens.shape[1] < 3 or not np.issubdtype(tokens.dtype, np.integer):
-        raise ValueError(
-            f"tokens must be (K, max_length + 2) integers with max_length >= 1, got {tokens.shape} {tokens.dtype}"
-        )
+    check_special_ids(word_to_idx)
+    # (K, max_length + 2): <START>, at least one word, <END>.
+    check_caption_ids(tokens, name="tokens", allow_empty=True, min_length=3, vocab_size=max(word_to_idx.values()) + 1)
     K = tokens.shape[0]
-    if tokens.size and (tokens.min() < 0 or tokens.max() > max(word_to_idx.values())):
-        raise ValueError(f"tokens hold ids outside the vocabulary [0, {max(word_to_idx.values())}]")
     if caption_image.shape != (K,) or not np.issubdtype(caption_image.dtype, np.integer):
         raise ValueError(f"caption_image must be ({K},) integers, one per caption, got {caption_image.shape}")
     if K and (caption_image.min() < 0 or caption_image.max() >= len(records)):

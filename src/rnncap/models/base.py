@@ -26,7 +26,7 @@ import numpy as np
 from rnncap import decode
 from rnncap.models.config import ModelConfig
 from rnncap.models.serialization import ModelFileError, check_params, read_model_file, write_model_file
-from rnncap.text import END, END_ID, NULL, START, START_ID, UNK, idx_to_word_list
+from rnncap.text import END, END_ID, NULL, START, START_ID, UNK, check_caption_ids, idx_to_word_list
 
 State = tuple[np.ndarray, ...]  # a decoder's recurrent state: arrays whose first axis is the hypotheses (or images)
 
@@ -189,13 +189,4 @@ class CaptionModel(abc.ABC):
         return features
 
     def _check_captions(self, captions: np.ndarray, batch_size: int) -> np.ndarray:
-        captions = np.asarray(captions)
-        if captions.ndim != 2 or captions.shape[0] != batch_size or captions.shape[1] < 2:
-            raise ValueError(f"captions must have shape ({batch_size}, T) with T >= 2, got {captions.shape}")
-        if not np.issubdtype(captions.dtype, np.integer):
-            raise ValueError(f"captions must hold integer token ids, got dtype {captions.dtype}")
-        low, high = captions.min(), captions.max()
-        if low < 0 or high >= self.vocab_size:
-            bad = low if low < 0 else high
-            raise ValueError(f"caption token id {bad} is outside the vocabulary [0, {self.vocab_size})")
-        return captions
+        return check_caption_ids(captions, rows=batch_size, vocab_size=self.vocab_size)

@@ -48,6 +48,7 @@ from tqdm.auto import tqdm
 from rnncap.files import atomic_write
 from rnncap.models import load_model
 from rnncap.optim import DEFAULTS, clip_grad_norm, get_update_rule, global_norm, resolve_hyperparameters
+from rnncap.text import check_caption_ids
 
 STATE_FORMAT = "rnncap-trainer-1"
 STATE_FILE = "trainer_state.npz"
@@ -93,12 +94,7 @@ class CaptionData:
         if not finite.all():
             rows = np.flatnonzero(~finite)
             raise ValueError(f"features hold NaN or infinite values (rows {rows[:10].tolist()})")
-        if captions.ndim != 2 or captions.shape[0] == 0 or captions.shape[1] < 2:
-            raise ValueError(f"captions must have shape (K, T) with K >= 1 and T >= 2, got {captions.shape}")
-        if not np.issubdtype(captions.dtype, np.integer):
-            raise ValueError(f"captions must hold integer token ids, got dtype {captions.dtype}")
-        if captions.min() < 0:
-            raise ValueError(f"captions hold a negative token id ({captions.min()})")
+        check_caption_ids(captions)
         if image_idxs.shape != (captions.shape[0],):
             raise ValueError(
                 f"image_idxs must have shape ({captions.shape[0]},), one per caption, got {image_idxs.shape}"
