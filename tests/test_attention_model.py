@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import make_captions, make_vocab
+from helpers import make_captions, make_vocab
 from rnncap import CaptioningRNN, nn
 from rnncap.decode import beam_search, greedy_search
 from rnncap.gradcheck import check_model, numerical_gradient, rel_error

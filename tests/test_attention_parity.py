@@ -19,8 +19,8 @@ torch = pytest.importorskip("torch", reason="the parity tests compare against Py
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the twins sit beside this file
 
 import torch_attention_twin  # noqa: E402
+from helpers import assert_close  # noqa: E402
 from rnncap.models import AttentionCaptioner  # noqa: E402
-from test_parity import assert_close  # noqa: E402
 
 N, T, L, D, W, H, A, V = 7, 9, 6, 10, 8, 12, 9, 20  # T time steps: captions are (N, T + 1)
 NULL, START, END = 0, 1, 2

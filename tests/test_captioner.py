@@ -11,82 +11,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import make_vocab
+from helpers import GRID_ENCODER as ENCODER
+from helpers import make_bad_files, make_photos, tiny_attention_model, tiny_model
 from rnncap import Captioner, CaptioningRNN, ModelFileError, decode_captions
 from rnncap.apps import captioner as captioner_module
 from rnncap.apps.captioner import AttendedCaption, CaptionResult, find_images, model_path
 from rnncap.encoders import load_encoder, load_image
-from rnncap.models import AttentionCaptioner
-
-ENCODER = "efficientnet-lite0"  # the small encoder: 224 px, 1280-d like the default one
-
-
-def tiny_model(input_dim: int = 1280, metadata: dict | None = None) -> CaptioningRNN:
-    """A random LSTM captioner that never ends a caption early, so every caption has max_length words."""
-    model = CaptioningRNN(make_vocab(30), input_dim=input_dim, wordvec_dim=16, hidden_dim=32, cell_type="lstm")
-    model.params["b_vocab"][model.end_id] = -1e3
-    model.metadata = {"encoder": ENCODER, "max_length": 6} if metadata is None else metadata
-    return model
-
-
-def tiny_attention_model(num_locations: int = 49, metadata: dict | None = None) -> AttentionCaptioner:
-    """A random attention captioner over efficientnet-lite0's 7 x 7 grid that never ends a caption early."""
-    model = AttentionCaptioner(
-        make_vocab(30), input_dim=1280, num_locations=num_locations, wordvec_dim=16, hidden_dim=32, attention_dim=16
-    )
-    model.params["b_vocab"][model.end_id] = -1e3
-    model.metadata = {"encoder": ENCODER, "max_length": 6} if metadata is None else metadata
-    return model
-
-
-def make_photos(root: Path) -> dict[str, Path]:
-    """Readable photos in every format and mode a user may have, by a short name."""
-    root.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-
-    def pixels(width: int, height: int, channels: int = 3) -> np.ndarray:
-        # Smooth colour gradients plus noise: photo-like enough for JPEG, and each photo different.
-        y, x = np.mgrid[0:height, 0:width]
-        base = np.stack([x * 255 // width, y * 255 // height, (x + y) * 127 // (width + height)], axis=-1)
-        noisy = base[:, :, :channels] + rng.integers(0, 60, size=(height, width, channels))
-        return np.clip(noisy, 0, 255).astype(np.uint8).squeeze()
-
-    photos = {
-        "jpeg": (Image.fromarray(pixels(320, 240)), "photo.jpg", {"quality": 90}),
-        "png": (Image.fromarray(pixels(200, 300)), "photo.png", {}),
-        "webp": (Image.fromarray(pixels(256, 256)), "photo.webp", {}),
-        "gif": (Image.fromarray(pixels(150, 120)).convert("P"), "photo.gif", {}),
-        "gray": (Image.fromarray(pixels(180, 180, 1), mode="L"), "gray.jpg", {}),
-        "cmyk": (Image.fromarray(pixels(240, 200)).convert("CMYK"), "cmyk.jpg", {}),
-        "rgba": (Image.fromarray(pixels(100, 100, 3)).convert("RGBA"), "alpha.png", {}),
-        "bmp": (Image.fromarray(pixels(64, 48)), "photo.bmp", {}),
-        "tiff": (Image.fromarray(pixels(90, 60)), "photo.tiff", {}),
-        "gray16": (Image.fromarray(pixels(120, 90, 1).astype(np.uint16) * 257), "gray16.png", {}),  # mode I;16
-        "large": (Image.fromarray(pixels(240, 180)).resize((2400, 1800)), "large.jpg", {}),  # decoded at 1/4 scale
-        "panorama": (Image.fromarray(pixels(4000, 150)), "panorama.JPG", {}),  # 27:1, upper-case extension
-    }
-    paths = {}
-    for name, (image, filename, options) in photos.items():
-        image.save(root / filename, **options)
-        paths[name] = root / filename
-    return paths
-
-
-def make_bad_files(root: Path, good: Path) -> dict[str, Path]:
-    """Files a folder of photos may also hold that are no readable photos."""
-    root.mkdir(parents=True, exist_ok=True)
-    truncated = root / "truncated.jpg"
-    truncated.write_bytes(good.read_bytes()[:200])
-    corrupt = root / "corrupt.jpg"
-    corrupt.write_bytes(b"\xff\xd8\xff\xe0 this is not really a JPEG")
-    text = root / "notes.png"
-    text.write_text("a text file with a photo's name\n")
-    return {"truncated": truncated, "corrupt": corrupt, "text": text, "missing": root / "no-such-photo.jpg"}
 
 
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory):
-    # The cache directory test_cli's export_cache fixture uses: one ONNX export per test session.
+    # The cache directory conftest's export_cache fixture uses: one ONNX export per test session.
     return load_encoder(ENCODER, cache_dir=tmp_path_factory.getbasetemp() / "rnncap-cache")
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import make_cs231n
 from rnncap.cli import main
 from rnncap.data import load_references, load_split, open_store
 
@@ -17,12 +18,7 @@ COCO_MINI = SHARED / "coco-mini"
 FLICKR = SHARED / "flickr8k"
 CS231N_VOCAB = SHARED / "cs231n" / "coco2014_vocab.json"
 FAST = ["--encoder", "efficientnet-lite0", "--workers", "0", "--batch-size", "4"]  # the small encoder, one process
-
-
-@pytest.fixture(autouse=True)
-def export_cache(tmp_path_factory, monkeypatch):
-    """One ONNX export per test session, in a temporary cache rather than the user's."""
-    monkeypatch.setenv("RNNCAP_CACHE", str(tmp_path_factory.getbasetemp() / "rnncap-cache"))
+pytestmark = pytest.mark.usefixtures("export_cache")  # one ONNX export per test session, in a temporary cache
 
 
 def _photo_folder(root: Path) -> Path:
@@ -107,8 +103,6 @@ def test_prepare_flickr8k_names_the_withheld_split(tmp_path, capsys):
 
 @pytest.mark.skipif(not CS231N_VOCAB.is_file(), reason=f"CS231n vocabulary not found at {CS231N_VOCAB}")
 def test_prepare_cs231n_copies_features_and_captions(tmp_path, capsys):
-    from test_data_readers import make_cs231n
-
     root = make_cs231n(tmp_path / "coco_captioning", CS231N_VOCAB, {"train": (6, 20), "val": (3, 7)})
     out = tmp_path / "cs231n.h5"
     assert main(["prepare", "cs231n", "--root", str(root), "--out", str(out)]) == 0

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from helpers import make_bad_files, make_photos, tiny_attention_model, tiny_model
 from rnncap import Captioner
 from rnncap.apps import captioner as captioner_module
 from rnncap.cli import main
-from test_captioner import make_bad_files, make_photos, tiny_attention_model, tiny_model
-from test_cli import export_cache  # noqa: F401  (autouse: the ONNX export goes to a temporary cache)
+
+pytestmark = pytest.mark.usefixtures("export_cache")  # the ONNX export goes to a temporary cache
 
 
 @pytest.fixture(scope="module")

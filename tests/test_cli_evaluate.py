@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import GRID_ENCODER, make_attention_model, make_model, make_prepared
 from rnncap.cli import main
-from test_evaluation import GRID_ENCODER, make_attention_model, make_model, make_prepared
 
 
 @pytest.fixture(autouse=True)

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
+from helpers import make_cs231n
 from rnncap.data import read_coco, read_cs231n, read_flickr8k, read_folder, tokenize
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"  # beside the repository, never inside it
@@ -336,30 +337,6 @@ def test_folder_bad_input(tmp_path: Path) -> None:
 
 
 # ---- CS231n ---------------------------------------------------------------------------------------------------
-
-
-def make_cs231n(root: Path, vocab_file: Path, sizes: dict[str, tuple[int, int]], urls: bool = True) -> Path:
-    """CS231n's coco_captioning layout at small sizes: sizes[split] = (M photos, K captions)."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "coco2014_vocab.json").write_text(vocab_file.read_text())
-    V = len(json.loads(vocab_file.read_text())["idx_to_word"])
-    rng = np.random.default_rng(1)
-    with h5py.File(root / "coco2014_captions.h5", "w") as f:
-        for split, (M, K) in sizes.items():
-            captions = rng.integers(4, V, size=(K, 17)).astype(np.int32)
-            captions[:, 0], captions[:, 12], captions[:, 13:] = 1, 2, 0
-            f.create_dataset(f"{split}_captions", data=captions)
-            f.create_dataset(f"{split}_image_idxs", data=rng.integers(0, M, size=K).astype(np.int32))
-    for split, (M, _) in sizes.items():
-        for suffix, D in (("", 4096), ("_pca", 512)):
-            with h5py.File(root / f"{split}2014_vgg16_fc7{suffix}.h5", "w") as f:
-                f.create_dataset("features", data=rng.standard_normal((M, D)).astype(np.float32))
-        if urls:
-            lines = "".join(
-                f"http://images.cocodataset.org/{split}2014/COCO_{split}2014_{i:012d}.jpg\n" for i in range(M)
-            )
-            (root / f"{split}2014_urls.txt").write_text(lines)
-    return root
 
 
 @needs_vocab

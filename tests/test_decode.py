@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from conftest import make_vocab
+from helpers import make_vocab
 from rnncap import CaptioningRNN, decode_captions
 from rnncap.decode import beam_search, greedy_search
 

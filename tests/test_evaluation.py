@@ -8,69 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from helpers import GRID_ENCODER, LOCATIONS, make_attention_model, make_model, make_prepared
+from helpers import TOY_ENCODER as ENCODER
 from rnncap import CaptioningRNN, decode_captions
 from rnncap.apps.evaluation import DecodingSettings, describe_stats, evaluate_model
-from rnncap.data import (
-    ImageRecord,
-    StoreError,
-    create_store,
-    load_grid,
-    load_references,
-    load_split,
-    open_store,
-    prepare_records,
-)
+from rnncap.data import StoreError, load_grid, load_references, load_split
 from rnncap.encoders import load_image
-from rnncap.models import AttentionCaptioner
 from rnncap.report.attention_maps import draw_attention
 
-ENCODER = "toy-cnn"
-DIM = 8
-LOCATIONS = 4  # grid cells per photo, for attention models
 FAST_METRICS = ("BLEU", "ROUGE_L", "CIDEr")  # METEOR starts Java: seconds per call
-CAPTIONS = [
-    "A dog runs on the grass.",
-    "A black dog is running.",
-    "Two children play in the water.",
-    "A man rides a bike down the street.",
-    "A girl in a red dress smiles.",
-    "A brown dog jumps over a log.",
-    "People walk along the beach.",
-]
-
-
-def make_prepared(tmp_path: Path, encoder: str = ENCODER, locations: int = LOCATIONS) -> Path:
-    """A prepared file with 3 train and 4 dev photos (one dev photo missing from disk), random features and grids
-    of ``locations`` cells, said to come from ``encoder``."""
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    records = []
-    for i, caption in enumerate(CAPTIONS):
-        path = photos / f"p{i}.png"
-        if i != 6:  # p6.png never existed: the gallery must cope
-            Image.new("RGB", (40 + 10 * i, 30), (30 * i, 100, 200)).save(path)
-        split = "train" if i < 3 else "dev"
-        records.append(ImageRecord(f"p{i}.png", path, split, (caption, CAPTIONS[(i + 1) % len(CAPTIONS)])))
-    prepared = prepare_records(records, min_count=1, max_length=6)
-    out = tmp_path / "toy.h5"
-    create_store(out, records, *prepared, root=photos, name="toy")
-    with open_store(out, writable=True) as store:
-        store.begin_features(encoder, pooled_dim=DIM, grid_shape=(locations, DIM))
-        rng = np.random.default_rng(0)
-        M = len(records)
-        store.write_features(np.arange(M), rng.standard_normal((M, DIM)), rng.standard_normal((M, locations, DIM)))
-    return out
-
-
-def make_model(data: Path, encoder: str = ENCODER, input_dim: int = DIM) -> CaptioningRNN:
-    """A small LSTM with random weights over the file's vocabulary, recording the encoder of its features."""
-    with open_store(data) as store:
-        word_to_idx = store.word_to_idx
-    model = CaptioningRNN(word_to_idx, input_dim=input_dim, wordvec_dim=8, hidden_dim=16, cell_type="lstm", rng=1)
-    model.metadata = {"encoder": encoder}
-    return model
 
 
 @pytest.fixture
@@ -186,19 +133,6 @@ def test_a_missing_split_is_named(data: Path) -> None:
 
 
 # ---- attention maps ---------------------------------------------------------------------------------------------
-
-GRID_ENCODER = "efficientnet-lite0"  # an encoder whose grid rnncap knows: 7 x 7 cells over 224 x 224 squares
-
-
-def make_attention_model(data: Path, encoder: str = GRID_ENCODER, locations: int = 49) -> AttentionCaptioner:
-    """A small attention captioner with random weights over the file's vocabulary and grid."""
-    with open_store(data) as store:
-        word_to_idx = store.word_to_idx
-    model = AttentionCaptioner(
-        word_to_idx, input_dim=DIM, num_locations=locations, wordvec_dim=8, hidden_dim=16, attention_dim=8, rng=1
-    )
-    model.metadata = {"encoder": encoder}
-    return model
 
 
 @pytest.fixture

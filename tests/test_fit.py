@@ -10,12 +10,13 @@ import h5py
 import numpy as np
 import pytest
 
+from helpers import DIM, LOCATIONS, make_prepared
+from helpers import TOY_ENCODER as ENCODER
 from rnncap.apps.fit import ModelSettings, fit
 from rnncap.cli import main
 from rnncap.data import StoreError, load_grid
 from rnncap.models import AttentionCaptioner, load_model
 from rnncap.train import TrainConfig
-from test_evaluation import DIM, ENCODER, LOCATIONS, make_prepared
 
 SMALL = ModelSettings(cell_type="lstm", wordvec_dim=8, hidden_dim=16, dropout=0.0)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import make_captions, make_vocab
+from helpers import make_captions, make_vocab
 from rnncap import CaptioningRNN, nn
 from rnncap.gradcheck import check_layer, check_model, numerical_gradient, rel_error
 

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import make_captions, make_vocab
+from helpers import make_captions, make_vocab
 from rnncap import CaptioningRNN
 from rnncap.gradcheck import check_model, numerical_gradient, rel_error
 

@@ -18,6 +18,7 @@ torch = pytest.importorskip("torch", reason="the parity tests compare against Py
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # torch_twin.py sits beside this file
 
 import torch_twin  # noqa: E402
+from helpers import assert_close  # noqa: E402
 from rnncap import CaptioningRNN  # noqa: E402
 
 CELLS = ["rnn", "lstm", "gru"]
@@ -62,13 +63,6 @@ def twin_loss_and_grads(model: CaptioningRNN, features: np.ndarray, captions: np
     loss = twin(torch.from_numpy(features).to(dtype), torch.from_numpy(captions).long())
     loss.backward()
     return loss.item(), torch_twin.grads_as_numpy(twin)
-
-
-def assert_close(ours: np.ndarray, theirs: np.ndarray, rtol: float, name: str) -> None:
-    """Elementwise within ``rtol``, with an absolute floor of ``rtol`` times the largest entry (entries that
-    cancel to ~0 cannot keep a relative accuracy)."""
-    scale = max(np.abs(theirs).max(), 1e-30)
-    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * scale, err_msg=f"gradient of {name}")
 
 
 @pytest.mark.parametrize("cell_type", CELLS)

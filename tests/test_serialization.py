@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import make_vocab
+from helpers import make_vocab
 from rnncap import CaptioningRNN, ModelFileError
 from rnncap.models import load_model
 

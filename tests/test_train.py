@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from conftest import make_captions, make_vocab
+from helpers import make_captions, make_vocab
 from rnncap import CaptioningRNN
 from rnncap.models import AttentionCaptioner, load_model
 from rnncap.optim import global_norm
