@@ -193,7 +193,7 @@ def test_from_pretrained_loads_a_model_file(tmp_path, encoder, photos) -> None:
 
 
 def test_shipped_models_are_found_by_name(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(captioner_module, "ASSETS", tmp_path)
+    monkeypatch.setattr("rnncap.apps.paths.ASSETS", tmp_path)
     tiny_model().save(tmp_path / f"{captioner_module.DEFAULT_MODEL}.npz")
     tiny_model().save(tmp_path / "other.npz")
     assert model_path() == model_path(captioner_module.DEFAULT_MODEL) == tmp_path / "flickr8k-attention.npz"
@@ -204,7 +204,7 @@ def test_shipped_models_are_found_by_name(tmp_path, monkeypatch) -> None:
 
 
 def test_a_missing_shipped_model_says_what_to_do(tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(captioner_module, "ASSETS", tmp_path)
+    monkeypatch.setattr("rnncap.apps.paths.ASSETS", tmp_path)
     with pytest.raises(ModelFileError, match="missing from this installation; pass a model file instead"):
         Captioner.from_pretrained()
 

@@ -13,7 +13,6 @@ from PIL import Image
 
 from helpers import make_bad_files, make_photos, tiny_attention_model, tiny_model
 from rnncap import Captioner
-from rnncap.apps import captioner as captioner_module
 from rnncap.cli import main
 
 pytestmark = pytest.mark.usefixtures("export_cache")  # the ONNX export goes to a temporary cache
@@ -105,7 +104,7 @@ def test_options_reach_the_captioner(model_file, photos, capsys) -> None:
     ],
 )
 def test_model_errors_are_one_clear_line(model, message, photos, tmp_path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(captioner_module, "ASSETS", tmp_path)  # an installation without the shipped model
+    monkeypatch.setattr("rnncap.apps.paths.ASSETS", tmp_path)  # an installation without the shipped model
     status, out, err = caption(capsys, photos["jpeg"], *(["--model", model] if model else []))
     assert status == 1 and out == ""
     assert err.startswith("rnncap caption: error: ") and message in err and len(err.splitlines()) == 1

@@ -16,28 +16,32 @@ The model's metadata says which encoder it was trained on (``"encoder"``) and, o
 generate (``"max_length"``); the encoder is loaded on first use, so building a Captioner is cheap. A model that
 attends over the encoder's grid (:class:`rnncap.models.AttentionCaptioner`) reads the grid instead of the pooled
 vector, and can say where it looked for each word.
+
+What a name means as a model file, which photos a folder holds and where maps go: :mod:`rnncap.apps.paths`; the
+results and their gallery: :mod:`rnncap.apps.caption_results` (both importable from here too).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from threadpoolctl import ThreadpoolController
 
+from rnncap.apps.caption_results import AttendedCaption, CaptionResult
 from rnncap.apps.compat import check_spec, grid_maps, model_encoder
+from rnncap.apps.paths import DEFAULT_MODEL, find_images, model_path
 from rnncap.decode import search
 from rnncap.encoders import Encoder, load_encoder
 from rnncap.encoders.encoder import Backend
 from rnncap.encoders.preprocess import ImageLike, load_images
 from rnncap.encoders.specs import get_spec
 from rnncap.models import CaptionModel, ModelFileError, load_model
-from rnncap.report.attention_maps import draw_attention, write_attention
 from rnncap.text import decode_captions
+
+# Where these lived before apps/paths.py and apps/caption_results.py, and what `rnncap caption` users import.
+__all__ = ["DEFAULT_MODEL", "AttendedCaption", "CaptionResult", "Captioner", "Photo", "find_images", "model_path"]
 
 # Searches over at most this many hypotheses (photos x beam) run on one BLAS thread. Their products are tiny
 # ((rows, 512) @ (512, 2048)): a second OpenBLAS thread only adds synchronisation, and while other work shares the
@@ -46,118 +50,11 @@ from rnncap.text import decode_captions
 SINGLE_THREAD_ROWS = 96
 _BLAS = ThreadpoolController()
 
-DEFAULT_MODEL = "flickr8k-attention"
-ASSETS = Path(__file__).resolve().parent.parent / "assets"  # shipped models: assets/<name>.npz
 # Tokens generated per caption, <END> included, for a model whose metadata does not say: room for the 16 words
 # `rnncap prepare` keeps per caption by default, and a few more.
 DEFAULT_MAX_LENGTH = 20
-# What find_images takes from a folder, by extension (lower-cased): the formats photos come in that Pillow reads.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
 
 Photo = str | os.PathLike | ImageLike  # a file, a PIL image or a uint8 array (H, W), (H, W, 3) or (H, W, 4)
-
-
-@dataclass(frozen=True, eq=False)
-class AttendedCaption:
-    """A caption and where the model looked for each of its words.
-
-    Attributes:
-        caption: the T words joined by spaces.
-        words: the T words.
-        weights: (T, h, w) attention weights over the encoder's h x w grid, one map per word, each summing to 1.
-            Cell (i, j) is the block in row i, column j of an h x w division of ``square`` (a CNN cell sees
-            beyond its block, but is centred on it).
-        square: (S, S, 3) uint8, the photo as the encoder read it: the centred square of its shorter side, resized.
-            Draw the maps over this square, never over the original photo, or the grid will not line up.
-    """
-
-    caption: str
-    words: tuple[str, ...]
-    weights: np.ndarray
-    square: np.ndarray
-
-    def draw(self, *, columns: int = 5, panel_size: int | None = None) -> Image.Image:
-        """The maps of every word as one picture: see :func:`rnncap.report.attention_maps.draw_attention`."""
-        return draw_attention(self.square, self.words, self.weights, columns=columns, panel_size=panel_size)
-
-    def write(self, path: str | os.PathLike, *, columns: int = 5, panel_size: int | None = None) -> Path:
-        """Write :meth:`draw` as a PNG file (atomically; its folder is created); returns the path."""
-        return write_attention(path, self.square, self.words, self.weights, columns=columns, panel_size=panel_size)
-
-
-@dataclass(frozen=True)
-class CaptionResult:
-    """The outcome for one photo file: a caption, or the reason it could not be read (then ``caption`` is None).
-
-    ``attention`` holds where the model looked for each word when :meth:`Captioner.caption_files` was asked for it.
-    """
-
-    image: str
-    caption: str | None
-    error: str | None = None
-    attention: AttendedCaption | None = field(default=None, compare=False, repr=False)
-
-    def as_dict(self) -> dict[str, str | None]:
-        """``{"image", "caption"}``, plus ``"error"`` for an unreadable photo: what ``rnncap caption --json`` lists."""
-        if self.error is None:
-            return {"image": self.image, "caption": self.caption}
-        return {"image": self.image, "caption": None, "error": self.error}
-
-
-def model_path(name_or_path: str | os.PathLike | None = None) -> Path:
-    """The model file that ``name_or_path`` means.
-
-    Args:
-        name_or_path: a shipped model's name (``rnncap/assets/<name>.npz``), or a path: a ``Path``, anything
-            ending in ``.npz`` or holding a directory separator, or an existing file. None: :data:`DEFAULT_MODEL`.
-
-    Raises:
-        ModelFileError: a name that is no shipped model (or the shipped default missing from this installation).
-            A path is returned as it is; :func:`rnncap.models.load_model` says whether it is a readable model.
-    """
-    name = DEFAULT_MODEL if name_or_path is None else name_or_path
-    path = Path(name)
-    if isinstance(name, os.PathLike) or path.suffix == ".npz" or len(path.parts) > 1 or path.is_file():
-        return path
-    shipped = ASSETS / f"{name}.npz"
-    if shipped.is_file():
-        return shipped
-    if name == DEFAULT_MODEL:
-        raise ModelFileError(
-            f"the shipped model {DEFAULT_MODEL} ({shipped}) is missing from this installation; "
-            "pass a model file instead (rnncap caption --model PATH)"
-        )
-    available = sorted(p.stem for p in ASSETS.glob("*.npz")) or "none"
-    raise ModelFileError(f"no model file or shipped model named {name!r} (shipped models: {available})")
-
-
-def find_images(paths: Iterable[str | os.PathLike]) -> list[str]:
-    """Expand folders into the photos inside them; files are kept as given, whatever their extension.
-
-    A folder contributes its files whose extension is in :data:`IMAGE_SUFFIXES` (any case), sorted by name; not
-    its subfolders (no recursion), and not hidden files, such as the ``._photo.jpg`` metadata files macOS leaves
-    on shared drives, which are not photos. A path that does not exist is kept: captioning it reports it.
-
-    Returns:
-        The photo paths as strings, in the order given.
-
-    Raises:
-        ValueError: a folder holds no photo.
-    """
-    found: list[str] = []
-    for path in map(os.fspath, paths):
-        if not os.path.isdir(path):
-            found.append(path)
-            continue
-        names = sorted(
-            entry.name
-            for entry in os.scandir(path)
-            if entry.is_file() and not entry.name.startswith(".") and entry.name.lower().endswith(IMAGE_SUFFIXES)
-        )
-        if not names:
-            raise ValueError(f"folder {path} holds no photos ({', '.join(IMAGE_SUFFIXES)} files)")
-        found += [os.path.join(path, name) for name in names]
-    return found
 
 
 class Captioner:

@@ -9,14 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rnncap.apps.paths import attention_map_paths, find_images
 from rnncap.cli.args import positive
 
 if TYPE_CHECKING:
-    from rnncap.apps.captioner import Captioner
+    from rnncap.apps.caption_results import CaptionResult
 
 DESCRIPTION = """\
 Caption photos with a trained model (default: the one shipped with rnncap).
@@ -86,7 +86,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_caption(args: argparse.Namespace) -> int:
-    from rnncap.apps.captioner import Captioner, find_images
+    from rnncap.apps.caption_results import write_caption_gallery
+    from rnncap.apps.captioner import Captioner
     from rnncap.cli import EXIT_ERROR
 
     photos = find_images(args.photos)
@@ -99,73 +100,37 @@ def _run_caption(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         attention=maps is not None,
     )
-    listed, failed = [], 0
+    done: list[CaptionResult] = []
     for index, result in enumerate(results):
-        item = result.as_dict()
         if result.error is not None:
-            failed += 1
             print(f"rnncap caption: error: {result.image}: {result.error}", file=sys.stderr)
         elif not args.json:
             print(f"{result.image}\t{result.caption}")
         if maps is not None and result.attention is not None:
-            item["attention"] = str(result.attention.write(maps[index]))
-        listed.append(item)
+            result = result.write_attention(maps[index])  # the maps on disk now: the photo's square is let go
+        done.append(result)
     if args.json:
-        print(json.dumps(listed, indent=2, ensure_ascii=False))
+        print(json.dumps([result.as_dict() for result in done], indent=2, ensure_ascii=False))
     if maps is not None:
-        _report_maps(args.attention, listed)
+        _report_maps(args.attention, done)
     if args.html is not None:
-        _write_gallery(args, captioner, listed)
-    return EXIT_ERROR if failed else 0
+        model = str(args.model or "the shipped model")
+        path = write_caption_gallery(args.html, done, model=model, encoder=captioner.encoder_name, beam_size=args.beam)
+        print(f"wrote {path}", file=sys.stderr)
+    return EXIT_ERROR if any(result.error is not None for result in done) else 0
 
 
-def _map_paths(target: Path, photos: Sequence[str]) -> list[Path]:
-    """Where each photo's attention map goes: ``target`` itself for one photo named ``*.png``, else
-    ``target/<photo name>.png``, with ``-2``, ``-3``, ... for photos of the same name (from different folders, or
-    ``dog.jpg`` beside ``dog.png``). Checked before any photo is captioned."""
-    if target.suffix.lower() == ".png":
-        if len(photos) != 1:
-            raise ValueError(
-                f"--attention {target}: a .png file holds the maps of one photo, but there are {len(photos)} photos; "
-                "name a folder instead, which gets one PNG per photo"
-            )
-        return [target]
-    if target.is_file():
-        raise ValueError(f"--attention {target}: a file that is not a .png; name a .png file or a folder")
-    paths, taken = [], set()
-    for photo in photos:
-        stem = Path(photo).stem or "photo"
-        name, copy = stem, 1
-        while name.lower() in taken:  # lower case: dog.jpg and DOG.png would clash on macOS and Windows
-            copy += 1
-            name = f"{stem}-{copy}"
-        taken.add(name.lower())
-        paths.append(target / f"{name}.png")
-    return paths
+def _map_paths(target: Path, photos: list[str]) -> list[Path]:
+    """:func:`rnncap.apps.paths.attention_map_paths`, its errors naming the option."""
+    try:
+        return attention_map_paths(target, photos)
+    except ValueError as err:
+        raise ValueError(f"--attention {err}") from None
 
 
-def _report_maps(target: Path, listed: list[dict]) -> None:
-    drawn = sum("attention" in item for item in listed)  # an unreadable photo has no map, and its own error line
+def _report_maps(target: Path, done: list[CaptionResult]) -> None:
+    drawn = sum(result.attention_file is not None for result in done)  # an unreadable photo has no map
     if target.suffix.lower() != ".png":
         print(f"wrote {drawn} attention map{'s' if drawn != 1 else ''} to {target}", file=sys.stderr)
     elif drawn:
         print(f"wrote {target}", file=sys.stderr)
-
-
-def _write_gallery(args: argparse.Namespace, captioner: Captioner, listed: list[dict]) -> None:
-    from rnncap.report.gallery import GalleryEntry, write_gallery
-
-    entries = [
-        GalleryEntry(
-            Path(item["image"]),
-            item["caption"] or f"(unreadable: {item['error']})",
-            label=item["image"],
-            extra=item.get("attention"),
-            extra_label="where the model looked for each word",
-        )
-        for item in listed
-    ]
-    search = "greedy search" if args.beam == 1 else f"beam search, width {args.beam}"
-    details = {"model": str(args.model or "the shipped model"), "encoder": captioner.encoder_name, "decoding": search}
-    path = write_gallery(args.html, entries, title="rnncap: captions of your photos", details=details)
-    print(f"wrote {path}", file=sys.stderr)

@@ -31,6 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from rnncap.files import atomic_write
 
+MAPS_LABEL = "where the model looked for each word"  # what a drawing of the maps shows, e.g. in a gallery
 # Brightness of the places the model did not look at all: dim enough to show the attention, bright enough that the
 # photo stays recognisable everywhere.
 _FLOOR = 0.25
