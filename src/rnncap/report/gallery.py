@@ -95,7 +95,7 @@ def write_gallery(
         title: the page's heading.
         scores: metric name -> score on the 0-1 scale (a :class:`rnncap.metrics.Scores` also lists its skipped
             metrics); shown as a table on the 0-100 scale.
-        habits: label -> text describing the captions (see :func:`rnncap.apps.evaluation.describe_stats`).
+        habits: label -> text describing the captions (see :func:`rnncap.apps.evaluation_result.describe_stats`).
         details: label -> text about the run (model, data, decoding settings).
         thumbnail_size: the longest side of an embedded photo, in pixels (photos are only ever shrunk).
         extra_size: the longest side of an embedded extra picture (attention maps show many words).
