@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -15,7 +16,7 @@ from PIL import Image
 
 from rnncap import CaptioningRNN
 from rnncap.data import ImageRecord, create_store, open_store, prepare_records
-from rnncap.models import AttentionCaptioner
+from rnncap.models import AttentionCaptioner, CaptionModel
 
 TOY_ENCODER = "toy-cnn"  # the encoder prepared files of random features say they come from
 # The small real encoder: 224 px and 1280-d like the default one, and a grid rnncap knows (7 x 7 cells over
@@ -50,6 +51,50 @@ def assert_close(ours: np.ndarray, theirs: np.ndarray, rtol: float, name: str) -
     cancel to ~0 cannot keep a relative accuracy)."""
     scale = max(np.abs(theirs).max(), 1e-30)
     np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * scale, err_msg=f"gradient of {name}")
+
+
+# ---- small float64 models, for gradient checks and decoding -------------------------------------------------------
+
+KINDS = ("rnn", "lstm", "gru", "attention")  # a CaptioningRNN of each cell, and the AttentionCaptioner
+
+
+def small_model(
+    kind: str,
+    rng: np.random.Generator,
+    dtype: type = np.float64,
+    scale: float = 0.5,
+    words: int = 6,
+    **settings: Any,
+) -> CaptionModel:
+    """A small model of one of ``KINDS`` over ``make_vocab(words)``: a CaptioningRNN of D=5 pooled features, or an
+    AttentionCaptioner of an L=4 grid of D=5 features (alpha_reg 0.7), no dropout unless ``settings`` say so.
+
+    Its weights are redrawn as ``scale`` times a standard normal: of order one, so that no gradient entry is so
+    small that rounding noise dominates its check (``scale=1.5``: next-word distributions far from ties).
+    """
+    if kind == "attention":
+        shape = {"input_dim": 5, "num_locations": 4, "wordvec_dim": 3, "hidden_dim": 6, "attention_dim": 7}
+        shape.update(alpha_reg=0.7, dropout=0.0)
+        model: CaptionModel = AttentionCaptioner(make_vocab(words), **{**shape, **settings}, dtype=dtype, rng=rng)
+    else:
+        shape = {"input_dim": 5, "wordvec_dim": 4, "hidden_dim": 6, "cell_type": kind, "dropout": 0.0}
+        model = CaptioningRNN(make_vocab(words), **{**shape, **settings}, dtype=dtype, rng=rng)
+    for name, value in model.params.items():
+        model.params[name] = (rng.standard_normal(value.shape) * scale).astype(dtype)
+    return model
+
+
+def peaked_model(kind: str, seed: int = 0, words: int = 4) -> tuple[CaptionModel, np.ndarray]:
+    """A :func:`small_model` with large weights (next-word distributions far from ties, attention far from uniform)
+    and the features of 5 images for it."""
+    rng = np.random.default_rng(seed)
+    model = small_model(kind, rng, scale=1.5, words=words)
+    return model, rng.standard_normal((5, *model.feature_shape))
+
+
+def model_batch(model: CaptionModel, rng: np.random.Generator, n: int = 3, t: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    """(n, *feature_shape) random features and (n, t) captions for ``model``."""
+    return rng.standard_normal((n, *model.feature_shape)), make_captions(rng, n, t, model.vocab_size)
 
 
 # ---- models for the real encoder ---------------------------------------------------------------------------------
