@@ -1,4 +1,5 @@
-"""Argument types shared by the commands: each turns a bad value into argparse's one-line usage error."""
+"""What the commands share: argument types, each turning a bad value into argparse's one-line usage error, and
+options that mean the same everywhere."""
 
 from __future__ import annotations
 
@@ -24,3 +25,12 @@ def non_negative(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
     return value
+
+
+def add_model_option(parser: argparse.ArgumentParser) -> None:
+    """``--model NAME_OR_PATH``, what :func:`rnncap.apps.paths.model_path` reads (None: the shipped model)."""
+    parser.add_argument(
+        "--model",
+        metavar="NAME_OR_PATH",
+        help="a model file (.npz) or the name of a shipped model (default: the shipped one)",
+    )

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rnncap.apps.paths import attention_map_paths, find_images
-from rnncap.cli.args import positive
+from rnncap.cli.args import add_model_option, positive
 
 if TYPE_CHECKING:
     from rnncap.apps.caption_results import CaptionResult
@@ -54,11 +54,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         metavar="PHOTO",
         help="photo files, or folders: their JPEG, PNG, WebP, GIF, BMP and TIFF files (not subfolders)",
     )
-    caption.add_argument(
-        "--model",
-        metavar="NAME_OR_PATH",
-        help="a model file (.npz) or the name of a shipped model (default: the shipped one)",
-    )
+    add_model_option(caption)
     caption.add_argument(
         "--beam", type=positive, metavar="N", default=3, help="beam width; 1 is greedy search (default 3)"
     )

@@ -8,10 +8,15 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rnncap.cli.args import non_negative, positive
-from rnncap.metrics import METRICS, TOKENIZERS
+from rnncap.cli.args import add_model_option, non_negative, positive
+from rnncap.metrics import METRICS, TOKENIZERS, format_scores
+
+if TYPE_CHECKING:
+    from rnncap.apps.evaluation import EvaluationResult
 
 DEFAULT_OUT = Path("runs/evaluate")
 
@@ -27,17 +32,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "JSON and a gallery that opens offline as HTML (with attention maps for an attention model): by default "
         "OUT/<model>-<split>.json and .html.",
     )
-    evaluate.add_argument(
-        "--model",
-        metavar="NAME_OR_PATH",
-        help="a model file (.npz) or the name of a shipped model (default: the shipped one)",
-    )
+    add_model_option(evaluate)
     evaluate.add_argument(
         "--data", metavar="FILE", type=Path, required=True, help="the prepared HDF5 file (`rnncap prepare`)"
     )
     evaluate.add_argument(
         "--split", metavar="NAME", default="dev", help="the split to caption and score (default: dev)"
     )
+    _add_decoding_and_scoring(evaluate)
+    _add_outputs(evaluate)
+    evaluate.set_defaults(run=_run_evaluate)
+
+
+def _add_decoding_and_scoring(evaluate: argparse.ArgumentParser) -> None:
+    """How the captions are searched and scored: the options of :func:`rnncap.apps.evaluation.evaluate_model`."""
     evaluate.add_argument(
         "--beam", metavar="N", type=positive, default=3, help="beam size; 1 is greedy search (default 3)"
     )
@@ -70,6 +78,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--batch-size", metavar="N", type=positive, default=256, help="photos decoded at once (default 256)"
     )
+
+
+def _add_outputs(evaluate: argparse.ArgumentParser) -> None:
+    """Which files are written: the JSON of scores and captions, the HTML gallery."""
     evaluate.add_argument(
         "--out", metavar="DIR", type=Path, default=DEFAULT_OUT, help=f"where the files go (default: {DEFAULT_OUT})"
     )
@@ -94,7 +106,6 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="for an attention model, show under each photo of the --html gallery where the model looked for each "
         "word (default: on)",
     )
-    evaluate.set_defaults(run=_run_evaluate)
 
 
 def _metric_list(text: str) -> tuple[str, ...]:
@@ -108,9 +119,8 @@ def _metric_list(text: str) -> tuple[str, ...]:
 
 
 def _run_evaluate(args: argparse.Namespace) -> None:
-    from rnncap.apps.captioner import model_path
-    from rnncap.apps.evaluation import describe_stats, evaluate_model
-    from rnncap.metrics import format_scores
+    from rnncap.apps.evaluation import evaluate_model
+    from rnncap.apps.paths import model_path
 
     path = model_path(args.model)
     if args.save:
@@ -137,20 +147,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         )
     for warning in caught:
         print(f"rnncap evaluate: warning: {warning.message}", file=sys.stderr)
-    width = max(map(len, result.details()))
-    for label, text in result.details().items():
-        print(f"{label:<{width}}  {text}")
-    print(
-        f"captioned {len(result.image_ids):,} photos in {result.decode_seconds:.1f} s "
-        f"({result.photos_per_second:.0f} photos/s), scored in {result.score_seconds:.1f} s"
-    )
-    print("\nScores on the 0-100 scale (pycocoevalcap's 0-1 values x 100, CIDEr too):\n")
-    print(format_scores(result.scores))
-    habits = describe_stats(result.stats)
-    width = max(map(len, habits))
-    print("\nCaption habits:")
-    for label, text in habits.items():
-        print(f"  {label:<{width}}  {text}")
+    _print_report(result)
     if args.json or args.html:
         print()
     if args.json:
@@ -160,3 +157,25 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         gallery = result.write_gallery(args.html, size=size)
         maps = ", with attention maps" if result.attention else ""
         print(f"wrote {gallery} ({len(result.image_ids[:size]):,} photos{maps})")
+
+
+def _print_report(result: EvaluationResult) -> None:
+    """What was evaluated, how fast, the scores on the 0-100 scale and the captions' habits."""
+    from rnncap.apps.evaluation import describe_stats
+
+    _print_rows(result.details())
+    print(
+        f"captioned {len(result.image_ids):,} photos in {result.decode_seconds:.1f} s "
+        f"({result.photos_per_second:.0f} photos/s), scored in {result.score_seconds:.1f} s"
+    )
+    print("\nScores on the 0-100 scale (pycocoevalcap's 0-1 values x 100, CIDEr too):\n")
+    print(format_scores(result.scores))
+    print("\nCaption habits:")
+    _print_rows(describe_stats(result.stats), indent="  ")
+
+
+def _print_rows(rows: Mapping[str, str], indent: str = "") -> None:
+    """Label -> text, one a line, the texts lined up."""
+    width = max(map(len, rows))
+    for label, text in rows.items():
+        print(f"{indent}{label:<{width}}  {text}")

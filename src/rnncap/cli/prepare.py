@@ -23,7 +23,21 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "HDF5 file that `rnncap train` reads. Running it again continues an interrupted extraction.",
     )
     sources = prepare.add_subparsers(dest="source", required=True)
+    photo_sources = _add_photo_sources(sources)
+    cs231n = sources.add_parser("cs231n", help="CS231n's coco_captioning folder (features included, no photos)")
+    cs231n.add_argument(
+        "--no-pca", dest="pca", action="store_false", help="use the 4096-d fc7 features instead of the 512-d PCA ones"
+    )
+    cs231n.set_defaults(run=_run_prepare_cs231n)
+    for source in (*photo_sources, cs231n):
+        _add_file_options(source)
+    for source in photo_sources:
+        _add_extraction_options(source)
+        source.set_defaults(run=_run_prepare_photos)
 
+
+def _add_photo_sources(sources: argparse._SubParsersAction) -> tuple[argparse.ArgumentParser, ...]:
+    """The data sets of photos, each with the options of its reader (rnncap.data.read_flickr8k, ...)."""
     flickr = sources.add_parser("flickr8k", help="Flickr8k: Flickr8k.token.txt, Flickr_8k.*Images.txt, Images/")
     flickr.add_argument(
         "--splits",
@@ -31,59 +45,56 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default=("train", "dev", "test"),
         help="comma-separated splits to prepare (default: train,dev,test)",
     )
-
     coco = sources.add_parser("coco", help="COCO: annotations/captions_{train,val}YEAR.json and the photo folders")
     coco.add_argument("--year", type=int, default=2014, help="2014 (default) or 2017")
     coco.add_argument("--karpathy", type=Path, help="Karpathy's dataset_coco.json for the 113k/5k/5k split")
     coco.add_argument("--splits", type=split_list, help="comma-separated splits to prepare (default: all)")
-
     folder = sources.add_parser("folder", help="your own photos: a folder and a CSV or JSON lines captions file")
     folder.add_argument(
         "--captions",
         type=Path,
         help="CSV (image,caption[,split]) or JSON lines file; default: captions.csv/.jsonl in --root",
     )
+    return flickr, coco, folder
 
-    cs231n = sources.add_parser("cs231n", help="CS231n's coco_captioning folder (features included, no photos)")
-    cs231n.add_argument(
-        "--no-pca", dest="pca", action="store_false", help="use the 4096-d fc7 features instead of the 512-d PCA ones"
+
+def _add_file_options(source: argparse.ArgumentParser) -> None:
+    """Where the data set is and the prepared file goes: every source has them."""
+    source.add_argument("--root", type=Path, required=True, help="the data set folder")
+    source.add_argument("--out", type=Path, required=True, help="the prepared HDF5 file to write or continue")
+    source.add_argument(
+        "--overwrite", action="store_true", help="replace a file holding other data (its features are lost)"
     )
-    cs231n.set_defaults(run=_run_prepare_cs231n)
 
-    for source in (flickr, coco, folder, cs231n):
-        source.add_argument("--root", type=Path, required=True, help="the data set folder")
-        source.add_argument("--out", type=Path, required=True, help="the prepared HDF5 file to write or continue")
-        source.add_argument(
-            "--overwrite", action="store_true", help="replace a file holding other data (its features are lost)"
-        )
-    for source in (flickr, coco, folder):
-        source.add_argument(
-            "--encoder",
-            default="efficientnet-lite2",
-            help="efficientnet-lite2 (default), efficientnet-lite0, resnet50/101/152 (torchvision)",
-        )
-        source.add_argument(
-            "--backend",
-            choices=("auto", "onnx", "torch"),
-            default="auto",
-            help="how the encoder runs (default: ONNX Runtime when available)",
-        )
-        source.add_argument("--batch-size", type=positive, default=32, help="photos per inference (default 32)")
-        source.add_argument("--workers", type=non_negative, default=2, help="photo-decoding processes (default 2)")
-        source.add_argument(
-            "--min-count",
-            type=positive,
-            default=5,
-            help="words seen fewer times in the train split become <UNK> (default 5)",
-        )
-        source.add_argument("--max-length", type=positive, default=16, help="words kept per caption (default 16)")
-        source.add_argument(
-            "--no-grid",
-            dest="grid",
-            action="store_false",
-            help="skip the spatial grid features (attention models need them)",
-        )
-        source.set_defaults(run=_run_prepare_photos)
+
+def _add_extraction_options(source: argparse.ArgumentParser) -> None:
+    """How captions are encoded and photos turned into features: :func:`rnncap.apps.prepare.prepare_dataset`."""
+    source.add_argument(
+        "--encoder",
+        default="efficientnet-lite2",
+        help="efficientnet-lite2 (default), efficientnet-lite0, resnet50/101/152 (torchvision)",
+    )
+    source.add_argument(
+        "--backend",
+        choices=("auto", "onnx", "torch"),
+        default="auto",
+        help="how the encoder runs (default: ONNX Runtime when available)",
+    )
+    source.add_argument("--batch-size", type=positive, default=32, help="photos per inference (default 32)")
+    source.add_argument("--workers", type=non_negative, default=2, help="photo-decoding processes (default 2)")
+    source.add_argument(
+        "--min-count",
+        type=positive,
+        default=5,
+        help="words seen fewer times in the train split become <UNK> (default 5)",
+    )
+    source.add_argument("--max-length", type=positive, default=16, help="words kept per caption (default 16)")
+    source.add_argument(
+        "--no-grid",
+        dest="grid",
+        action="store_false",
+        help="skip the spatial grid features (attention models need them)",
+    )
 
 
 def _run_prepare_photos(args: argparse.Namespace) -> None:
