@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -224,7 +225,7 @@ class Captioner:
         _check_batch_size(batch_size)
         if attention:
             self._check_attention()
-        tasks = list(enumerate(map(os.fspath, paths)))
+        tasks = list(enumerate(os.fspath(path) for path in paths))
         for start in range(0, len(tasks), batch_size):
             decoded = self._read(tasks[start : start + batch_size])
             readable = [square for _, square, _ in decoded if square is not None]
@@ -252,17 +253,12 @@ class Captioner:
         Returns:
             N captions.
         """
-        ids = self._search(features, beam_size, max_length)
-        return decode_captions(ids, self._model.idx_to_word)  # (N, max_length) ids -> N strings
+        with _blas_threads(len(features) * beam_size):
+            ids = search(self._model, features, beam_size, self._length(max_length))  # (N, max_length)
+        return decode_captions(ids, self._model.idx_to_word)
 
-    def _search(
-        self, features: np.ndarray, beam_size: int, max_length: int | None, return_attention: bool = False
-    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-        """(N, max_length) ids and, with ``return_attention``, their (N, max_length, L) attention weights."""
-        max_length = self._max_length if max_length is None else max_length
-        threads = 1 if len(features) * beam_size <= SINGLE_THREAD_ROWS else None  # None: as configured
-        with _BLAS.limit(limits=threads, user_api="blas"):
-            return search(self._model, features, beam_size, max_length, return_attention=return_attention)
+    def _length(self, max_length: int | None) -> int:
+        return self._max_length if max_length is None else max_length
 
     def _check_attention(self) -> None:
         if not self.has_attention:
@@ -292,9 +288,8 @@ class Captioner:
 
     def _features(self, squares: np.ndarray) -> np.ndarray:
         """(B, S, S, 3) uint8 -> what the model reads: (B, D) pooled or (B, L, D) grids."""
-        reads_grid = self._model.reads_grid
-        pooled, grid = self.encoder.encode_preprocessed(squares, with_grid=reads_grid)
-        return grid if reads_grid else pooled
+        pooled, grid = self.encoder.encode_preprocessed(squares, with_grid=self._model.reads_grid)
+        return pooled if grid is None else grid  # the grid comes only when asked for
 
     def _caption_squares(self, squares: np.ndarray, beam_size: int, max_length: int | None) -> list[str]:
         """(B, S, S, 3) uint8 -> B captions."""
@@ -302,7 +297,10 @@ class Captioner:
 
     def _attend_squares(self, squares: np.ndarray, beam_size: int, max_length: int | None) -> list[AttendedCaption]:
         """(B, S, S, 3) uint8 -> B captions with their attention weights."""
-        ids, weights = self._search(self._features(squares), beam_size, max_length, return_attention=True)
+        features = self._features(squares)
+        with _blas_threads(len(features) * beam_size):
+            # (B, max_length) ids, (B, max_length, L) weights
+            ids, weights = search(self._model, features, beam_size, self._length(max_length), return_attention=True)
         return [
             AttendedCaption(" ".join(words), words, maps, square.copy())
             for (words, maps), square in zip(
@@ -314,3 +312,9 @@ class Captioner:
 def _check_batch_size(batch_size: int) -> None:
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+
+def _blas_threads(rows: int) -> AbstractContextManager[object]:
+    """Within it, a search over ``rows`` hypotheses runs on one BLAS thread if they are few (see SINGLE_THREAD_ROWS),
+    else on as many as configured."""
+    return _BLAS.limit(limits=1 if rows <= SINGLE_THREAD_ROWS else None, user_api="blas")

@@ -66,7 +66,8 @@ def find_images(paths: Iterable[str | os.PathLike]) -> list[str]:
         ValueError: a folder holds no photo.
     """
     found: list[str] = []
-    for path in map(os.fspath, paths):
+    for given in paths:
+        path = os.fspath(given)
         if not os.path.isdir(path):
             found.append(path)
             continue

@@ -14,11 +14,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rnncap.data import Dataset, ImageRecord, create_store, open_store, prepare_records, read_cs231n, summary_line
 from rnncap.text import decode_captions
+
+if TYPE_CHECKING:
+    from rnncap.encoders.encoder import Backend
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ def prepare_dataset(
     min_count: int = 5,
     max_length: int = 16,
     encoder: str = "efficientnet-lite2",
-    backend: str = "auto",
+    backend: Backend = "auto",
     batch_size: int = 32,
     workers: int = 2,
     grid: bool = True,
@@ -94,7 +98,7 @@ def extract_into_store(
     path: str | os.PathLike,
     encoder: str = "efficientnet-lite2",
     *,
-    backend: str = "auto",
+    backend: Backend = "auto",
     batch_size: int = 32,
     workers: int = 2,
     grid: bool = True,
@@ -112,7 +116,8 @@ def extract_into_store(
         if store.pending().size == 0 and store.encoder == encoder and not restart:
             return 0, [], 0.0  # nothing left to do; another encoder's name goes on to begin_features, which refuses
         model = load_encoder(encoder, backend)
-        store.begin_features(model.name, model.feature_dim, _grid_shape(model) if grid else None, restart=restart)
+        grid_shape = (model.spec.grid_cells, model.feature_dim) if grid else None  # (L, C) of the grid features
+        store.begin_features(model.name, model.feature_dim, grid_shape, restart=restart)
         pending = store.pending()
         paths = store.image_paths()
         done = np.ones(len(paths), dtype=bool)
@@ -146,7 +151,11 @@ def prepare_cs231n(
     else by split and row. Returns a summary line.
     """
     data = read_cs231n(root, pca=pca)
-    records, tokens, caption_image, raw, features = [], [], [], [], []
+    records: list[ImageRecord] = []
+    tokens: list[np.ndarray] = []  # (K_split, T) encoded captions
+    caption_image: list[np.ndarray] = []  # (K_split,) photo rows, numbered across splits
+    raw: list[str] = []
+    features: list[np.ndarray] = []  # (M_split, D)
     for split, part in data.splits.items():
         urls = data.urls.get(split) or []
         offset = len(records)
@@ -173,9 +182,3 @@ def prepare_cs231n(
         store.write_features(np.arange(len(records)), np.concatenate(features))
         summary = store.summary()
     return summary
-
-
-def _grid_shape(encoder: object) -> tuple[int, int]:
-    """(L, C): grid cells and channels of the encoder's spatial features."""
-    rows, cols = encoder.grid_shape
-    return rows * cols, encoder.feature_dim

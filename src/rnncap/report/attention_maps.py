@@ -103,8 +103,9 @@ def draw_attention(
     else:
         panels = [("(no words)", np.asarray(Image.fromarray(square).resize((size, size), Image.Resampling.LANCZOS)))]
 
-    font = ImageFont.load_default(size=max(12, size // 14))
-    title_height = round(1.6 * font.size)
+    font_size = max(12, size // 14)
+    font = ImageFont.load_default(size=font_size)
+    title_height = round(1.6 * font_size)
     cell_width, cell_height = size + _GAP, title_height + size + _GAP
     across, down = min(len(panels), columns), math.ceil(len(panels) / columns)
     canvas = Image.new("RGB", (_GAP + across * cell_width, _GAP + down * cell_height), _BACKGROUND)
