@@ -12,6 +12,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+import pytest
 from PIL import Image
 
 from rnncap import CaptioningRNN
@@ -53,6 +54,36 @@ def assert_close(ours: np.ndarray, theirs: np.ndarray, rtol: float, name: str) -
     np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=rtol * scale, err_msg=f"gradient of {name}")
 
 
+def parity_captions(rng: np.random.Generator, T: int, vocab_size: int) -> np.ndarray:
+    """(7, T + 1) int32 captions ``<START> words <END> <NULL>...`` of 0, 1, 3, 4, 6, T - 1 and T words (T - 1 words
+    fill the row exactly with ``<END>``; T words are cut off without it), words drawn from ids [3, vocab_size)."""
+    captions = np.full((7, T + 1), 0, dtype=np.int32)
+    captions[:, 0] = 1
+    for row, n in enumerate([0, 1, 3, 4, 6, T - 1, T]):
+        captions[row, 1 : 1 + n] = rng.integers(3, vocab_size, size=n)
+        if n < T:
+            captions[row, 1 + n] = 2
+    return captions
+
+
+def assert_same_loss_and_gradients(
+    model: CaptionModel,
+    ours: tuple[float, dict[str, np.ndarray]],
+    theirs: tuple[float, dict[str, np.ndarray]],
+    loss_rtol: float,
+    grad_rtol: float,
+) -> None:
+    """Our ``(loss, grads)`` against a twin's: the loss within ``loss_rtol``; a gradient for every parameter, of its
+    shape and dtype, not too small to compare, within ``grad_rtol`` (:func:`assert_close`)."""
+    (loss, grads), (twin_loss, twin_grads) = ours, theirs
+    assert loss == pytest.approx(twin_loss, rel=loss_rtol)
+    assert grads.keys() == twin_grads.keys() == model.params.keys()
+    for name, param in model.params.items():
+        assert grads[name].shape == param.shape and grads[name].dtype == param.dtype, name
+        assert np.abs(twin_grads[name]).max() > 1e-3, f"{name}: gradient too small to compare"
+        assert_close(grads[name], twin_grads[name], grad_rtol, name)
+
+
 # ---- small float64 models, for gradient checks and decoding -------------------------------------------------------
 
 KINDS = ("rnn", "lstm", "gru", "attention")  # a CaptioningRNN of each cell, and the AttentionCaptioner
@@ -69,8 +100,9 @@ def small_model(
     """A small model of one of ``KINDS`` over ``make_vocab(words)``: a CaptioningRNN of D=5 pooled features, or an
     AttentionCaptioner of an L=4 grid of D=5 features (alpha_reg 0.7), no dropout unless ``settings`` say so.
 
-    Its weights are redrawn as ``scale`` times a standard normal: of order one, so that no gradient entry is so
-    small that rounding noise dominates its check (``scale=1.5``: next-word distributions far from ties).
+    Its weights are redrawn (:func:`redraw_weights`) as ``scale`` times a standard normal: of order one, so that no
+    gradient entry is so small that rounding noise dominates its check (``scale=1.5``: next-word distributions far
+    from ties).
     """
     if kind == "attention":
         shape = {"input_dim": 5, "num_locations": 4, "wordvec_dim": 3, "hidden_dim": 6, "attention_dim": 7}
@@ -79,9 +111,15 @@ def small_model(
     else:
         shape = {"input_dim": 5, "wordvec_dim": 4, "hidden_dim": 6, "cell_type": kind, "dropout": 0.0}
         model = CaptioningRNN(make_vocab(words), **{**shape, **settings}, dtype=dtype, rng=rng)
-    for name, value in model.params.items():
-        model.params[name] = (rng.standard_normal(value.shape) * scale).astype(dtype)
+    redraw_weights(model, rng, scale)
     return model
+
+
+def redraw_weights(model: CaptionModel, rng: np.random.Generator, scale: float) -> None:
+    """Every parameter redrawn as ``scale`` times a standard normal, in the model's dtype: no zero biases and no
+    tiny embeddings, so that every gradient is of order one and relative errors mean something."""
+    for name, value in model.params.items():
+        model.params[name] = (rng.standard_normal(value.shape) * scale).astype(model.dtype)
 
 
 def peaked_model(kind: str, seed: int = 0, words: int = 4) -> tuple[CaptionModel, np.ndarray]:

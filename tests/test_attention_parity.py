@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch", reason="the parity tests compare against Py
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the twins sit beside this file
 
 import torch_attention_twin  # noqa: E402
-from helpers import assert_close  # noqa: E402
+from helpers import assert_same_loss_and_gradients, make_vocab, parity_captions, redraw_weights  # noqa: E402
 from rnncap.models import AttentionCaptioner  # noqa: E402
 
 N, T, L, D, W, H, A, V = 7, 9, 6, 10, 8, 12, 9, 20  # T time steps: captions are (N, T + 1)
@@ -27,15 +27,10 @@ NULL, START, END = 0, 1, 2
 ALPHA_REG = 0.7
 
 
-def vocabulary(size: int) -> dict[str, int]:
-    return {"<NULL>": 0, "<START>": 1, "<END>": 2, "<UNK>": 3} | {f"w{i}": i for i in range(4, size)}
-
-
 def make_model(dtype=np.float64, seed: int = 0, std: float = 0.3) -> AttentionCaptioner:
     """Every parameter re-drawn with standard deviation ``std`` (no zero biases), so every gradient is O(1)."""
-    model = AttentionCaptioner(vocabulary(V), D, L, W, H, A, alpha_reg=ALPHA_REG, dtype=dtype)
-    rng = np.random.default_rng(seed)
-    model.params = {name: (rng.standard_normal(p.shape) * std).astype(dtype) for name, p in model.params.items()}
+    model = AttentionCaptioner(make_vocab(V - 4), D, L, W, H, A, alpha_reg=ALPHA_REG, dtype=dtype)
+    redraw_weights(model, np.random.default_rng(seed), std)
     return model
 
 
@@ -43,13 +38,7 @@ def make_batch(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """Grids (N, L, D) and captions (N, T + 1) from 0 words to a full row, one cut off without ``<END>``."""
     rng = np.random.default_rng(seed)
     features = rng.standard_normal((N, L, D))
-    captions = np.full((N, T + 1), NULL, dtype=np.int32)
-    captions[:, 0] = START
-    for row, n in enumerate([0, 1, 3, 4, 6, T - 1, T]):  # T - 1 words fill the row with <END>; T: no <END>
-        captions[row, 1 : 1 + n] = rng.integers(3, V, size=n)
-        if n < T:
-            captions[row, 1 + n] = END
-    return features, captions
+    return features, parity_captions(rng, T, V)
 
 
 def twin_loss_and_grads(model: AttentionCaptioner, features: np.ndarray, captions: np.ndarray):
@@ -63,15 +52,8 @@ def twin_loss_and_grads(model: AttentionCaptioner, features: np.ndarray, caption
 def test_loss_and_gradients_match_torch_float64():
     model = make_model()
     features, captions = make_batch()
-    loss, grads = model.loss(features, captions)
-    twin_loss, twin_grads = twin_loss_and_grads(model, features, captions)
-
-    assert loss == pytest.approx(twin_loss, rel=1e-10)
-    assert grads.keys() == twin_grads.keys() == model.params.keys()
-    for name in model.params:
-        assert grads[name].shape == model.params[name].shape
-        assert np.abs(twin_grads[name]).max() > 1e-3, f"{name}: gradient too small to compare"
-        assert_close(grads[name], twin_grads[name], 1e-6, name)
+    ours, theirs = model.loss(features, captions), twin_loss_and_grads(model, features, captions)
+    assert_same_loss_and_gradients(model, ours, theirs, loss_rtol=1e-10, grad_rtol=1e-6)
 
 
 def test_regulariser_matches_torch():
@@ -89,12 +71,8 @@ def test_loss_and_gradients_match_torch_float32():
     model = make_model(dtype=np.float32)
     features, captions = make_batch()
     features = features.astype(np.float32)
-    loss, grads = model.loss(features, captions)
-    twin_loss, twin_grads = twin_loss_and_grads(model, features, captions)
-    assert loss == pytest.approx(twin_loss, rel=1e-5)
-    for name in model.params:
-        assert grads[name].dtype == np.float32
-        assert_close(grads[name], twin_grads[name], 1e-3, name)
+    ours, theirs = model.loss(features, captions), twin_loss_and_grads(model, features, captions)
+    assert_same_loss_and_gradients(model, ours, theirs, loss_rtol=1e-5, grad_rtol=1e-3)
 
 
 def test_greedy_samples_and_attention_match_torch():

@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch", reason="the parity tests compare against Py
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # torch_twin.py sits beside this file
 
 import torch_twin  # noqa: E402
-from helpers import assert_close  # noqa: E402
+from helpers import assert_same_loss_and_gradients, make_vocab, parity_captions, redraw_weights  # noqa: E402
 from rnncap import CaptioningRNN  # noqa: E402
 
 CELLS = ["rnn", "lstm", "gru"]
@@ -26,18 +26,11 @@ N, T, D, W, H, V = 7, 9, 10, 8, 12, 20  # T time steps: captions are (N, T + 1)
 NULL, START, END = 0, 1, 2
 
 
-def vocabulary(size: int) -> dict[str, int]:
-    words = {"<NULL>": 0, "<START>": 1, "<END>": 2, "<UNK>": 3}
-    words.update({f"w{i}": i for i in range(4, size)})
-    return words
-
-
 def make_model(cell_type: str, dtype=np.float64, seed: int = 0, std: float = 0.3) -> CaptioningRNN:
     """A model whose every parameter is re-drawn with standard deviation ``std``: no zero biases, no tiny
     embeddings, so that every gradient is O(1) and relative errors mean something."""
-    model = CaptioningRNN(vocabulary(V), input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell_type, dtype=dtype)
-    rng = np.random.default_rng(seed)
-    model.params = {name: (rng.standard_normal(p.shape) * std).astype(dtype) for name, p in model.params.items()}
+    model = CaptioningRNN(make_vocab(V - 4), input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell_type, dtype=dtype)
+    redraw_weights(model, np.random.default_rng(seed), std)
     return model
 
 
@@ -46,13 +39,7 @@ def make_batch(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     full row, plus one caption cut off at T + 1 tokens without ``<END>``."""
     rng = np.random.default_rng(seed)
     features = rng.standard_normal((N, D))
-    captions = np.full((N, T + 1), NULL, dtype=np.int32)
-    captions[:, 0] = START
-    n_words = [0, 1, 3, 4, 6, T - 1, T]  # T - 1 words fill the row exactly with <END>; T words: no <END>
-    for row, n in enumerate(n_words):
-        captions[row, 1 : 1 + n] = rng.integers(3, V, size=n)
-        if n < T:
-            captions[row, 1 + n] = END
+    captions = parity_captions(rng, T, V)
     assert (captions == NULL).any() and (captions != NULL).all(axis=1).any()
     return features, captions
 
@@ -69,15 +56,8 @@ def twin_loss_and_grads(model: CaptioningRNN, features: np.ndarray, captions: np
 def test_loss_and_gradients_match_torch_float64(cell_type):
     model = make_model(cell_type)
     features, captions = make_batch()
-    loss, grads = model.loss(features, captions)
-    twin_loss, twin_grads = twin_loss_and_grads(model, features, captions)
-
-    assert loss == pytest.approx(twin_loss, rel=1e-10)
-    assert grads.keys() == twin_grads.keys() == model.params.keys()
-    for name in model.params:
-        assert grads[name].shape == model.params[name].shape
-        assert np.abs(twin_grads[name]).max() > 1e-3, f"{name}: gradient too small to compare"
-        assert_close(grads[name], twin_grads[name], 1e-6, name)
+    ours, theirs = model.loss(features, captions), twin_loss_and_grads(model, features, captions)
+    assert_same_loss_and_gradients(model, ours, theirs, loss_rtol=1e-10, grad_rtol=1e-6)
 
 
 @pytest.mark.parametrize("cell_type", CELLS)
@@ -85,13 +65,8 @@ def test_loss_and_gradients_match_torch_float32(cell_type):
     model = make_model(cell_type, dtype=np.float32)
     features, captions = make_batch()
     features = features.astype(np.float32)
-    loss, grads = model.loss(features, captions)
-    twin_loss, twin_grads = twin_loss_and_grads(model, features, captions)
-
-    assert loss == pytest.approx(twin_loss, rel=1e-5)
-    for name in model.params:
-        assert grads[name].dtype == np.float32
-        assert_close(grads[name], twin_grads[name], 1e-3, name)
+    ours, theirs = model.loss(features, captions), twin_loss_and_grads(model, features, captions)
+    assert_same_loss_and_gradients(model, ours, theirs, loss_rtol=1e-5, grad_rtol=1e-3)
 
 
 def test_loss_divides_by_captions_not_tokens():
