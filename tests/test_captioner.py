@@ -357,8 +357,11 @@ def test_the_grid_must_fit_the_model(encoder) -> None:
 def test_import_rnncap_imports_neither_torch_nor_onnxruntime() -> None:
     code = (
         "import sys, rnncap\n"
+        "from rnncap import AttentionCaptioner, CaptioningRNN, ModelFileError, decode_captions, load_model\n"
         "assert 'rnncap.apps.captioner' not in sys.modules\n"  # Captioner loads on first use
-        "rnncap.Captioner\n"
+        "early = [m for m in ('PIL', 'h5py', 'torch', 'onnxruntime') if m in sys.modules]\n"
+        "assert not early, early\n"
+        "from rnncap import Captioner\n"
         "heavy = [m for m in ('torch', 'onnxruntime', 'onnx') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

@@ -1,10 +1,19 @@
-"""rnncap: image captioning with recurrent networks whose every forward and backward step is written in NumPy."""
+"""rnncap: image captioning with recurrent networks whose every forward and backward step is written in NumPy.
+
+::
+
+    from rnncap import Captioner, load_model
+
+    Captioner.from_pretrained().caption("dog.jpg")      # photos -> captions, with the shipped model
+    model = load_model("runs/flickr/best.npz")          # a CaptioningRNN or an AttentionCaptioner
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rnncap.models import CaptioningRNN, ModelFileError
+# The models are NumPy only; importing them here costs nothing that `import rnncap` does not already load.
+from rnncap.models import AttentionCaptioner, CaptioningRNN, ModelFileError, load_model
 from rnncap.text import decode_captions
 
 if TYPE_CHECKING:
@@ -12,7 +21,15 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-__all__ = ["Captioner", "CaptioningRNN", "ModelFileError", "__version__", "decode_captions"]
+__all__ = [
+    "AttentionCaptioner",
+    "Captioner",
+    "CaptioningRNN",
+    "ModelFileError",
+    "__version__",
+    "decode_captions",
+    "load_model",
+]
 
 
 def __getattr__(name: str) -> Any:
