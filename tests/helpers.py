@@ -2,6 +2,9 @@
 
 Plain functions and constants (fixtures live in conftest.py), imported as ``from helpers import ...``: pytest puts
 tests/ on the path, and no test module imports another.
+
+Pillow, h5py and rnncap.data are imported inside the builders that need them, so that the tests of the engine
+neither load them nor stop collecting when the data layer is broken.
 """
 
 from __future__ import annotations
@@ -10,13 +13,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import pytest
-from PIL import Image
 
 from rnncap import CaptioningRNN
-from rnncap.data import ImageRecord, create_store, open_store, prepare_records
 from rnncap.models import AttentionCaptioner, CaptionModel
 
 TOY_ENCODER = "toy-cnn"  # the encoder prepared files of random features say they come from
@@ -161,6 +161,8 @@ def tiny_attention_model(num_locations: int = 49, metadata: dict | None = None) 
 
 def make_photos(root: Path) -> dict[str, Path]:
     """Readable photos in every format and mode a user may have, by a short name."""
+    from PIL import Image
+
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
 
@@ -220,6 +222,10 @@ CAPTIONS = [
 def make_prepared(tmp_path: Path, encoder: str = TOY_ENCODER, locations: int = LOCATIONS) -> Path:
     """A prepared file with 3 train and 4 dev photos (one dev photo missing from disk), random features and grids
     of ``locations`` cells, said to come from ``encoder``."""
+    from PIL import Image
+
+    from rnncap.data import ImageRecord, create_store, open_store, prepare_records
+
     photos = tmp_path / "photos"
     photos.mkdir()
     records = []
@@ -242,6 +248,8 @@ def make_prepared(tmp_path: Path, encoder: str = TOY_ENCODER, locations: int = L
 
 def make_model(data: Path, encoder: str = TOY_ENCODER, input_dim: int = DIM) -> CaptioningRNN:
     """A small LSTM with random weights over the file's vocabulary, recording the encoder of its features."""
+    from rnncap.data import open_store
+
     with open_store(data) as store:
         word_to_idx = store.word_to_idx
     model = CaptioningRNN(word_to_idx, input_dim=input_dim, wordvec_dim=8, hidden_dim=16, cell_type="lstm", rng=1)
@@ -251,6 +259,8 @@ def make_model(data: Path, encoder: str = TOY_ENCODER, input_dim: int = DIM) -> 
 
 def make_attention_model(data: Path, encoder: str = GRID_ENCODER, locations: int = 49) -> AttentionCaptioner:
     """A small attention captioner with random weights over the file's vocabulary and grid."""
+    from rnncap.data import open_store
+
     with open_store(data) as store:
         word_to_idx = store.word_to_idx
     model = AttentionCaptioner(
@@ -265,6 +275,8 @@ def make_attention_model(data: Path, encoder: str = GRID_ENCODER, locations: int
 
 def make_cs231n(root: Path, vocab_file: Path, sizes: dict[str, tuple[int, int]], urls: bool = True) -> Path:
     """CS231n's coco_captioning layout at small sizes: sizes[split] = (M photos, K captions)."""
+    import h5py
+
     root.mkdir(parents=True, exist_ok=True)
     (root / "coco2014_vocab.json").write_text(vocab_file.read_text())
     V = len(json.loads(vocab_file.read_text())["idx_to_word"])

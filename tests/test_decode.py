@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from helpers import make_vocab
-from rnncap import CaptioningRNN, decode_captions
+from rnncap import CaptioningRNN
 from rnncap.decode import beam_search
 
 NULL, START, END, UNK = 0, 1, 2, 3
@@ -118,9 +118,3 @@ def test_bad_search_arguments(kwargs, message):
     model, features = _peaked_model()
     with pytest.raises(ValueError, match=message):
         beam_search(model, features, **{"beam_size": 2, "max_length": 5, **kwargs})
-
-
-def test_decode_captions_stops_at_end():
-    idx_to_word = ["<NULL>", "<START>", "<END>", "<UNK>", "a", "dog"]
-    ids = np.array([[1, 4, 5, 2, 4], [4, 0, 5, 0, 0]])
-    assert decode_captions(ids, idx_to_word) == ["a dog", "a dog"]

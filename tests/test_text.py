@@ -1,14 +1,25 @@
-"""Tokenizer, vocabulary and encoding (rnncap.text), and records -> arrays (prepare_records, summary_line)."""
+"""rnncap.text: the tokenizer, the vocabulary, encoding and decoding, and the checks of vocabularies and caption
+arrays."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rnncap.data import Dataset, ImageRecord, build_vocab, encode, has_words, prepare_records, summary_line, tokenize
-from rnncap.text import END_ID, NULL_ID, START_ID, UNK_ID
+from rnncap.text import (
+    END_ID,
+    NULL_ID,
+    START_ID,
+    UNK_ID,
+    build_vocab,
+    check_caption_ids,
+    check_special_ids,
+    decode_captions,
+    encode,
+    has_words,
+    idx_to_word_list,
+    tokenize,
+)
 
 
 @pytest.mark.parametrize(
@@ -87,42 +98,50 @@ def test_encode_bad_input() -> None:
     assert encode([], vocab, max_length=4).shape == (0, 6)
 
 
-def _records() -> list[ImageRecord]:
-    return [
-        ImageRecord("1", Path("/d/1.jpg"), "train", ("A dog runs.", "A dog sits.")),
-        ImageRecord("2", Path("/d/2.jpg"), "val", ("A zebra runs.",)),
-        ImageRecord("3", Path("/d/3.jpg"), "train", ("Two dogs run.", "A dog runs fast.", "A cat.")),
-    ]
+def test_decode_captions_stops_at_end():
+    idx_to_word = ["<NULL>", "<START>", "<END>", "<UNK>", "a", "dog"]
+    ids = np.array([[1, 4, 5, 2, 4], [4, 0, 5, 0, 0]])
+    assert decode_captions(ids, idx_to_word) == ["a dog", "a dog"]
 
 
-def test_prepare_records_builds_the_vocabulary_from_train_only() -> None:
-    word_to_idx, tokens, caption_image, raw = prepare_records(_records(), min_count=1, max_length=4)
-    assert "zebra" not in word_to_idx  # seen only in val
-    assert list(word_to_idx)[4:6] == ["a", "dog"]  # the most frequent train words first
-    np.testing.assert_array_equal(caption_image, [0, 0, 1, 2, 2, 2])
-    assert caption_image.dtype == np.int32 and tokens.shape == (6, 6)
-    assert raw[2] == "A zebra runs."
-    assert tokens[2, 2] == UNK_ID
-    # A given vocabulary is used as it is.
-    vocab = {"<NULL>": 0, "<START>": 1, "<END>": 2, "<UNK>": 3, "zebra": 4}
-    prepared = prepare_records(_records(), word_to_idx=vocab, max_length=4)
-    assert prepared.word_to_idx == vocab and prepared.tokens[2, 2] == 4
+def test_idx_to_word_list_inverts_the_vocabulary() -> None:
+    assert idx_to_word_list({"<NULL>": 0, "b": 2, "a": 1}) == ["<NULL>", "a", "b"]
+    with pytest.warns(UserWarning, match="word 'dog' has id 3, outside the vocabulary size 3"):
+        assert idx_to_word_list({"<NULL>": 0, "cat": 2, "dog": 3}) == ["<NULL>", "<UNK>", "cat"]  # CS231n's gap
+    with pytest.raises(ValueError, match="must map <NULL> to id 0, got None"):
+        idx_to_word_list({"a": 0})
+    with pytest.raises(ValueError, match="id of 'a' must be a non-negative integer, got -1"):
+        idx_to_word_list({"<NULL>": 0, "a": -1})
 
 
-def test_prepare_records_bad_input() -> None:
-    records = [*_records(), ImageRecord("9", Path("/d/9.jpg"), "train", ("ok caption", "?!"))]
-    with pytest.raises(ValueError, match=r"1 caption\(s\) have no words: 9 \(/d/9.jpg\): '\?!'"):
-        prepare_records(records)
-    with pytest.raises(ValueError, match=r"no 'train' split to build the vocabulary from \(splits present: \['val'\]"):
-        prepare_records([r for r in _records() if r.split == "val"])
-    with pytest.raises(ValueError, match="empty"):
-        prepare_records([])
+def test_check_special_ids_names_the_source_and_the_token() -> None:
+    check_special_ids({"<NULL>": 0, "<START>": 1, "<END>": 2, "<UNK>": 3, "a": 4})
+    with pytest.raises(ValueError, match=r"vocab.json must map <END> to id 2, got 5"):
+        check_special_ids({"<NULL>": 0, "<START>": 1, "<END>": 5, "<UNK>": 3}, source="vocab.json")
+    with pytest.raises(ValueError, match=r"the vocabulary must map <UNK> to id 3, got None"):
+        check_special_ids({"<NULL>": 0, "<START>": 1, "<END>": 2})
 
 
-def test_summary_line() -> None:
-    dataset = Dataset("toy", Path("/d"), tuple(_records()), skipped=("x.jpg: in no split list",))
-    prepared = prepare_records(dataset, min_count=1)
-    assert summary_line(dataset) == "toy: 3 images (train 2, val 1), 6 captions, 1 skipped"
-    assert summary_line(dataset, prepared) == (
-        f"toy: 3 images (train 2, val 1), 6 captions, vocabulary {len(prepared.word_to_idx)} words, 1 skipped"
-    )
+@pytest.mark.parametrize(
+    ("captions", "kwargs", "message"),
+    [
+        (np.ones((2, 5)), {}, "captions must hold integer token ids, got dtype float64"),
+        (np.ones(5, dtype=int), {}, r"captions must have shape \(K, T\) with K >= 1 and T >= 2, got \(5,\)"),
+        (np.ones((0, 5), dtype=int), {}, r"with K >= 1 and T >= 2, got \(0, 5\)"),
+        (np.ones((2, 1), dtype=int), {}, r"T >= 2, got \(2, 1\)"),
+        (np.ones((2, 3), dtype=int), {"min_length": 4}, r"T >= 4"),
+        (np.ones((3, 5), dtype=int), {"rows": 2}, r"captions must have shape \(2, T\) with T >= 2, got \(3, 5\)"),
+        (np.full((2, 5), 10), {"vocab_size": 10}, r"captions: token id 10 is outside the vocabulary \[0, 10\)"),
+        (np.full((2, 5), -1), {"vocab_size": 10}, r"token id -1 is outside the vocabulary"),
+        (np.full((2, 5), -1), {"name": "train captions"}, r"train captions hold a negative token id \(-1\)"),
+    ],
+)
+def test_check_caption_ids_refuses_what_is_not_a_caption_array(captions, kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        check_caption_ids(captions, **kwargs)
+
+
+def test_check_caption_ids_returns_the_array() -> None:
+    captions = [[1, 4, 2], [1, 5, 2]]
+    np.testing.assert_array_equal(check_caption_ids(captions, rows=2, vocab_size=6), captions)
+    assert check_caption_ids(np.zeros((0, 3), dtype=np.int32), allow_empty=True).shape == (0, 3)
