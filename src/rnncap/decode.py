@@ -22,14 +22,16 @@ grass" tells its reader nothing (the Flickr8k model wrote one in 14% of its gree
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Literal, Protocol, overload
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from rnncap.text import decode_captions
 
-State = tuple[np.ndarray, ...]
+State = tuple[np.ndarray, ...]  # a decoder's recurrent state: arrays whose first axis is the hypotheses (or images)
+Attended = tuple[np.ndarray, np.ndarray]  # (N, max_length) ids and their (N, max_length, L) attention weights
 
 
 class Decodable(Protocol):
@@ -44,17 +46,26 @@ class Decodable(Protocol):
     idx_to_word: list[str]
 
     def init_state(self, features: np.ndarray) -> State: ...
-
     def step(self, state: State, word_ids: np.ndarray) -> tuple[np.ndarray, State]: ...
-
     def select_state(self, state: State, rows: np.ndarray) -> State: ...
-
     def attention_weights(self, state: State) -> np.ndarray: ...
 
 
+@overload
+def greedy_search(
+    model: Decodable, features: np.ndarray, max_length: int = ..., return_attention: Literal[False] = ...
+) -> np.ndarray: ...
+@overload
+def greedy_search(
+    model: Decodable, features: np.ndarray, max_length: int = ..., *, return_attention: Literal[True]
+) -> Attended: ...
+@overload
+def greedy_search(
+    model: Decodable, features: np.ndarray, max_length: int = ..., return_attention: bool = ...
+) -> np.ndarray | Attended: ...
 def greedy_search(
     model: Decodable, features: np.ndarray, max_length: int = 30, return_attention: bool = False
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+) -> np.ndarray | Attended:
     """Pick the most likely word at every step.
 
     Args:
@@ -68,7 +79,7 @@ def greedy_search(
         (N, max_length) int32 token ids; after a caption's ``<END>`` the row holds ``<NULL>``. With
         ``return_attention``, also (N, max_length, L) weights, zero where the row holds ``<NULL>``.
     """
-    _check_max_length(max_length)
+    _check_positive("max_length", max_length)
     _check_attention(model, return_attention)
     state = model.init_state(features)
     N = state[0].shape[0]
@@ -88,9 +99,40 @@ def greedy_search(
         finished |= words == model.end_id
         if finished.all():
             break
-    return (captions, attention) if return_attention else captions
+    if not return_attention:
+        return captions
+    assert attention is not None  # set at step 0 (max_length >= 1)
+    return captions, attention
 
 
+@overload
+def beam_search(
+    model: Decodable,
+    features: np.ndarray,
+    beam_size: int = ...,
+    max_length: int = ...,
+    length_penalty: float = ...,
+    return_attention: Literal[False] = ...,
+) -> np.ndarray: ...
+@overload
+def beam_search(
+    model: Decodable,
+    features: np.ndarray,
+    beam_size: int = ...,
+    max_length: int = ...,
+    length_penalty: float = ...,
+    *,
+    return_attention: Literal[True],
+) -> Attended: ...
+@overload
+def beam_search(
+    model: Decodable,
+    features: np.ndarray,
+    beam_size: int = ...,
+    max_length: int = ...,
+    length_penalty: float = ...,
+    return_attention: bool = ...,
+) -> np.ndarray | Attended: ...
 def beam_search(
     model: Decodable,
     features: np.ndarray,
@@ -98,7 +140,7 @@ def beam_search(
     max_length: int = 30,
     length_penalty: float = 0.0,
     return_attention: bool = False,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+) -> np.ndarray | Attended:
     """Keep the ``beam_size`` most likely partial captions per image at every step.
 
     Hypotheses are ranked by ``sum(log p) / length ** length_penalty``, where the length counts the generated
@@ -119,68 +161,131 @@ def beam_search(
         (N, max_length) int32 token ids of each image's best hypothesis, ``<NULL>`` after ``<END>``. With
         ``return_attention``, also (N, max_length, L) weights, zero where the row holds ``<NULL>``.
     """
-    _check_max_length(max_length)
+    _check_positive("max_length", max_length)
     _check_attention(model, return_attention)
-    if not isinstance(beam_size, int | np.integer) or beam_size < 1:
-        raise ValueError(f"beam_size must be a positive integer, got {beam_size!r}")
+    _check_positive("beam_size", beam_size)
     if length_penalty < 0:
         raise ValueError(f"length_penalty must be >= 0, got {length_penalty}")
-    B, V = int(beam_size), model.vocab_size
-
+    B = int(beam_size)
     state = model.init_state(features)
     N = state[0].shape[0]
     state = model.select_state(state, np.repeat(np.arange(N), B))  # (N*B, ...): beam b of image n at row n*B + b
-    tokens = np.full((N, B, max_length), model.null_id, dtype=np.int32)
+    beams = _Beams.start(N, B, max_length, model, length_penalty)
     attention = None  # (N, B, max_length, L) with return_attention, once L is known
-    scores = np.zeros((N, B))  # total log-probability, float64 so that long sums stay exact
-    # All beams start identical: only the first may expand at step 0. Beams left at -inf (more beams than
-    # hypotheses) are carried along harmlessly and never win.
-    scores[:, 1:] = -np.inf
-    finished = np.zeros((N, B), dtype=bool)
-    lengths = np.zeros((N, B))
     words = np.full(N * B, model.start_id, dtype=np.int32)
-
     for t in range(max_length):
         log_probs, state = model.step(state, words)
-        log_probs = _forbid_special_tokens(model, log_probs.astype(np.float64)).reshape(N, B, V)
-        # A finished hypothesis has exactly one continuation, <NULL> at no cost, so it survives unchanged.
-        log_probs[finished] = -np.inf
-        log_probs[finished, model.null_id] = 0.0
-        candidate = scores[:, :, None] + log_probs  # (N, B, V)
-        ranked = candidate.reshape(N, B * V)
-        if length_penalty:
-            candidate_length = np.where(finished, lengths, t + 1)[:, :, None]
-            ranked = (candidate / candidate_length**length_penalty).reshape(N, B * V)
-
-        best = _top_k(ranked, B)  # (N, B), best first
-        parent, words_nb = np.divmod(best, V)  # (N, B) each
-
-        scores = np.take_along_axis(candidate.reshape(N, B * V), best, axis=1)
-        was_finished = np.take_along_axis(finished, parent, axis=1)
-        lengths = np.where(was_finished, np.take_along_axis(lengths, parent, axis=1), t + 1)
-        finished = was_finished | (words_nb == model.end_id)
-        tokens = np.take_along_axis(tokens, parent[:, :, None], axis=1)
-        tokens[:, :, t] = np.where(was_finished, model.null_id, words_nb)
-
-        rows = (parent + np.arange(N)[:, None] * B).ravel()  # (N*B,) rows of the surviving parents
-        state = model.select_state(state, rows)
+        log_probs = _forbid_special_tokens(model, log_probs.astype(np.float64))
+        parent, words_nb, was_finished = beams.advance(log_probs.reshape(N, B, -1), t)  # (N, B) each
+        state = model.select_state(state, (parent + np.arange(N)[:, None] * B).ravel())  # the parents' rows
         words = words_nb.ravel().astype(np.int32)
         if return_attention:
             # A new hypothesis's word t came from its parent's step t: the weights of the reordered state.
             weights = model.attention_weights(state).reshape(N, B, -1)
             if attention is None:
                 attention = np.zeros((N, B, max_length, weights.shape[2]), dtype=weights.dtype)
-            attention = np.take_along_axis(attention, parent[:, :, None, None], axis=1)
-            attention[:, :, t] = np.where(was_finished[:, :, None], 0, weights)
-        if finished.all():
+            attention = _follow_parents(attention, parent, t, np.where(was_finished[:, :, None], 0, weights))
+        if beams.finished.all():
             break
+    rows, best_beam = np.arange(N), beams.best()
+    if not return_attention:
+        return beams.tokens[rows, best_beam]
+    assert attention is not None  # set at step 0 (max_length >= 1)
+    return beams.tokens[rows, best_beam], attention[rows, best_beam]
 
-    final = scores / np.maximum(lengths, 1) ** length_penalty
-    best_beam = final.argmax(axis=1)  # (N,)
-    best = tokens[np.arange(N), best_beam]
-    return (best, attention[np.arange(N), best_beam]) if return_attention else best
+
+@dataclass
+class _Beams:
+    """The bookkeeping of beam search: the B hypotheses of each of N images, best first after every step."""
+
+    tokens: np.ndarray  # (N, B, max_length) int32 ids so far, <NULL> after <END>
+    scores: np.ndarray  # (N, B) total log-probabilities, float64 so that long sums stay exact
+    finished: np.ndarray  # (N, B) whether the hypothesis has emitted <END>
+    lengths: np.ndarray  # (N, B) tokens generated, <END> included
+    null_id: int
+    end_id: int
+    length_penalty: float
+
+    @classmethod
+    def start(cls, N: int, B: int, max_length: int, model: Decodable, length_penalty: float) -> _Beams:
+        """B empty hypotheses per image before the first step."""
+        scores = np.zeros((N, B))
+        # All beams start identical: only the first may expand at step 0. Beams left at -inf (more beams than
+        # hypotheses) are carried along harmlessly and never win.
+        scores[:, 1:] = -np.inf
+        tokens = np.full((N, B, max_length), model.null_id, dtype=np.int32)
+        finished, lengths = np.zeros((N, B), dtype=bool), np.zeros((N, B))
+        return cls(tokens, scores, finished, lengths, model.null_id, model.end_id, length_penalty)
+
+    def advance(self, log_probs: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Extend every hypothesis by every word of the (N, B, V) float64 ``log_probs`` of step ``t`` (overwritten)
+        and keep each image's B best.
+
+        Returns:
+            (N, B) each: the beam each new hypothesis extends (its parent), the word it added, and whether the
+            parent was finished already (then the word is ``<NULL>``).
+        """
+        N, B, V = log_probs.shape
+        # A finished hypothesis has exactly one continuation, <NULL> at no cost, so it survives unchanged.
+        log_probs[self.finished] = -np.inf
+        log_probs[self.finished, self.null_id] = 0.0
+        candidate = self.scores[:, :, None] + log_probs  # (N, B, V)
+        ranked = candidate.reshape(N, B * V)
+        if self.length_penalty:
+            candidate_length = np.where(self.finished, self.lengths, t + 1)[:, :, None]
+            ranked = (candidate / candidate_length**self.length_penalty).reshape(N, B * V)
+
+        best = _top_k(ranked, B)  # (N, B), best first
+        parent, words = np.divmod(best, V)  # (N, B) each
+        was_finished = np.take_along_axis(self.finished, parent, axis=1)
+        self.scores = np.take_along_axis(candidate.reshape(N, B * V), best, axis=1)
+        self.lengths = np.where(was_finished, np.take_along_axis(self.lengths, parent, axis=1), t + 1)
+        self.finished = was_finished | (words == self.end_id)
+        self.tokens = _follow_parents(self.tokens, parent, t, np.where(was_finished, self.null_id, words))
+        return parent, words, was_finished
+
+    def best(self) -> np.ndarray:
+        """(N,) each image's best beam, by the length-normalised score."""
+        final = self.scores / np.maximum(self.lengths, 1) ** self.length_penalty
+        return final.argmax(axis=1)
 
 
+def _follow_parents(history: np.ndarray, parent: np.ndarray, t: int, new: np.ndarray) -> np.ndarray:
+    """(N, B, max_length, ...) per-step history of each beam -> that of the new hypotheses: their parents' rows,
+    with ``new`` (N, B, ...) at step ``t``."""
+    history = np.take_along_axis(history, parent.reshape(parent.shape + (1,) * (history.ndim - 2)), axis=1)
+    history[:, :, t] = new
+    return history
+
+
+@overload
+def search(
+    model: Decodable,
+    features: np.ndarray,
+    beam_size: int,
+    max_length: int,
+    length_penalty: float = ...,
+    return_attention: Literal[False] = ...,
+) -> np.ndarray: ...
+@overload
+def search(
+    model: Decodable,
+    features: np.ndarray,
+    beam_size: int,
+    max_length: int,
+    length_penalty: float = ...,
+    *,
+    return_attention: Literal[True],
+) -> Attended: ...
+@overload
+def search(
+    model: Decodable,
+    features: np.ndarray,
+    beam_size: int,
+    max_length: int,
+    length_penalty: float = ...,
+    return_attention: bool = ...,
+) -> np.ndarray | Attended: ...
 def search(
     model: Decodable,
     features: np.ndarray,
@@ -188,7 +293,7 @@ def search(
     max_length: int,
     length_penalty: float = 0.0,
     return_attention: bool = False,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+) -> np.ndarray | Attended:
     """:func:`greedy_search` when ``beam_size`` is 1 (what a beam of one finds, without the beam's bookkeeping),
     else :func:`beam_search`; returns what they return."""
     if beam_size == 1:
@@ -220,14 +325,13 @@ def search_batches(
     with tqdm(total=len(features), desc=desc, unit="photo", disable=disable) as bar:
         for start in range(0, len(features), batch_size):
             batch = features[start : start + batch_size]  # (B, ...)
+            weights: np.ndarray | None = None
             if start < attention_rows:
                 ids, weights = search(model, batch, beam_size, max_length, length_penalty, return_attention=True)
-                bar.update(len(batch))
-                yield ids, weights
             else:
                 ids = search(model, batch, beam_size, max_length, length_penalty)
-                bar.update(len(batch))
-                yield ids, None
+            bar.update(len(batch))
+            yield ids, weights
 
 
 def caption_features(
@@ -291,6 +395,6 @@ def _forbid_special_tokens(model: Decodable, log_probs: np.ndarray) -> np.ndarra
     return log_probs
 
 
-def _check_max_length(max_length: int) -> None:
-    if not isinstance(max_length, int | np.integer) or max_length < 1:
-        raise ValueError(f"max_length must be a positive integer, got {max_length!r}")
+def _check_positive(name: str, value: int) -> None:
+    if not isinstance(value, int | np.integer) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")

@@ -19,16 +19,15 @@ import abc
 import os
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self, overload
 
 import numpy as np
 
 from rnncap import decode
+from rnncap.decode import Attended, State
 from rnncap.models.config import ModelConfig
 from rnncap.models.serialization import ModelFileError, check_params, read_model_file, write_model_file
 from rnncap.text import END, END_ID, NULL, START, START_ID, UNK, check_caption_ids, idx_to_word_list
-
-State = tuple[np.ndarray, ...]  # a decoder's recurrent state: arrays whose first axis is the hypotheses (or images)
 
 
 class CaptionModel(abc.ABC):
@@ -60,6 +59,11 @@ class CaptionModel(abc.ABC):
         self.metadata: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ the contract
+
+    @abc.abstractmethod
+    def __init__(self, word_to_idx: dict[str, int], **kwargs: Any) -> None:
+        """A model with random weights for the vocabulary ``word_to_idx``; ``kwargs`` are the fields of its config
+        dataclass, ``dtype`` and ``rng``: what :meth:`load` and :func:`rnncap.models.build_model` pass."""
 
     @property
     @abc.abstractmethod
@@ -108,13 +112,51 @@ class CaptionModel(abc.ABC):
         """(N, L) attention weights of the step that returned ``state``; only for a model that ``attends``."""
         raise ValueError(f"{type(self).__name__} has no attention weights to return (it does not attend)")
 
+    @overload
+    def sample(
+        self, features: np.ndarray, max_length: int = ..., return_attention: Literal[False] = ...
+    ) -> np.ndarray: ...
+    @overload
+    def sample(self, features: np.ndarray, max_length: int = ..., *, return_attention: Literal[True]) -> Attended: ...
+    @overload
+    def sample(
+        self, features: np.ndarray, max_length: int = ..., return_attention: bool = ...
+    ) -> np.ndarray | Attended: ...
     def sample(
         self, features: np.ndarray, max_length: int = 30, return_attention: bool = False
-    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    ) -> np.ndarray | Attended:
         """Greedy captions: (N, *feature_shape) -> (N, max_length) int32 ids, ``<NULL>`` after ``<END>``; with
         ``return_attention`` (a model that ``attends``) also the (N, max_length, L) weights behind every word."""
         return decode.greedy_search(self, features, max_length, return_attention=return_attention)
 
+    @overload
+    def beam_search(
+        self,
+        features: np.ndarray,
+        beam_size: int = ...,
+        max_length: int = ...,
+        length_penalty: float = ...,
+        return_attention: Literal[False] = ...,
+    ) -> np.ndarray: ...
+    @overload
+    def beam_search(
+        self,
+        features: np.ndarray,
+        beam_size: int = ...,
+        max_length: int = ...,
+        length_penalty: float = ...,
+        *,
+        return_attention: Literal[True],
+    ) -> Attended: ...
+    @overload
+    def beam_search(
+        self,
+        features: np.ndarray,
+        beam_size: int = ...,
+        max_length: int = ...,
+        length_penalty: float = ...,
+        return_attention: bool = ...,
+    ) -> np.ndarray | Attended: ...
     def beam_search(
         self,
         features: np.ndarray,
@@ -122,7 +164,7 @@ class CaptionModel(abc.ABC):
         max_length: int = 30,
         length_penalty: float = 0.0,
         return_attention: bool = False,
-    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    ) -> np.ndarray | Attended:
         """Beam-search captions (see :func:`rnncap.decode.beam_search`) and, with ``return_attention``, their
         attention weights."""
         return decode.beam_search(
