@@ -19,15 +19,8 @@ from rnncap.data.cs231n import CS231nData, read_cs231n
 from rnncap.data.flickr8k import read_flickr8k
 from rnncap.data.folder import read_folder
 from rnncap.data.records import Dataset, ImageRecord, Prepared, prepare_records, summary_line
-from rnncap.data.store import (
-    Store,
-    StoreError,
-    create_store,
-    load_grid,
-    load_references,
-    load_split,
-    open_store,
-)
+from rnncap.data.store import Store, StoreError, load_grid, load_references, load_split, open_store
+from rnncap.data.store_create import create_store
 from rnncap.text import build_vocab, encode, has_words, tokenize
 
 __all__ = [

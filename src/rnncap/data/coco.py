@@ -19,6 +19,7 @@ Reference: Karpathy and Fei-Fei 2015, "Deep Visual-Semantic Alignments for Gener
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,9 +31,9 @@ KARPATHY_SPLITS = ("train", "val", "test")
 
 
 def read_coco(
-    root: str | Path,
+    root: str | os.PathLike,
     year: int = 2014,
-    karpathy: str | Path | None = None,
+    karpathy: str | os.PathLike | None = None,
     splits: Sequence[str] | None = None,
 ) -> Dataset:
     """Read COCO photos and captions.
@@ -57,45 +58,51 @@ def read_coco(
     records: list[ImageRecord] = []
     skipped: list[str] = []
     for split in splits:
-        ann_file = root / "annotations" / f"captions_{split}{year}.json"
-        if not ann_file.is_file():
-            present = sorted(p.name for p in (root / "annotations").glob("captions_*.json"))
-            raise FileNotFoundError(
-                f"{ann_file} not found, needed for split {split!r} (annotation files present: {present or 'none'}); "
-                "ask only for the splits you have"
-            )
-        folder = root / f"{split}{year}"
-        require_dir(folder, f"COCO photo folder for split {split!r}:")
-        data = load_json(ann_file)
-        try:
-            files = {int(image["id"]): str(image["file_name"]) for image in data["images"]}
-            annotations = [(int(a["image_id"]), a["caption"]) for a in data["annotations"]]
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(
-                f"{ann_file} is not a COCO captions file: expected 'images' with 'id' and 'file_name' and "
-                f"'annotations' with 'image_id' and 'caption' ({type(e).__name__}: {e})"
-            ) from e
-        check_captions(ann_file, ((f"image {image_id}", caption) for image_id, caption in annotations))
-        captions: dict[int, list[str]] = defaultdict(list)
-        for image_id, caption in annotations:
-            captions[image_id].append(caption)
-        skipped += [
-            f"{image_id}: captioned in {ann_file.name} but not in its images"
-            for image_id in captions
-            if image_id not in files
-        ]
-        skipped += [
-            f"{files[image_id]}: no caption in {ann_file.name}"
-            for image_id in sorted(files)
-            if image_id not in captions
-        ]
-        records += [
-            ImageRecord(str(image_id), folder / files[image_id], split, tuple(captions[image_id]))
-            for image_id in sorted(files)
-            if image_id in captions
-        ]
+        split_records, split_skipped = _read_official_split(root, year, split)
+        records += split_records
+        skipped += split_skipped
     check_files_exist([r.path for r in records], "COCO photos named in the annotations")
     return Dataset(f"coco{year}", root, tuple(records), tuple(skipped))
+
+
+def _read_official_split(root: Path, year: int, split: str) -> tuple[list[ImageRecord], list[str]]:
+    """The records of one split's annotation file, sorted by id, and why photos or captions were skipped."""
+    ann_file = root / "annotations" / f"captions_{split}{year}.json"
+    if not ann_file.is_file():
+        present = sorted(p.name for p in (root / "annotations").glob("captions_*.json"))
+        raise FileNotFoundError(
+            f"{ann_file} not found, needed for split {split!r} (annotation files present: {present or 'none'}); "
+            "ask only for the splits you have"
+        )
+    folder = root / f"{split}{year}"
+    require_dir(folder, f"COCO photo folder for split {split!r}:")
+    data = load_json(ann_file)
+    try:
+        files = {int(image["id"]): str(image["file_name"]) for image in data["images"]}
+        annotations = [(int(a["image_id"]), a["caption"]) for a in data["annotations"]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(
+            f"{ann_file} is not a COCO captions file: expected 'images' with 'id' and 'file_name' and "
+            f"'annotations' with 'image_id' and 'caption' ({type(e).__name__}: {e})"
+        ) from e
+    check_captions(ann_file, ((f"image {image_id}", caption) for image_id, caption in annotations))
+    captions: dict[int, list[str]] = defaultdict(list)
+    for image_id, caption in annotations:
+        captions[image_id].append(caption)
+    skipped = [
+        f"{image_id}: captioned in {ann_file.name} but not in its images"
+        for image_id in captions
+        if image_id not in files
+    ]
+    skipped += [
+        f"{files[image_id]}: no caption in {ann_file.name}" for image_id in sorted(files) if image_id not in captions
+    ]
+    records = [
+        ImageRecord(str(image_id), folder / files[image_id], split, tuple(captions[image_id]))
+        for image_id in sorted(files)
+        if image_id in captions
+    ]
+    return records, skipped
 
 
 def _read_karpathy(root: Path, year: int, split_file: Path, splits: tuple[str, ...]) -> Dataset:

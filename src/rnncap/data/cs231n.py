@@ -16,6 +16,7 @@ Captions are ``<START> w... <END> <NULL>...`` with CS231n's ids, which are also 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +50,7 @@ class CS231nData:
     urls: dict[str, list[str]]
 
 
-def read_cs231n(root: str | Path, pca: bool = True, splits: Sequence[str] = ("train", "val")) -> CS231nData:
+def read_cs231n(root: str | os.PathLike, pca: bool = True, splits: Sequence[str] = ("train", "val")) -> CS231nData:
     """Read CS231n's ``coco_captioning`` folder.
 
     Args:

@@ -13,6 +13,7 @@ photos the authors left out of every split.
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ SPLIT_FILES = {
 IMAGE_DIR = "Images"
 
 
-def read_flickr8k(root: str | Path, splits: Sequence[str] = ("train", "dev", "test")) -> Dataset:
+def read_flickr8k(root: str | os.PathLike, splits: Sequence[str] = ("train", "dev", "test")) -> Dataset:
     """Read Flickr8k photos, captions and the official splits.
 
     Args:
@@ -48,28 +49,8 @@ def read_flickr8k(root: str | Path, splits: Sequence[str] = ("train", "dev", "te
     image_dir = root / IMAGE_DIR
     require_dir(image_dir, "Flickr8k photo folder")
 
-    split_of: dict[str, str] = {}  # every split list is read, to tell "in another split" from "in no split"
-    order: dict[str, list[str]] = {}
-    for split, name in SPLIT_FILES.items():
-        if split not in splits and not (root / name).is_file():
-            continue  # only the requested splits' lists are required
-        names = _read_lines(root / name)
-        order[split] = names
-        split_of.update(dict.fromkeys(names, split))
-
-    token_file = root / TOKEN_FILE
-    captions: dict[str, list[str]] = defaultdict(list)
-    entries = []
-    for number, line in enumerate(_read_lines(token_file, keep_empty=True), start=1):
-        if not line.strip():
-            continue
-        key, tab, caption = line.partition("\t")
-        image, hash_, _ = key.rpartition("#")
-        if not tab or not hash_:
-            raise ValueError(f"{token_file} line {number}: expected 'NAME.jpg#K<TAB>caption', got {line[:80]!r}")
-        entries.append((f"line {number} ({key})", caption))
-        captions[image].append(caption)
-    check_captions(token_file, entries)
+    split_of, order = _read_split_lists(root, splits)
+    captions = _read_token_file(root / TOKEN_FILE)
 
     skipped = [
         f"{image}: in no split list ({len(caps)} captions)" for image, caps in captions.items() if image not in split_of
@@ -95,6 +76,37 @@ def read_flickr8k(root: str | Path, splits: Sequence[str] = ("train", "dev", "te
         )
         records += split_records
     return Dataset("flickr8k", root, tuple(records), tuple(skipped))
+
+
+def _read_split_lists(root: Path, splits: tuple[str, ...]) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """The split lists: ``{photo: split}`` over every list present, to tell "in another split" from "in no split"
+    (only the requested splits' lists are required), and ``{split: photos in the list's order}``."""
+    split_of: dict[str, str] = {}
+    order: dict[str, list[str]] = {}
+    for split, name in SPLIT_FILES.items():
+        if split not in splits and not (root / name).is_file():
+            continue
+        names = _read_lines(root / name)
+        order[split] = names
+        split_of.update(dict.fromkeys(names, split))
+    return split_of, order
+
+
+def _read_token_file(token_file: Path) -> dict[str, list[str]]:
+    """``{photo: captions}`` in the token file's order, every line and caption checked."""
+    captions: dict[str, list[str]] = defaultdict(list)
+    entries = []
+    for number, line in enumerate(_read_lines(token_file, keep_empty=True), start=1):
+        if not line.strip():
+            continue
+        key, tab, caption = line.partition("\t")
+        image, hash_, _ = key.rpartition("#")
+        if not tab or not hash_:
+            raise ValueError(f"{token_file} line {number}: expected 'NAME.jpg#K<TAB>caption', got {line[:80]!r}")
+        entries.append((f"line {number} ({key})", caption))
+        captions[image].append(caption)
+    check_captions(token_file, entries)
+    return captions
 
 
 def _read_lines(path: Path, keep_empty: bool = False) -> list[str]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 from rnncap.data.records import Dataset, ImageRecord, check_captions, check_files_exist, require_dir
@@ -23,7 +24,9 @@ from rnncap.data.records import Dataset, ImageRecord, check_captions, check_file
 DEFAULT_FILES = ("captions.csv", "captions.jsonl")
 
 
-def read_folder(root: str | Path, captions_file: str | Path | None = None, default_split: str = "train") -> Dataset:
+def read_folder(
+    root: str | os.PathLike, captions_file: str | os.PathLike | None = None, default_split: str = "train"
+) -> Dataset:
     """Read a folder of photos described by a captions file.
 
     Args:
@@ -65,7 +68,7 @@ def read_folder(root: str | Path, captions_file: str | Path | None = None, defau
     return Dataset("folder", root, tuple(records))
 
 
-def _locate(root: Path, captions_file: str | Path | None) -> Path:
+def _locate(root: Path, captions_file: str | os.PathLike | None) -> Path:
     if captions_file is None:
         for name in DEFAULT_FILES:
             if (root / name).is_file():

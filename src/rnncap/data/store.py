@@ -1,8 +1,9 @@
 """The prepared data file: photos, encoded captions, vocabulary and CNN features in one HDF5 file.
 
-``rnncap prepare`` writes it in two steps, :func:`create_store` (records and captions, seconds) and then the
-feature extraction through :class:`Store` (hours for COCO, resumable); the trainer reads a split of it with
-:func:`load_split`, evaluation its references with :func:`load_references`.
+``rnncap prepare`` writes it in two steps, :func:`~rnncap.data.create_store` (records and captions, seconds; in
+:mod:`rnncap.data.store_create`) and then the feature extraction through :class:`Store` (hours for COCO,
+resumable); the trainer reads a split of it with :func:`load_split`, evaluation its references with
+:func:`load_references`.
 
 Layout (M photos, K captions, T = max_length + 2, F pooled feature size, L grid cells, C grid channels)::
 
@@ -37,11 +38,9 @@ and flushed, so that an interrupted extraction loses at most the batch in flight
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
@@ -49,13 +48,9 @@ from types import TracebackType
 import h5py
 import numpy as np
 
-from rnncap.data.records import ImageRecord
-from rnncap.files import replacing
-from rnncap.text import check_caption_ids, check_special_ids
 from rnncap.train import CaptionData
 
 FORMAT = "rnncap-prepared-1"
-_STR = h5py.string_dtype("utf-8")
 _F16_MAX = float(np.finfo(np.float16).max)
 _BLOCK_BYTES = 64 << 20  # features read 64 MiB at a time: memory stays bounded on COCO's 123k photos
 
@@ -64,83 +59,7 @@ class StoreError(ValueError):
     """A prepared file that is missing, damaged, of another format, or not ready for the request."""
 
 
-def create_store(
-    path: str | Path,
-    records: Iterable[ImageRecord],
-    word_to_idx: Mapping[str, int],
-    tokens: np.ndarray,
-    caption_image: np.ndarray,
-    raw_captions: Sequence[str],
-    *,
-    root: str | Path | None = None,
-    name: str = "",
-    overwrite: bool = False,
-) -> bool:
-    """Write a new prepared file, or recognise an identical one so that its extraction continues.
-
-    Args:
-        path: the file to write.
-        records: the M photos (a :class:`~rnncap.data.Dataset` works); ids must be unique.
-        word_to_idx: the vocabulary.
-        tokens: (K, T) int32 encoded captions, T >= 3.
-        caption_image: (K,) the record index of each caption.
-        raw_captions: the K captions as written.
-        root: store photo paths relative to this folder (normally ``dataset.root``); None: absolute paths.
-        name: the data set's name, kept in the file for summaries.
-        overwrite: replace an existing file that holds something else (its features are lost).
-
-    Returns:
-        True if the file was written; False if ``path`` already held exactly this data (features kept).
-
-    The new file is written under a temporary name and renamed into place, so a crash never leaves half a store.
-    """
-    path = Path(path)
-    records = list(records)
-    tokens, caption_image = np.asarray(tokens), np.asarray(caption_image)
-    _check_inputs(records, word_to_idx, tokens, caption_image, raw_captions)
-    root_str = "" if root is None else os.path.abspath(root)
-    ids = [r.image_id for r in records]
-    splits = [r.split for r in records]
-    paths = [_relative(r.path, root_str) for r in records]
-    vocab = json.dumps(dict(word_to_idx), sort_keys=True, ensure_ascii=False)
-    max_length = tokens.shape[1] - 2
-    fingerprint = _fingerprint(
-        [vocab, str(max_length), root_str, name], [ids, splits, paths, list(raw_captions)], [tokens, caption_image]
-    )
-
-    if path.exists() and not overwrite:
-        existing = _existing_fingerprint(path)
-        if existing == fingerprint:
-            return False
-        raise StoreError(
-            f"{path} already exists and holds {'other data' if existing else 'no rnncap prepared data'}; "
-            "pass overwrite=True (CLI: --overwrite) to replace it (its features are lost), or choose another file"
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with replacing(path) as tmp, h5py.File(tmp, "w") as f:
-        f.attrs.update(
-            format=FORMAT,
-            vocab=vocab,
-            max_length=max_length,
-            encoder="",
-            root=root_str,
-            name=name,
-            fingerprint=fingerprint,
-        )
-        M = len(records)
-        f.create_dataset("images/id", data=ids, dtype=_STR)
-        f.create_dataset("images/split", data=splits, dtype=_STR)
-        f.create_dataset("images/path", data=paths, dtype=_STR)
-        f.create_dataset("images/ok", data=np.ones(M, dtype=bool))
-        f.create_dataset("images/error", data=[""] * M, dtype=_STR)
-        f.create_dataset("captions/tokens", data=tokens.astype(np.int32, copy=False))
-        f.create_dataset("captions/image", data=caption_image.astype(np.int32, copy=False))
-        f.create_dataset("captions/raw", data=list(raw_captions), dtype=_STR)
-        f.create_dataset("features/done", data=np.zeros(M, dtype=bool))
-    return True
-
-
-def open_store(path: str | Path, writable: bool = False, root: str | Path | None = None) -> Store:
+def open_store(path: str | os.PathLike, writable: bool = False, root: str | os.PathLike | None = None) -> Store:
     """Open a prepared file (read-only unless ``writable``); ``root`` overrides the stored data set folder."""
     return Store(path, writable=writable, root=root)
 
@@ -158,7 +77,7 @@ class Store:
                 store.write_features(good, pooled)
     """
 
-    def __init__(self, path: str | Path, writable: bool = False, root: str | Path | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, writable: bool = False, root: str | os.PathLike | None = None) -> None:
         self.path = Path(path)
         if not self.path.is_file():
             raise StoreError(f"prepared file {self.path} not found; create it with `rnncap prepare`")
@@ -267,7 +186,7 @@ class Store:
         self._require_writable()
         M = self.num_images
         feats = self._f["features"]
-        wanted = {"pooled": (M, int(pooled_dim))}
+        wanted: dict[str, tuple[int, ...]] = {"pooled": (M, int(pooled_dim))}
         if grid_shape is not None:
             wanted["grid"] = (M, *map(int, grid_shape))
         current = {key: feats[key].shape for key in ("pooled", "grid") if key in feats}
@@ -428,7 +347,7 @@ class Store:
         return refs
 
 
-def load_split(path: str | Path, split: str, allow_partial: bool = False) -> CaptionData:
+def load_split(path: str | os.PathLike, split: str, allow_partial: bool = False) -> CaptionData:
     """One split as the trainer takes it.
 
     Args:
@@ -444,7 +363,7 @@ def load_split(path: str | Path, split: str, allow_partial: bool = False) -> Cap
         return store.load_split(split, allow_partial)
 
 
-def load_grid(path: str | Path, split: str, allow_partial: bool = False) -> np.ndarray:
+def load_grid(path: str | os.PathLike, split: str, allow_partial: bool = False) -> np.ndarray:
     """(M_split, L, C) float16 grid features of a split, row for row those of :func:`load_split`.
 
     Separate from :func:`load_split` because only attention models read it (``CaptionData(grid,
@@ -455,63 +374,7 @@ def load_grid(path: str | Path, split: str, allow_partial: bool = False) -> np.n
         return store.load_grid(split, allow_partial)
 
 
-def load_references(path: str | Path, split: str, allow_partial: bool = False) -> dict[str, list[str]]:
+def load_references(path: str | os.PathLike, split: str, allow_partial: bool = False) -> dict[str, list[str]]:
     """``{image_id: [raw captions]}`` of a split, keys in the order of :func:`load_split`'s feature rows."""
     with open_store(path) as store:
         return store.load_references(split, allow_partial)
-
-
-def _check_inputs(
-    records: list[ImageRecord],
-    word_to_idx: Mapping[str, int],
-    tokens: np.ndarray,
-    caption_image: np.ndarray,
-    raw_captions: Sequence[str],
-) -> None:
-    if not records:
-        raise ValueError("no records: nothing to store")
-    duplicates = [image_id for image_id, n in Counter(r.image_id for r in records).items() if n > 1]
-    if duplicates:
-        raise ValueError(f"image ids must be unique, repeated: {duplicates[:5]}")
-    check_special_ids(word_to_idx)
-    # (K, max_length + 2): <START>, at least one word, <END>.
-    check_caption_ids(tokens, name="tokens", allow_empty=True, min_length=3, vocab_size=max(word_to_idx.values()) + 1)
-    K = tokens.shape[0]
-    if caption_image.shape != (K,) or not np.issubdtype(caption_image.dtype, np.integer):
-        raise ValueError(f"caption_image must be ({K},) integers, one per caption, got {caption_image.shape}")
-    if K and (caption_image.min() < 0 or caption_image.max() >= len(records)):
-        raise ValueError(
-            f"caption_image must index the {len(records)} records, got {caption_image.min()}..{caption_image.max()}"
-        )
-    if len(raw_captions) != K:
-        raise ValueError(f"raw_captions must hold {K} captions, one per row of tokens, got {len(raw_captions)}")
-
-
-def _relative(path: Path, root: str) -> str:
-    """``path`` relative to ``root`` when inside it, else absolute; POSIX separators so files move across systems."""
-    absolute = Path(os.path.abspath(path))  # abspath, not resolve: a symlinked data folder keeps its name
-    if root:
-        try:
-            return absolute.relative_to(root).as_posix()
-        except ValueError:
-            pass  # outside the root: keep it absolute
-    return absolute.as_posix()
-
-
-def _fingerprint(attrs: list[str], strings: list[list[str]], arrays: list[np.ndarray]) -> str:
-    """SHA-256 over the attributes, string columns and integer arrays, each part delimited."""
-    digest = hashlib.sha256(FORMAT.encode())
-    for part in [*attrs, *("\0".join(column) for column in strings)]:
-        digest.update(b"\1" + part.encode())
-    for array in arrays:
-        digest.update(b"\1" + repr(array.shape).encode() + np.ascontiguousarray(array, dtype=np.int64).tobytes())
-    return digest.hexdigest()
-
-
-def _existing_fingerprint(path: Path) -> str | None:
-    """The fingerprint of an existing prepared file, None if the file is not one."""
-    try:
-        with h5py.File(path, "r") as f:
-            return str(f.attrs["fingerprint"]) if f.attrs.get("format") == FORMAT else None
-    except (OSError, KeyError):
-        return None
