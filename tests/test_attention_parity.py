@@ -8,15 +8,10 @@ gate order, the gate beta or a normalisation shows up as an O(1) difference.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="the parity tests compare against PyTorch (pip install '.[torch]')")
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the twins sit beside this file
 
 import torch_attention_twin  # noqa: E402
 from helpers import assert_same_loss_and_gradients, make_vocab, parity_captions, redraw_weights  # noqa: E402

@@ -92,6 +92,7 @@ def save(image: Image.Image, path: Path, **kwargs) -> Path:
 # ---- real weights --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_lite
 @needs_onnx
 @pytest.mark.parametrize("name", ["efficientnet-lite2", "efficientnet-lite0"])
@@ -357,6 +358,7 @@ def test_unreadable_photos_default_to_a_logged_warning(lite2, tmp_path: Path, ca
 # ---- backends and the export cache ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_lite
 @needs_onnx
 def test_cached_export_is_reused_and_a_damaged_one_remade(lite2, cache_dir: Path, monkeypatch, samples) -> None:
@@ -377,6 +379,7 @@ def test_cached_export_is_reused_and_a_damaged_one_remade(lite2, cache_dir: Path
     np.testing.assert_allclose(remade.encode(samples[:1], with_grid=False)[0], expected, atol=1e-6)
 
 
+@pytest.mark.slow
 @needs_lite
 @needs_onnx
 def test_export_that_differs_from_torch_is_refused(tmp_path: Path, monkeypatch) -> None:

@@ -170,6 +170,7 @@ def test_repeating_words_does_not_pay() -> None:
 # ---- METEOR and the PTB tokenizer (Java) ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_java
 def test_meteor_through_java_survives_odd_captions(dev_captions: list[list[str]]) -> None:
     """One Java start (a few seconds): empty, newline and '|||' captions neither crash nor desynchronise METEOR."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from rnncap import CaptioningRNN
 from rnncap.apps import shapes_demo
@@ -17,6 +18,7 @@ def test_shapes_differ_and_captions_describe_them():
     assert len({m.sum() for m in masks.values()}) == 3  # three different pixel counts: distinguishable shapes
 
 
+@pytest.mark.slow
 def test_demo_learns_to_caption_unseen_pictures(tmp_path, capsys):
     accuracy = shapes_demo.main(["--out", str(tmp_path), "--epochs", "8", "--train-size", "2500"])
     assert accuracy["greedy"] > 0.8 and accuracy["beam 3"] > 0.8  # chance is 1 in 120 captions

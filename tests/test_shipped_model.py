@@ -66,6 +66,7 @@ def test_example_photos_get_real_sentences(captioner: Captioner) -> None:
     assert captions == [captioner.caption(photo) for photo in photos]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not FLICKR8K.is_dir(), reason="needs ../shared/data/flickr8k (the Flickr8k photos)")
 def test_flickr8k_dev_photos_from_their_files(shipped: str, captioner: Captioner) -> None:
     """Photo files -> captions, the path a user takes, scores as measured (the first 200 dev photos).
