@@ -44,6 +44,7 @@ def test_the_declared_feature_shape_is_what_init_state_and_step_read(kind, rng) 
     shape = model.feature_shape
     assert isinstance(shape, tuple) and len(shape) in (1, 2) and shape[-1] == model.input_dim
     assert model.reads_grid == (len(shape) == 2) and isinstance(model.attends, bool)
+    assert model.reads_grid == model.attends == (kind == "attention")  # today's models: only attention reads a grid
     if model.reads_grid:
         assert shape[0] == model.num_locations
     assert model.input_shape_label.endswith(f"(N, {', '.join(map(str, shape))})")
@@ -227,10 +228,10 @@ def test_select_state_keeps_each_images_hypotheses_together(kind) -> None:
     words = np.arange(N, dtype=np.int32) % (model.vocab_size - 4) + 4
     _, state = model.step(model.init_state(features), words)
     repeat = np.repeat(np.arange(N), B)  # (N*B,): image n's hypotheses at rows n*B .. n*B + B - 1
-    beams = model.select_state(state, repeat)
-    beam_words = np.repeat(words, B)
-    beam_log_probs, beams = model.step(beams, beam_words)
+    beam_log_probs, _ = model.step(model.select_state(state, repeat), words[repeat])
     np.testing.assert_allclose(beam_log_probs, model.step(state, words)[0][repeat], rtol=1e-12)
+    beam_words = (np.arange(N * B, dtype=np.int32) % (model.vocab_size - 4) + 4).astype(np.int32)
+    _, beams = model.step(model.select_state(state, repeat), beam_words)  # each beam of an image now differs
     reorder = (np.arange(N)[:, None] * B + np.array([2, 0, 0])).ravel()  # within each image's block
     selected = model.step(model.select_state(beams, reorder), beam_words[reorder])[0]
     np.testing.assert_allclose(selected, model.step(beams, beam_words)[0][reorder], rtol=1e-12)
@@ -271,7 +272,8 @@ def test_images_decode_apart(kind) -> None:
 
 
 @kinds
-def test_beam_search_beats_greedy_on_total_log_probability(kind) -> None:
+@pytest.mark.parametrize(("beam_size", "max_length"), [(3, 7), (4, 6)])
+def test_beam_search_beats_greedy_on_total_log_probability(kind, beam_size, max_length) -> None:
     model, features = peaked_model(kind, seed=3)
 
     def log_prob(n: int, tokens: np.ndarray) -> float:
@@ -281,8 +283,8 @@ def test_beam_search_beats_greedy_on_total_log_probability(kind) -> None:
             total, previous = total + log_probs[0, token], token
         return total
 
-    beam = model.beam_search(features, beam_size=4, max_length=7)
-    greedy = model.sample(features, max_length=7)
+    beam = model.beam_search(features, beam_size=beam_size, max_length=max_length)
+    greedy = model.sample(features, max_length=max_length)
     for n in range(len(features)):
         assert log_prob(n, beam[n]) >= log_prob(n, greedy[n]) - 1e-12
 
