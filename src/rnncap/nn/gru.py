@@ -12,10 +12,23 @@ from __future__ import annotations
 import numpy as np
 
 from rnncap.nn.activations import sigmoid_
-from rnncap.nn.recurrent import Cell, sequence_backward, sequence_forward, step_backward, step_forward
+from rnncap.nn.recurrent import (
+    Cell,
+    CoreCache,
+    HiddenStepGrads,
+    SequenceCache,
+    SequenceGrads,
+    StepCache,
+    sequence_backward,
+    sequence_forward,
+    step_backward,
+    step_forward,
+)
 
 
-def _core_forward(a, prev_h, prev_c, Wh, out_h):
+def _core_forward(
+    a: np.ndarray, prev_h: np.ndarray, prev_c: np.ndarray | None, Wh: np.ndarray, out_h: np.ndarray
+) -> tuple[None, CoreCache]:
     H = prev_h.shape[1]
     ah = prev_h @ Wh  # (N, 3H)
     a[:, : 2 * H] += ah[:, : 2 * H]
@@ -30,7 +43,9 @@ def _core_forward(a, prev_h, prev_c, Wh, out_h):
     return None, (a, prev_h, hn, Wh)
 
 
-def _core_backward(dnext_h, dnext_c, cache, da, dah):
+def _core_backward(
+    dnext_h: np.ndarray, dnext_c: np.ndarray | None, cache: CoreCache, da: np.ndarray, dah: np.ndarray
+) -> tuple[np.ndarray, None]:
     gates, prev_h, hn, Wh = cache
     H = prev_h.shape[1]
     r, z, n = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H :]
@@ -55,10 +70,19 @@ def _core_backward(dnext_h, dnext_c, cache, da, dah):
     return dprev_h, None
 
 
-GRU = Cell("gru", 3, False, True, _core_forward, _core_backward)
+GRU = Cell(
+    name="gru",
+    gates=3,
+    has_cell_state=False,
+    separate_hidden_grad=True,
+    core_forward=_core_forward,
+    core_backward=_core_backward,
+)
 
 
-def gru_step_forward(x, prev_h, Wx, Wh, b):
+def gru_step_forward(
+    x: np.ndarray, prev_h: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, StepCache]:
     """One step of the GRU.
 
     Args:
@@ -71,13 +95,15 @@ def gru_step_forward(x, prev_h, Wx, Wh, b):
     return next_h, cache
 
 
-def gru_step_backward(dnext_h, cache):
+def gru_step_backward(dnext_h: np.ndarray, cache: StepCache) -> HiddenStepGrads:
     """Backward of :func:`gru_step_forward`: returns dx (N, D), dprev_h (N, H), dWx, dWh, db."""
     dx, dprev_h, _, dWx, dWh, db = step_backward(GRU, dnext_h, None, cache)
-    return dx, dprev_h, dWx, dWh, db
+    return HiddenStepGrads(dx, dprev_h, dWx, dWh, db)
 
 
-def gru_forward(x, h0, Wx, Wh, b):
+def gru_forward(
+    x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, SequenceCache]:
     """The GRU over a sequence.
 
     Args:
@@ -89,6 +115,6 @@ def gru_forward(x, h0, Wx, Wh, b):
     return sequence_forward(GRU, x, h0, Wx, Wh, b)
 
 
-def gru_backward(dh, cache):
+def gru_backward(dh: np.ndarray, cache: SequenceCache) -> SequenceGrads:
     """Backward of :func:`gru_forward`: dh (N, T, H) -> dx (N, T, D), dh0 (N, H), dWx, dWh, db."""
     return sequence_backward(GRU, dh, cache)

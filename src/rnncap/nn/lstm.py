@@ -9,10 +9,28 @@ from __future__ import annotations
 import numpy as np
 
 from rnncap.nn.activations import sigmoid_
-from rnncap.nn.recurrent import Cell, sequence_backward, sequence_forward, step_backward, step_forward
+from rnncap.nn.recurrent import (
+    Cell,
+    CoreCache,
+    SequenceCache,
+    SequenceGrads,
+    StepCache,
+    StepGrads,
+    sequence_backward,
+    sequence_forward,
+    step_backward,
+    step_forward,
+)
+
+# The two core functions are named, not private, because the attention decoder (rnncap.nn.attention_lstm) runs
+# them too; their return types are narrower than the Cell protocol's: the LSTM always has a cell state.
 
 
-def _core_forward(a, prev_h, prev_c, Wh, out_h):
+def lstm_core_forward(
+    a: np.ndarray, prev_h: np.ndarray, prev_c: np.ndarray | None, Wh: np.ndarray, out_h: np.ndarray
+) -> tuple[np.ndarray, CoreCache]:
+    """The LSTM's :class:`~rnncap.nn.recurrent.CoreForward`: a (N, 4H) -> gate activations i, f, o, g in place."""
+    assert prev_c is not None, "the LSTM core needs a cell state"  # the recurrence always passes one
     H = prev_h.shape[1]
     a += prev_h @ Wh  # (N, 4H)
     sigmoid_(a[:, : 3 * H])  # i, f, o
@@ -25,7 +43,11 @@ def _core_forward(a, prev_h, prev_c, Wh, out_h):
     return next_c, (a, prev_c, tanh_c, Wh)
 
 
-def _core_backward(dnext_h, dnext_c, cache, da, dah):
+def lstm_core_backward(
+    dnext_h: np.ndarray, dnext_c: np.ndarray | None, cache: CoreCache, da: np.ndarray, dah: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The LSTM's :class:`~rnncap.nn.recurrent.CoreBackward`; ``dah`` is ``da`` (both parts share the gradient)."""
+    assert dnext_c is not None, "the LSTM core needs a cell-state gradient"  # the recurrence always passes one
     gates, prev_c, tanh_c, Wh = cache
     H = prev_c.shape[1]
     i, f, o, g = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
@@ -55,10 +77,19 @@ def _core_backward(dnext_h, dnext_c, cache, da, dah):
     return da @ Wh.T, dc
 
 
-LSTM = Cell("lstm", 4, True, False, _core_forward, _core_backward)
+LSTM = Cell(
+    name="lstm",
+    gates=4,
+    has_cell_state=True,
+    separate_hidden_grad=False,
+    core_forward=lstm_core_forward,
+    core_backward=lstm_core_backward,
+)
 
 
-def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+def lstm_step_forward(
+    x: np.ndarray, prev_h: np.ndarray, prev_c: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, StepCache]:
     """One step of the LSTM.
 
     Args:
@@ -67,15 +98,19 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     Returns:
         next_h: (N, H); next_c: (N, H); cache.
     """
-    return step_forward(LSTM, x, prev_h, prev_c, Wx, Wh, b)
+    next_h, next_c, cache = step_forward(LSTM, x, prev_h, prev_c, Wx, Wh, b)
+    assert next_c is not None  # the LSTM's core always returns a cell state
+    return next_h, next_c, cache
 
 
-def lstm_step_backward(dnext_h, dnext_c, cache):
-    """Backward of :func:`lstm_step_forward`: returns dx, dprev_h, dprev_c, dWx, dWh, db."""
+def lstm_step_backward(dnext_h: np.ndarray, dnext_c: np.ndarray, cache: StepCache) -> StepGrads:
+    """Backward of :func:`lstm_step_forward`: returns dx (N, D), dprev_h, dprev_c (N, H), dWx, dWh, db."""
     return step_backward(LSTM, dnext_h, dnext_c, cache)
 
 
-def lstm_forward(x, h0, Wx, Wh, b):
+def lstm_forward(
+    x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, SequenceCache]:
     """The LSTM over a sequence, with initial cell state zero.
 
     Args:
@@ -87,6 +122,6 @@ def lstm_forward(x, h0, Wx, Wh, b):
     return sequence_forward(LSTM, x, h0, Wx, Wh, b)
 
 
-def lstm_backward(dh, cache):
+def lstm_backward(dh: np.ndarray, cache: SequenceCache) -> SequenceGrads:
     """Backward of :func:`lstm_forward`: dh (N, T, H) -> dx (N, T, D), dh0 (N, H), dWx, dWh, db."""
     return sequence_backward(LSTM, dh, cache)

@@ -1,34 +1,64 @@
 """The recurrence shared by every cell type: input projection, time loop, backpropagation through time.
 
 A cell (vanilla RNN, LSTM, GRU) is described by a :class:`Cell`: how many gate blocks it has and two *core*
-functions that do the per-step work after the input projection. Everything else is written once, here:
+functions that do the per-step work after the input projection (:class:`CoreForward`, :class:`CoreBackward`).
+Everything else is written once, here:
 
 - the input projection ``x @ Wx + b`` of all N*T inputs as one matrix product before the time loop;
 - the weight gradients ``dWx``, ``dWh``, ``db`` and the input gradient ``dx`` as one matrix product each over all
   time steps after the backward loop (only ``dh_prev @ Wh.T`` must stay inside the loop);
 - per-step buffers preallocated for the whole sequence, so that the loops do elementwise work in place.
 
-Core contract (k gate blocks of width H; ``prev_c``/``next_c`` are ``None`` for cells without a cell state):
+The backward passes return named tuples in the order of the forward inputs: :class:`StepGrads` from
+:func:`step_backward` (and the LSTM's step), :class:`HiddenStepGrads` from the RNN's and the GRU's step (no
+``dprev_c``), :class:`SequenceGrads` from :func:`sequence_backward`. They unpack like CS231n's tuples
+(``dx, dh0, dWx, dWh, db = lstm_backward(dh, cache)``) and can be read by name (``grads.dWx``).
 
-``core_forward(a, prev_h, prev_c, Wh, out_h) -> (next_c, cache)``
-    ``a`` (N, kH) holds ``x @ Wx + b`` for this step; the core may overwrite it (it stores gate activations
-    there). ``next_h`` (N, H) is written into ``out_h``.
-``core_backward(dnext_h, dnext_c, cache, da, dah) -> (dprev_h, dprev_c)``
-    Writes the gradient of the pre-activation input part into ``da`` (N, kH) and of the hidden part
-    ``prev_h @ Wh`` into ``dah``. For cells where both are equal (RNN, LSTM) the caller passes the same array.
+Plain, unoptimised versions of the cells, the oracle the tests hold these against, are in
+:mod:`rnncap.nn.reference`.
 
 Reference: Stanford CS231n assignment 3, ``rnn_layers.py`` (names, shapes and the forward/backward pattern).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
+CoreCache = tuple[np.ndarray, ...]  # what a core keeps of one step for its backward pass
+StepCache = tuple[np.ndarray, np.ndarray, np.ndarray, CoreCache]  # x, prev_h, Wx, the core's cache
+SequenceCache = tuple[np.ndarray, np.ndarray, np.ndarray, list[CoreCache]]  # x_flat, Wx, hs, the cores' caches
 
-@dataclass(frozen=True)
+
+class CoreForward(Protocol):
+    """One step of a cell after the input projection (k gate blocks of width H).
+
+    ``a`` (N, kH) holds ``x @ Wx + b`` for this step; the core may overwrite it (it stores gate activations there).
+    ``prev_h`` (N, H); ``prev_c`` (N, H), or None for cells without a cell state; ``Wh`` (H, kH). ``next_h`` (N, H)
+    is written into ``out_h``. Returns ``next_c`` (None without a cell state) and the step's cache.
+    """
+
+    def __call__(
+        self, a: np.ndarray, prev_h: np.ndarray, prev_c: np.ndarray | None, Wh: np.ndarray, out_h: np.ndarray, /
+    ) -> tuple[np.ndarray | None, CoreCache]: ...
+
+
+class CoreBackward(Protocol):
+    """Backward of :class:`CoreForward` for one step.
+
+    Writes the gradient of the pre-activation input part into ``da`` (N, kH) and of the hidden part ``prev_h @ Wh``
+    into ``dah`` (N, kH); for cells where both are equal (RNN, LSTM) the caller passes the same array. ``dnext_c``
+    is None for cells without a cell state. Returns ``dprev_h`` (N, H) and ``dprev_c`` (N, H) or None.
+    """
+
+    def __call__(
+        self, dnext_h: np.ndarray, dnext_c: np.ndarray | None, cache: CoreCache, da: np.ndarray, dah: np.ndarray, /
+    ) -> tuple[np.ndarray, np.ndarray | None]: ...
+
+
+@dataclass(frozen=True, kw_only=True)
 class Cell:
     """A recurrent cell type, as seen by the shared recurrence."""
 
@@ -36,8 +66,39 @@ class Cell:
     gates: int  # k: Wx is (D, k*H), Wh is (H, k*H), b is (k*H,)
     has_cell_state: bool  # True for the LSTM: it carries c beside h
     separate_hidden_grad: bool  # True when d(prev_h @ Wh) differs from d(x @ Wx) (the GRU's reset gate)
-    core_forward: Callable
-    core_backward: Callable
+    core_forward: CoreForward
+    core_backward: CoreBackward
+
+
+class StepGrads(NamedTuple):
+    """Gradients of :func:`step_backward`, in the order of :func:`step_forward`'s inputs."""
+
+    dx: np.ndarray  # (N, D)
+    dprev_h: np.ndarray  # (N, H)
+    dprev_c: np.ndarray | None  # (N, H); None for cells without a cell state
+    dWx: np.ndarray  # (D, kH)
+    dWh: np.ndarray  # (H, kH)
+    db: np.ndarray  # (kH,)
+
+
+class HiddenStepGrads(NamedTuple):
+    """Gradients of one step of a cell whose whole state is h (``rnn_step_backward``, ``gru_step_backward``)."""
+
+    dx: np.ndarray  # (N, D)
+    dprev_h: np.ndarray  # (N, H)
+    dWx: np.ndarray  # (D, kH)
+    dWh: np.ndarray  # (H, kH)
+    db: np.ndarray  # (kH,)
+
+
+class SequenceGrads(NamedTuple):
+    """Gradients of :func:`sequence_backward` (and ``rnn_backward``, ``lstm_backward``, ``gru_backward``)."""
+
+    dx: np.ndarray  # (N, T, D)
+    dh0: np.ndarray  # (N, H)
+    dWx: np.ndarray  # (D, kH)
+    dWh: np.ndarray  # (H, kH)
+    db: np.ndarray  # (kH,)
 
 
 def step_forward(
@@ -48,7 +109,7 @@ def step_forward(
     Wx: np.ndarray,
     Wh: np.ndarray,
     b: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray | None, tuple]:
+) -> tuple[np.ndarray, np.ndarray | None, StepCache]:
     """One time step of ``cell``.
 
     Args:
@@ -64,24 +125,18 @@ def step_forward(
     return next_h, next_c, (x, prev_h, Wx, core_cache)
 
 
-def step_backward(
-    cell: Cell, dnext_h: np.ndarray, dnext_c: np.ndarray | None, cache: tuple
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
-    """Backward pass of :func:`step_forward`.
-
-    Returns:
-        dx (N, D), dprev_h (N, H), dprev_c (N, H) or None, dWx (D, kH), dWh (H, kH), db (kH,).
-    """
+def step_backward(cell: Cell, dnext_h: np.ndarray, dnext_c: np.ndarray | None, cache: StepCache) -> StepGrads:
+    """Backward pass of :func:`step_forward`: dnext_h (N, H) and dnext_c (N, H) or None -> :class:`StepGrads`."""
     x, prev_h, Wx, core_cache = cache
     da = np.empty((x.shape[0], Wx.shape[1]), dtype=dnext_h.dtype)
     dah = np.empty_like(da) if cell.separate_hidden_grad else da
     dprev_h, dprev_c = cell.core_backward(dnext_h, dnext_c, core_cache, da, dah)
-    return da @ Wx.T, dprev_h, dprev_c, x.T @ da, prev_h.T @ dah, da.sum(axis=0)
+    return StepGrads(da @ Wx.T, dprev_h, dprev_c, x.T @ da, prev_h.T @ dah, da.sum(axis=0))
 
 
 def sequence_forward(
     cell: Cell, x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray
-) -> tuple[np.ndarray, tuple]:
+) -> tuple[np.ndarray, SequenceCache]:
     """Run ``cell`` over a whole sequence; the LSTM's initial cell state is zero.
 
     Internally the sequence is time-major, (T, N, ...), so that every step reads and writes contiguous memory.
@@ -110,9 +165,7 @@ def sequence_forward(
     return hs[1:].transpose(1, 0, 2), (x_flat, Wx, hs, step_caches)
 
 
-def sequence_backward(
-    cell: Cell, dh: np.ndarray, cache: tuple
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def sequence_backward(cell: Cell, dh: np.ndarray, cache: SequenceCache) -> SequenceGrads:
     """Backpropagation through time for :func:`sequence_forward`.
 
     Args:
@@ -120,7 +173,8 @@ def sequence_backward(
         cache: from :func:`sequence_forward`.
 
     Returns:
-        dx (N, T, D) (a transposed view of a time-major array), dh0 (N, H), dWx (D, kH), dWh (H, kH), db (kH,).
+        :class:`SequenceGrads`: dx (N, T, D) (a transposed view of a time-major array), dh0 (N, H), dWx (D, kH),
+        dWh (H, kH), db (kH,).
     """
     x_flat, Wx, hs, step_caches = cache
     T, N, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
@@ -138,4 +192,4 @@ def sequence_backward(
     dx = (da_flat @ Wx.T).reshape(T, N, D).transpose(1, 0, 2)
     dWx = x_flat.T @ da_flat
     dWh = hs[:-1].reshape(T * N, H).T @ dah.reshape(T * N, kH)  # every step's input state, no copy
-    return dx, dprev_h, dWx, dWh, da_flat.sum(axis=0)
+    return SequenceGrads(dx, dprev_h, dWx, dWh, da_flat.sum(axis=0))

@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnncap.nn.recurrent import Cell, sequence_backward, sequence_forward, step_backward, step_forward
+from rnncap.nn.recurrent import (
+    Cell,
+    CoreCache,
+    HiddenStepGrads,
+    SequenceCache,
+    SequenceGrads,
+    StepCache,
+    sequence_backward,
+    sequence_forward,
+    step_backward,
+    step_forward,
+)
 
 
-def _core_forward(a, prev_h, prev_c, Wh, out_h):
+def _core_forward(
+    a: np.ndarray, prev_h: np.ndarray, prev_c: np.ndarray | None, Wh: np.ndarray, out_h: np.ndarray
+) -> tuple[None, CoreCache]:
     a += prev_h @ Wh  # (N, H)
     np.tanh(a, out=out_h)
     return None, (out_h, Wh)
 
 
-def _core_backward(dnext_h, dnext_c, cache, da, dah):
+def _core_backward(
+    dnext_h: np.ndarray, dnext_c: np.ndarray | None, cache: CoreCache, da: np.ndarray, dah: np.ndarray
+) -> tuple[np.ndarray, None]:
     next_h, Wh = cache
     np.multiply(next_h, next_h, out=da)
     np.subtract(1, da, out=da)  # tanh' = 1 - h^2
@@ -21,10 +36,19 @@ def _core_backward(dnext_h, dnext_c, cache, da, dah):
     return da @ Wh.T, None
 
 
-RNN = Cell("rnn", 1, False, False, _core_forward, _core_backward)
+RNN = Cell(
+    name="rnn",
+    gates=1,
+    has_cell_state=False,
+    separate_hidden_grad=False,
+    core_forward=_core_forward,
+    core_backward=_core_backward,
+)
 
 
-def rnn_step_forward(x, prev_h, Wx, Wh, b):
+def rnn_step_forward(
+    x: np.ndarray, prev_h: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, StepCache]:
     """One step of the vanilla RNN.
 
     Args:
@@ -37,13 +61,15 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     return next_h, cache
 
 
-def rnn_step_backward(dnext_h, cache):
+def rnn_step_backward(dnext_h: np.ndarray, cache: StepCache) -> HiddenStepGrads:
     """Backward of :func:`rnn_step_forward`: returns dx (N, D), dprev_h (N, H), dWx, dWh, db."""
     dx, dprev_h, _, dWx, dWh, db = step_backward(RNN, dnext_h, None, cache)
-    return dx, dprev_h, dWx, dWh, db
+    return HiddenStepGrads(dx, dprev_h, dWx, dWh, db)
 
 
-def rnn_forward(x, h0, Wx, Wh, b):
+def rnn_forward(
+    x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray
+) -> tuple[np.ndarray, SequenceCache]:
     """The vanilla RNN over a sequence.
 
     Args:
@@ -55,6 +81,6 @@ def rnn_forward(x, h0, Wx, Wh, b):
     return sequence_forward(RNN, x, h0, Wx, Wh, b)
 
 
-def rnn_backward(dh, cache):
+def rnn_backward(dh: np.ndarray, cache: SequenceCache) -> SequenceGrads:
     """Backward of :func:`rnn_forward`: dh (N, T, H) -> dx (N, T, D), dh0 (N, H), dWx, dWh, db."""
     return sequence_backward(RNN, dh, cache)
