@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
+
 import numpy as np
 import pytest
 
@@ -226,3 +229,29 @@ def test_dropout_gradient_and_statistics(rng):
     assert same is big and cache is None
     with pytest.raises(ValueError, match=r"dropout probability must be in \[0, 1\)"):
         nn.dropout_forward(big, 1.0, rng)
+
+
+@pytest.mark.parametrize(
+    ("forward", "backward"),
+    [
+        (nn.step_forward, nn.step_backward),
+        (nn.sequence_forward, nn.sequence_backward),
+        *((getattr(nn, f"{c}_step_forward"), getattr(nn, f"{c}_step_backward")) for c in ("rnn", "lstm", "gru")),
+        *((getattr(nn, f"{c}_forward"), getattr(nn, f"{c}_backward")) for c in ("rnn", "lstm", "gru")),
+        (nn.attention_step_forward, nn.attention_step_backward),
+        (nn.attention_lstm_forward, nn.attention_lstm_backward),
+    ],
+    ids=lambda f: f.__name__,
+)
+def test_gradients_are_named_after_the_forward_inputs(forward, backward):
+    """A backward's named tuple holds ``d<input>`` for every array input of its forward, in the same order."""
+    arrays = [name for name in inspect.signature(forward).parameters if name not in ("cell", "mask")]
+    assert typing.get_type_hints(backward)["return"]._fields == tuple(f"d{name}" for name in arrays)
+
+
+def test_gradients_unpack_like_tuples_and_read_by_name(rng):
+    x, h0 = rng.standard_normal((N, T, D)), rng.standard_normal((N, H))
+    h, cache = nn.lstm_forward(x, h0, *(rng.standard_normal(s) for s in ((D, 4 * H), (H, 4 * H), (4 * H,))))
+    grads = nn.lstm_backward(np.ones_like(h), cache)
+    dx, dh0, dWx, dWh, db = grads  # CS231n's usage
+    assert dWx is grads.dWx and dh0 is grads.dh0 and dx.shape == x.shape and db.shape == (4 * H,)

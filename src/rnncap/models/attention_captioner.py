@@ -25,7 +25,6 @@ from rnncap.models.teacher_forcing import (
     vocab_loss_forward,
 )
 from rnncap.nn import (
-    LSTM,
     affine_backward,
     affine_forward,
     attend,
@@ -34,8 +33,11 @@ from rnncap.nn import (
     attention_lstm_forward,
     doubly_stochastic_loss,
     log_softmax,
-    step_forward,
+    lstm_step_forward,
 )
+
+# The caches of the two initial-state affine maps, then h0, c0 (N, H) and the features as (N*L, D).
+_GridCache = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray], np.ndarray, np.ndarray, np.ndarray]
 
 
 class AttentionCaptioner(CaptionModel):
@@ -144,24 +146,15 @@ class AttentionCaptioner(CaptionModel):
         features = self._check_features(features)
         captions = self._check_captions(captions, features.shape[0])
         p = self.params
-        N, L, D = features.shape
-        A = self.attention_dim
         ids_in, ids_out, mask = shift_captions(captions, self.null_id)  # (T, N) each: time-major
 
-        mean_features = features.mean(axis=1)  # (N, D)
-        h0, init_h_cache = affine_forward(mean_features, p["W_init_h"], p["b_init_h"])
-        c0, init_c_cache = affine_forward(mean_features, p["W_init_c"], p["b_init_c"])
-        np.tanh(h0, out=h0)
-        np.tanh(c0, out=c0)
-        features_flat = features.reshape(N * L, D)
-        feat_proj = (features_flat @ p["W_feat"]).reshape(N, L, A)  # once per batch, read by every step
-        feat_proj += p["b_feat"]
-
+        h0, c0, feat_proj, grid_cache = self._read_grid(features)
         dropout = self.dropout if rng is not None else 0.0
         x, words_cache = embed_words_forward(ids_in, p["W_embed"], dropout, rng)  # (T, N, W)
-        h, alpha, decoder_cache = attention_lstm_forward(
-            x.transpose(1, 0, 2), features, feat_proj, h0, c0, *(p[k] for k in _DECODER_PARAMS)
-        )  # h (N, T, H), alpha (N, T, L): views of time-major arrays
+        # The decoder's weights by keyword: each parameter is named as the layer's argument it is passed to.
+        weights = {name: p[name] for name in ("Wx", "Wh", "b", "W_h_att", "w_att", "W_beta", "b_beta")}
+        h, alpha, decoder_cache = attention_lstm_forward(x.transpose(1, 0, 2), features, feat_proj, h0, c0, **weights)
+        # h (N, T, H), alpha (N, T, L): views of time-major arrays
 
         loss, vocab_cache = vocab_loss_forward(
             h.transpose(1, 0, 2), ids_out, mask, p["W_vocab"], p["b_vocab"], dropout, rng
@@ -174,19 +167,29 @@ class AttentionCaptioner(CaptionModel):
         grads = {}
         dh, grads["W_vocab"], grads["b_vocab"] = vocab_loss_backward(vocab_cache)  # (T, N, H)
         # The encoder is frozen: gradients stop at the parameters, the features need none.
-        dx, _, dfeat_proj, dh0, dc0, *decoder_grads = attention_lstm_backward(
-            dh.transpose(1, 0, 2), dalpha, decoder_cache, features_grad=False
-        )
-        grads.update(zip(_DECODER_PARAMS, decoder_grads, strict=True))
-        grads["W_embed"] = embed_words_backward(dx.transpose(1, 0, 2), words_cache)
-        dfeat_proj_flat = dfeat_proj.reshape(N * L, A)
-        grads["W_feat"] = features_flat.T @ dfeat_proj_flat
-        grads["b_feat"] = dfeat_proj_flat.sum(axis=0)
-        dh0 *= 1 - h0 * h0  # through tanh
-        dc0 *= 1 - c0 * c0
-        _, grads["W_init_h"], grads["b_init_h"] = affine_backward(dh0, init_h_cache)
-        _, grads["W_init_c"], grads["b_init_c"] = affine_backward(dc0, init_c_cache)
+        decoder = attention_lstm_backward(dh.transpose(1, 0, 2), dalpha, decoder_cache, features_grad=False)
+        grads["Wx"], grads["Wh"], grads["b"] = decoder.dWx, decoder.dWh, decoder.db
+        grads["W_h_att"], grads["w_att"] = decoder.dW_h_att, decoder.dw_att
+        grads["W_beta"], grads["b_beta"] = decoder.dW_beta, decoder.db_beta
+        grads["W_embed"] = embed_words_backward(decoder.dx.transpose(1, 0, 2), words_cache)
+        grads.update(_read_grid_backward(decoder.dh0, decoder.dc0, decoder.dfeat_proj, grid_cache))
         return loss, grads
+
+    def _read_grid(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, _GridCache]:
+        """What the decoder starts from: the initial states ``h0 = tanh(mean_l features W_init_h + b_init_h)``, ``c0``
+        likewise, (N, H) each, and the grid's projection ``feat_proj`` (N, L, A), once per batch, read by every step;
+        with a cache for :func:`_read_grid_backward`."""
+        p = self.params
+        N, L, D = features.shape
+        mean_features = features.mean(axis=1)  # (N, D)
+        h0, init_h_cache = affine_forward(mean_features, p["W_init_h"], p["b_init_h"])
+        c0, init_c_cache = affine_forward(mean_features, p["W_init_c"], p["b_init_c"])
+        np.tanh(h0, out=h0)
+        np.tanh(c0, out=c0)
+        features_flat = features.reshape(N * L, D)
+        feat_proj = (features_flat @ p["W_feat"]).reshape(N, L, -1)  # (N, L, A), one GEMM
+        feat_proj += p["b_feat"]
+        return h0, c0, feat_proj, (init_h_cache, init_c_cache, h0, c0, features_flat)
 
     # ------------------------------------------------------------------ decoding
 
@@ -198,13 +201,7 @@ class AttentionCaptioner(CaptionModel):
         :meth:`select_state`).
         """
         features = self._check_features(features)
-        p = self.params
-        mean_features = features.mean(axis=1)
-        h0 = np.tanh(affine_forward(mean_features, p["W_init_h"], p["b_init_h"])[0])
-        c0 = np.tanh(affine_forward(mean_features, p["W_init_c"], p["b_init_c"])[0])
-        N, L, D = features.shape
-        feat_proj = (features.reshape(N * L, D) @ p["W_feat"]).reshape(N, L, -1)  # (N, L, A), one GEMM
-        feat_proj += p["b_feat"]
+        h0, c0, feat_proj, _ = self._read_grid(features)
         alpha = np.zeros(features.shape[:2], dtype=self.dtype)
         return h0, c0, alpha, features, feat_proj
 
@@ -234,7 +231,7 @@ class AttentionCaptioner(CaptionModel):
         context, alpha = attend(features, feat_proj, hA, p["w_att"])  # (N, B, D), (N, B, L): no copy per beam
         gated, _ = attention_gate_forward(context.reshape(N * B, -1), prev_h, p["W_beta"], p["b_beta"])
         x = np.concatenate([p["W_embed"][word_ids], gated], axis=1)  # (N*B, W + D)
-        next_h, next_c, _ = step_forward(LSTM, x, prev_h, prev_c, p["Wx"], p["Wh"], p["b"])
+        next_h, next_c, _ = lstm_step_forward(x, prev_h, prev_c, p["Wx"], p["Wh"], p["b"])
         scores, _ = affine_forward(next_h, p["W_vocab"], p["b_vocab"])  # (N*B, V)
         return log_softmax(scores), (next_h, next_c, alpha.reshape(N * B, L), features, feat_proj)
 
@@ -243,5 +240,17 @@ class AttentionCaptioner(CaptionModel):
         return state[2]
 
 
-# The decoder's parameters in the order attention_lstm_forward takes them and attention_lstm_backward returns them.
-_DECODER_PARAMS = ("Wx", "Wh", "b", "W_h_att", "w_att", "W_beta", "b_beta")
+def _read_grid_backward(
+    dh0: np.ndarray, dc0: np.ndarray, dfeat_proj: np.ndarray, cache: _GridCache
+) -> dict[str, np.ndarray]:
+    """Backward of :meth:`AttentionCaptioner._read_grid` to its parameters (the frozen features need no gradient):
+    dh0, dc0 (N, H) (overwritten) and dfeat_proj (N, L, A) -> gradients of W_feat, b_feat, W_init_h, b_init_h,
+    W_init_c, b_init_c."""
+    init_h_cache, init_c_cache, h0, c0, features_flat = cache
+    dfeat_proj_flat = dfeat_proj.reshape(features_flat.shape[0], -1)  # (N*L, A)
+    grads = {"W_feat": features_flat.T @ dfeat_proj_flat, "b_feat": dfeat_proj_flat.sum(axis=0)}
+    dh0 *= 1 - h0 * h0  # through tanh
+    dc0 *= 1 - c0 * c0
+    _, grads["W_init_h"], grads["b_init_h"] = affine_backward(dh0, init_h_cache)
+    _, grads["W_init_c"], grads["b_init_c"] = affine_backward(dc0, init_c_cache)
+    return grads

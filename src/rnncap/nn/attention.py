@@ -1,5 +1,6 @@
 """Soft attention of "Show, Attend and Tell" (Xu et al. 2015): additive attention over L grid locations, the gating
-scalar beta, the doubly stochastic regulariser, and the LSTM decoder that reads the attended context.
+scalar beta and the doubly stochastic regulariser. The LSTM decoder that reads the attended context is
+:mod:`rnncap.nn.attention_lstm`; both run the shared kernels of this module.
 
 Names and shapes: N batch, T time, L grid locations, D feature channels, A attention width, H hidden, W word vector.
 At step t, with the previous hidden state ``h = h_{t-1}``:
@@ -22,15 +23,16 @@ Bahdanau et al. 2015 (additive attention); Stanford CS231n assignment 3 (the for
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from rnncap.nn.activations import sigmoid_
-from rnncap.nn.lstm import LSTM
 
 # ------------------------------------------------------------------------------------------------ shared kernels
-# The layers below, the decoder recurrence and decoding run the same arithmetic through these functions. Attention is
-# computed for B queries per image (B = 1 while training; B beams while decoding), so that beams share their
-# image's features and projection instead of copying them.
+# The layers below, the decoder recurrence (rnncap.nn.attention_lstm) and decoding run the same arithmetic through
+# these functions. Attention is computed for B queries per image (B = 1 while training; B beams while decoding), so
+# that beams share their image's features and projection instead of copying them.
 #
 # Speed: a step's arithmetic is light, but its (N, B, L, A) activations (21 MB for a batch of 128 on a 9 x 9 grid)
 # and the (N, L, D) grid (53 MB) are far larger than a core's cache. Done array by array, the add, the tanh, the
@@ -43,6 +45,11 @@ from rnncap.nn.lstm import LSTM
 # training step, where OpenBLAS's worker threads spin on the second core between the matrix products.)
 
 _BLOCK_BYTES = 1 << 20
+
+# features, prev_h, W_h_att, w_att, alpha, [s]: the tanh activations s, held in a list so that a backward pass can
+# take them once (see take_scratch).
+AttentionStepCache = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray | None]]
+GateCache = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # context, prev_h, W_beta, beta
 
 
 def _blocks(N: int, bytes_per_image: int) -> list[slice]:
@@ -90,7 +97,7 @@ def attend(
     return context, alpha
 
 
-def _attend_backward(
+def attend_backward(
     dcontext: np.ndarray,
     dalpha: np.ndarray | None,
     features: np.ndarray,
@@ -132,22 +139,25 @@ def _attend_backward(
     return dhA, de, dw_att.sum(axis=0)
 
 
-def _gate(beta_pre: np.ndarray, context: np.ndarray, out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def gate_context(
+    beta_pre: np.ndarray, context: np.ndarray, out: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """beta_pre (N, 1) -> beta (N, 1) in place; returns ``beta * context`` (N, D) (into ``out`` if given) and beta."""
     beta = sigmoid_(beta_pre)
     return np.multiply(beta, context, out=out), beta
 
 
-def _gate_backward(
+def gate_context_backward(
     dgated: np.ndarray, context: np.ndarray, beta: np.ndarray, dcontext_out: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Backward of :func:`_gate`: dgated (N, D) -> dcontext (N, D), dbeta_pre (N, 1)."""
+    """Backward of :func:`gate_context`: dgated (N, D) -> dcontext (N, D), dbeta_pre (N, 1)."""
     dbeta = np.einsum("nd,nd->n", dgated, context)[:, None]  # (N, 1), without an (N, D) temporary
     dbeta *= beta * (1 - beta)
     return np.multiply(dgated, beta, out=dcontext_out), dbeta
 
 
-def _check_mask(mask: np.ndarray | None, N: int, L: int) -> None:
+def check_mask(mask: np.ndarray | None, N: int, L: int) -> None:
+    """Refuse a location mask that is not (N, L) booleans or that leaves a row nothing to attend to."""
     if mask is None:
         return
     if mask.shape != (N, L) or mask.dtype != np.bool_:
@@ -155,6 +165,14 @@ def _check_mask(mask: np.ndarray | None, N: int, L: int) -> None:
     empty = np.flatnonzero(~mask.any(axis=1))
     if empty.size:
         raise ValueError(f"mask leaves no location to attend to in rows {empty[:10].tolist()}")
+
+
+def take_scratch(holder: list[np.ndarray | None]) -> np.ndarray:
+    """The cached activations, handed out once: a second backward pass would read overwritten values."""
+    if holder[0] is None:
+        raise RuntimeError("this cache was already used by a backward pass (its activations are scratch space now)")
+    s, holder[0] = holder[0], None
+    return s
 
 
 # ------------------------------------------------------------------------------------------------ one step
@@ -167,7 +185,7 @@ def attention_step_forward(
     W_h_att: np.ndarray,
     w_att: np.ndarray,
     mask: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, tuple]:
+) -> tuple[np.ndarray, np.ndarray, AttentionStepCache]:
     """One step of additive soft attention.
 
     Args:
@@ -184,16 +202,24 @@ def attention_step_forward(
         cache: for :func:`attention_step_backward`.
     """
     N, L, _ = features.shape
-    _check_mask(mask, N, L)
+    check_mask(mask, N, L)
     s = np.empty((N, 1, L, w_att.shape[0]), dtype=feat_proj.dtype)
     hA = prev_h @ W_h_att  # (N, A)
     context, alpha = attend(features, feat_proj, hA[:, None, :], w_att, mask, s)
     return context[:, 0], alpha[:, 0], (features, prev_h, W_h_att, w_att, alpha[:, 0], [s[:, 0]])
 
 
-def attention_step_backward(
-    dcontext: np.ndarray, dalpha: np.ndarray, cache: tuple
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+class AttentionStepGrads(NamedTuple):
+    """Gradients of :func:`attention_step_backward`, in the order of :func:`attention_step_forward`'s inputs."""
+
+    dfeatures: np.ndarray  # (N, L, D)
+    dfeat_proj: np.ndarray  # (N, L, A)
+    dprev_h: np.ndarray  # (N, H)
+    dW_h_att: np.ndarray  # (H, A)
+    dw_att: np.ndarray  # (A,)
+
+
+def attention_step_backward(dcontext: np.ndarray, dalpha: np.ndarray, cache: AttentionStepCache) -> AttentionStepGrads:
     """Backward pass of :func:`attention_step_forward`.
 
     The cached activations become scratch space, so a cache serves one backward pass (as in training).
@@ -202,28 +228,21 @@ def attention_step_backward(
         dcontext: (N, D); dalpha: (N, L) upstream gradients (e.g. of the doubly stochastic regulariser).
 
     Returns:
-        dfeatures (N, L, D), dfeat_proj (N, L, A), dprev_h (N, H), dW_h_att (H, A), dw_att (A,).
+        :class:`AttentionStepGrads`: dfeatures (N, L, D), dfeat_proj (N, L, A), dprev_h (N, H), dW_h_att (H, A),
+        dw_att (A,).
     """
     features, prev_h, W_h_att, w_att, alpha, holder = cache
-    s = _take_scratch(holder)
-    dhA, de, dw_att = _attend_backward(dcontext, dalpha, features, alpha, s, w_att)
+    s = take_scratch(holder)
+    dhA, de, dw_att = attend_backward(dcontext, dalpha, features, alpha, s, w_att)
     dfeat_proj = np.subtract(de[:, :, None], s, out=s)
     dfeat_proj *= w_att
     dfeatures = alpha[:, :, None] * dcontext[:, None, :]
-    return dfeatures, dfeat_proj, dhA @ W_h_att.T, prev_h.T @ dhA, dw_att
-
-
-def _take_scratch(holder: list) -> np.ndarray:
-    """The cached activations, handed out once: a second backward pass would read overwritten values."""
-    if holder[0] is None:
-        raise RuntimeError("this cache was already used by a backward pass (its activations are scratch space now)")
-    s, holder[0] = holder[0], None
-    return s
+    return AttentionStepGrads(dfeatures, dfeat_proj, dhA @ W_h_att.T, prev_h.T @ dhA, dw_att)
 
 
 def attention_gate_forward(
     context: np.ndarray, prev_h: np.ndarray, W_beta: np.ndarray, b_beta: np.ndarray
-) -> tuple[np.ndarray, tuple]:
+) -> tuple[np.ndarray, GateCache]:
     """The gating scalar: ``beta = sigmoid(prev_h @ W_beta + b_beta)`` scales the context.
 
     Args:
@@ -234,14 +253,16 @@ def attention_gate_forward(
     """
     beta_pre = prev_h @ W_beta  # (N, 1)
     beta_pre += b_beta
-    gated, beta = _gate(beta_pre, context)
+    gated, beta = gate_context(beta_pre, context)
     return gated, (context, prev_h, W_beta, beta)
 
 
-def attention_gate_backward(dgated: np.ndarray, cache: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def attention_gate_backward(
+    dgated: np.ndarray, cache: GateCache
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Backward of :func:`attention_gate_forward`: dgated (N, D) -> dcontext, dprev_h, dW_beta (H, 1), db_beta (1,)."""
     context, prev_h, W_beta, beta = cache
-    dcontext, dbeta_pre = _gate_backward(dgated, context, beta)
+    dcontext, dbeta_pre = gate_context_backward(dgated, context, beta)
     return dcontext, dbeta_pre @ W_beta.T, prev_h.T @ dbeta_pre, dbeta_pre.sum(axis=0)
 
 
@@ -264,155 +285,3 @@ def doubly_stochastic_loss(alpha: np.ndarray, mask: np.ndarray, weight: float) -
     loss = weight * float(np.sum(np.square(gap, dtype=np.float64))) / N
     dcover = gap * alpha.dtype.type(-2 * weight / N)  # (N, L): d loss / d (sum_t alpha)
     return loss, dcover[:, None, :] * m[:, :, None]
-
-
-# ------------------------------------------------------------------------------------------------ the decoder
-
-
-def attention_lstm_forward(
-    x: np.ndarray,
-    features: np.ndarray,
-    feat_proj: np.ndarray,
-    h0: np.ndarray,
-    c0: np.ndarray,
-    Wx: np.ndarray,
-    Wh: np.ndarray,
-    b: np.ndarray,
-    W_h_att: np.ndarray,
-    w_att: np.ndarray,
-    W_beta: np.ndarray,
-    b_beta: np.ndarray,
-    mask: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, tuple]:
-    """The attention decoder over a sequence: at every step attend with ``h_{t-1}``, gate the context, and run
-    the LSTM (:data:`rnncap.nn.LSTM`'s core) on ``[x_t; beta * context]``.
-
-    As in :func:`rnncap.nn.sequence_forward`, the word part of every step's gates is one matrix product before
-    the loop, the sequence runs time-major, and ``x`` may be a transposed view of a time-major array. The hidden
-    state is multiplied by ``[W_h_att | W_beta]`` in one product per step.
-
-    Args:
-        x: (N, T, W) word vectors. features: (N, L, D). feat_proj: (N, L, A) ``features @ W_feat + b_feat``.
-        h0, c0: (N, H) initial states. Wx: (W + D, 4H) input weights, word rows first, then context rows.
-        Wh: (H, 4H); b: (4H,) (gates i, f, o, g). W_h_att: (H, A); w_att: (A,); W_beta: (H, 1); b_beta: (1,).
-        mask: (N, L) booleans, True where a location exists; None: every location.
-
-    Returns:
-        h: (N, T, H) hidden states; alpha: (N, T, L) attention weights (both transposed views of time-major
-        arrays); cache for :func:`attention_lstm_backward`.
-    """
-    N, T, W = x.shape
-    _, L, D = features.shape
-    H, A = h0.shape[1], w_att.shape[0]
-    _check_mask(mask, N, L)
-    if Wx.shape != (W + D, 4 * H):
-        raise ValueError(f"Wx must have shape (W + D, 4H) = ({W + D}, {4 * H}), got {Wx.shape}")
-    dtype = feat_proj.dtype
-    Wx_word, Wx_ctx = Wx[:W], Wx[W:]  # views: the word rows and the context rows
-    x_flat = x.transpose(1, 0, 2).reshape(T * N, W)
-    a = (x_flat @ Wx_word).reshape(T, N, 4 * H)  # the word part of every step's gates, one GEMM
-    a += b
-    W_hb = np.concatenate([W_h_att, W_beta], axis=1)  # (H, A + 1)
-
-    hs = np.empty((T + 1, N, H), dtype=dtype)  # hs[t] is h_{t-1} for step t
-    hs[0] = h0
-    s = np.empty((T, N, 1, L, A), dtype=dtype)  # tanh activations of every step, kept for the backward pass
-    alphas = np.empty((T, N, L), dtype=dtype)
-    contexts = np.empty((T, N, D), dtype=dtype)
-    gated = np.empty((T, N, D), dtype=dtype)
-    betas = np.empty((T, N, 1), dtype=dtype)
-    c, lstm_caches = c0, []
-    for t in range(T):
-        hb = hs[t] @ W_hb  # (N, A + 1): the query and the gate's pre-activation
-        context, alpha = attend(features, feat_proj, hb[:, None, :A], w_att, mask, s[t])
-        contexts[t], alphas[t] = context[:, 0], alpha[:, 0]
-        beta_pre = hb[:, A:]
-        beta_pre += b_beta
-        _, betas[t] = _gate(beta_pre, contexts[t], out=gated[t])
-        a[t] += gated[t] @ Wx_ctx
-        c, lstm_cache = LSTM.core_forward(a[t], hs[t], c, Wh, hs[t + 1])
-        lstm_caches.append(lstm_cache)
-    cache = (x_flat, features, Wx, W_hb, w_att, hs, [s], alphas, contexts, gated, betas, lstm_caches)
-    return hs[1:].transpose(1, 0, 2), alphas.transpose(1, 0, 2), cache
-
-
-def attention_lstm_backward(
-    dh: np.ndarray, dalpha: np.ndarray | None, cache: tuple, features_grad: bool = True
-) -> tuple[np.ndarray | None, ...]:
-    """Backpropagation through time for :func:`attention_lstm_forward`, in one loop.
-
-    The cached tanh activations become scratch space, so a cache serves one backward pass. Weight gradients are
-    one matrix product each over all steps after the loop; only the products that carry the gradient to
-    ``h_{t-1}`` run inside it.
-
-    Args:
-        dh: (N, T, H) upstream gradient of the hidden states (best a transposed view of a time-major array).
-        dalpha: (N, T, L) upstream gradient of the attention weights (the regulariser's), or None.
-        features_grad: False when the features are constants (a frozen encoder): their gradient, an (N, L, D)
-            array, is not computed and None stands in its place.
-
-    Returns:
-        dx (N, T, W), dfeatures (N, L, D) or None, dfeat_proj (N, L, A), dh0 (N, H), dc0 (N, H),
-        dWx (W + D, 4H), dWh (H, 4H), db (4H,), dW_h_att (H, A), dw_att (A,), dW_beta (H, 1), db_beta (1,).
-    """
-    x_flat, features, Wx, W_hb, w_att, hs, holder, alphas, contexts, gated, betas, lstm_caches = cache
-    s = _take_scratch(holder)
-    T, N, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
-    W, L, A = x_flat.shape[1], features.shape[1], w_att.shape[0]
-    dtype = dh.dtype
-    Wx_ctx_T = Wx[W:].T
-    dh = dh.transpose(1, 0, 2)  # (T, N, H)
-    dalpha = None if dalpha is None else dalpha.transpose(1, 0, 2)  # (T, N, L)
-
-    da = np.empty((T, N, 4 * H), dtype=dtype)
-    dhb = np.empty((T, N, A + 1), dtype=dtype)  # gradients of the query and of the gate's pre-activation
-    dcontexts = np.empty_like(contexts)
-    de = np.empty_like(alphas)
-    dw_att = np.zeros(A, dtype=dtype)
-    dprev_h = np.zeros((N, H), dtype=dtype)
-    dprev_c = np.zeros((N, H), dtype=dtype)
-    for t in reversed(range(T)):
-        dprev_h += dh[t]  # gradient reaching h_t: from the output at t and from step t + 1
-        dprev_h, dprev_c = LSTM.core_backward(dprev_h, dprev_c, lstm_caches[t], da[t], da[t])
-        dgated = da[t] @ Wx_ctx_T  # (N, D)
-        _, dhb[t, :, A:] = _gate_backward(dgated, contexts[t], betas[t], dcontext_out=dcontexts[t])
-        dhA, de[t], dw = _attend_backward(
-            dcontexts[t], None if dalpha is None else dalpha[t], features, alphas[t], s[t, :, 0], w_att
-        )
-        dhb[t, :, :A] = dhA
-        dw_att += dw
-        dprev_h += dhb[t] @ W_hb.T
-
-    TN = T * N
-    da_flat = da.reshape(TN, 4 * H)
-    dWx = np.empty_like(Wx)
-    np.matmul(x_flat.T, da_flat, out=dWx[:W])
-    np.matmul(gated.reshape(TN, -1).T, da_flat, out=dWx[W:])
-    dx = (da_flat @ Wx[:W].T).reshape(T, N, W).transpose(1, 0, 2)
-    h_prev = hs[:-1].reshape(TN, H)  # every step's input state, no copy
-    dWh = h_prev.T @ da_flat
-    dW_hb = h_prev.T @ dhb.reshape(TN, A + 1)
-    # feat_proj enters every step: its gradient is w_att * sum_t (de_t - de_t * s_t^2); s holds de_t * s_t^2,
-    # summed over t by one matrix-vector product (each element read once) instead of T accumulations.
-    dfeat_proj = (np.ones(T, dtype=dtype) @ s.reshape(T, -1)).reshape(N, L, A)
-    np.subtract(de.sum(axis=0)[:, :, None], dfeat_proj, out=dfeat_proj)
-    dfeat_proj *= w_att
-    dfeatures = None
-    if features_grad:
-        # sum_t alpha_t (x) dcontext_t. einsum, not np.matmul of (N, L, T) @ (N, T, D): NumPy's stacked matmul
-        # falls back to a naive loop for these shapes, some 20 times slower.
-        dfeatures = np.einsum("tnl,tnd->nld", alphas, dcontexts)
-    return (
-        dx,
-        dfeatures,
-        dfeat_proj,
-        dprev_h,
-        dprev_c,
-        dWx,
-        dWh,
-        da_flat.sum(axis=0),
-        np.ascontiguousarray(dW_hb[:, :A]),
-        dw_att,
-        np.ascontiguousarray(dW_hb[:, A:]),
-        dhb[:, :, A:].sum(axis=(0, 1)),  # (1,)
-    )
