@@ -63,7 +63,7 @@ def extract_features(
     with_grid: bool = True,
     progress: bool = True,
 ) -> ExtractionReport:
-    """Encode photo files batch by batch.
+    """Encode photo files batch by batch; returns an :class:`ExtractionReport` of what was done.
 
     Every index of ``paths`` not in ``skip`` ends up in exactly one ``on_batch`` call or one ``on_error`` call,
     in increasing index order. An unreadable file (missing, not an image, truncated, corrupt) costs only itself:
@@ -83,55 +83,67 @@ def extract_features(
         with_grid: compute and pass the grid features.
         progress: show a progress bar with photos per second.
 
-    Returns:
-        An :class:`ExtractionReport`.
-
     Worker processes are started with "spawn" (fork is unsafe once inference threads exist): each imports the
     calling script as a module, so a script calling this with ``workers > 0`` needs the usual
     ``if __name__ == "__main__":`` guard, and should import torch inside it, not at the top, or every worker
     spends seconds importing torch before it decodes anything.
     """
+    skip_set = _check_arguments(len(paths), skip, batch_size, workers)
+    start = time.perf_counter()
+    tasks = [(i, os.fspath(p)) for i, p in enumerate(paths) if i not in skip_set]
+    report = ExtractionReport(skipped=len(skip_set))
+
+    with tqdm(total=len(tasks), unit="img", desc=f"{encoder.name} features", disable=not progress) as bar:
+
+        def unreadable(index: int, message: str) -> None:
+            report.failed.append((index, message))
+            if on_error is None:
+                log.warning("skipping unreadable photo %s", message)
+            else:
+                on_error(index, message)
+            bar.update(1)
+
+        for indices, images in _batches(_decode(tasks, encoder, batch_size, workers), batch_size, unreadable):
+            pooled, grid = encoder.encode_preprocessed(images, with_grid=with_grid)
+            on_batch(indices, pooled, grid)
+            report.encoded += len(indices)
+            bar.update(len(indices))
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _check_arguments(num_paths: int, skip: Iterable[int], batch_size: int, workers: int) -> set[int]:
+    """The indices to skip, after checking them and the sizes."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     skip_set = {int(i) for i in skip}
-    outside = sorted(i for i in skip_set if not 0 <= i < len(paths))
+    outside = sorted(i for i in skip_set if not 0 <= i < num_paths)
     if outside:
-        raise ValueError(f"skip holds indices outside 0..{len(paths) - 1}, e.g. {outside[:3]}")
-    start = time.perf_counter()
-    tasks = [(i, os.fspath(p)) for i, p in enumerate(paths) if i not in skip_set]
-    report = ExtractionReport(skipped=len(skip_set))
+        raise ValueError(f"skip holds indices outside 0..{num_paths - 1}, e.g. {outside[:3]}")
+    return skip_set
 
+
+def _batches(
+    decoded: Iterable[_Decoded], batch_size: int, unreadable: Callable[[int, str], None]
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Group decoded photos into (B,) int64 indices and (B, S, S, 3) uint8 squares, B = ``batch_size`` but for the
+    last batch; an unreadable photo goes to ``unreadable(index, message)`` as it comes, so before the batch it
+    would have been in."""
     indices: list[int] = []
     images: list[np.ndarray] = []
-
-    def flush() -> None:
-        pooled, grid = encoder.encode_preprocessed(np.stack(images), with_grid=with_grid)
-        on_batch(np.asarray(indices, dtype=np.int64), pooled, grid)
-        report.encoded += len(indices)
-        bar.update(len(indices))
-        indices.clear()
-        images.clear()
-
-    with tqdm(total=len(tasks), unit="img", desc=f"{encoder.name} features", disable=not progress) as bar:
-        for index, image, message in _decode(tasks, encoder, batch_size, workers):
-            if image is None:
-                report.failed.append((index, message))
-                if on_error is None:
-                    log.warning("skipping unreadable photo %s", message)
-                else:
-                    on_error(index, message)
-                bar.update(1)
-                continue
-            indices.append(index)
-            images.append(image)
-            if len(indices) == batch_size:
-                flush()
-        if indices:
-            flush()
-    report.seconds = time.perf_counter() - start
-    return report
+    for index, image, message in decoded:
+        if image is None:
+            unreadable(index, message)
+            continue
+        indices.append(index)
+        images.append(image)
+        if len(indices) == batch_size:
+            yield np.asarray(indices, dtype=np.int64), np.stack(images)
+            indices, images = [], []
+    if indices:
+        yield np.asarray(indices, dtype=np.int64), np.stack(images)
 
 
 def _decode(tasks: list[tuple[int, str]], encoder: Encoder, batch_size: int, workers: int) -> Iterator[_Decoded]:

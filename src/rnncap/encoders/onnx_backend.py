@@ -60,7 +60,7 @@ def import_onnxruntime() -> Any:
     return onnxruntime
 
 
-def make_session(path: Path, num_threads: int | None = None) -> Any:
+def make_session(path: str | os.PathLike, num_threads: int | None = None) -> Any:
     """An ONNX Runtime CPU session for ``path``.
 
     Args:

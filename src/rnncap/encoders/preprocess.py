@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -40,7 +41,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     """
     if image.mode == "RGB":
         return image
-    if image.mode in _SIXTEEN_BIT_MODES or (image.mode == "I" and image.getextrema()[1] > 255):
+    if _is_sixteen_bit(image):
         gray = np.asarray(image, dtype=np.float32) / 257.0  # 65535 -> 255
         return Image.fromarray(np.clip(np.rint(gray), 0, 255).astype(np.uint8)).convert("RGB")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
@@ -48,6 +49,14 @@ def to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, _WHITE + (255,))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+def _is_sixteen_bit(image: Image.Image) -> bool:
+    """Whether ``image`` is 16-bit grayscale: an ``I;16`` mode, or mode ``I`` (32-bit) holding values above 255."""
+    if image.mode in _SIXTEEN_BIT_MODES:
+        return True
+    # Mode "I" has one band, so getextrema() is (min, max): Pillow's type covers images of any number of bands.
+    return image.mode == "I" and cast(tuple[float, float], image.getextrema())[1] > 255
 
 
 def center_square(width: int, height: int, crop_fraction: float) -> tuple[float, float, float, float]:

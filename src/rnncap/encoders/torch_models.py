@@ -10,11 +10,15 @@ ReLU6, tensorflow/tpu models/official/efficientnet/lite) with the weights conver
 from __future__ import annotations
 
 import socket
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from rnncap.encoders.specs import EncoderSpec, EncoderUnavailableError, lite_weights_path, resnet_api
+
+if TYPE_CHECKING:
+    from efficientnet_lite_pytorch import EfficientNet  # an optional package, imported where it is needed
 
 
 class FeatureNet(nn.Module):
@@ -23,6 +27,10 @@ class FeatureNet(nn.Module):
     Normalising inside the network lets the decode workers ship uint8 (a quarter of float32's bytes) and makes the
     exported ONNX graph and the torch module compute exactly the same function from the same input.
     """
+
+    # Registered buffers, (1, 3, 1, 1): declared, since nn.Module types the attributes it looks up as Tensor | Module.
+    mean: torch.Tensor
+    inv_std: torch.Tensor
 
     def __init__(self, trunk: nn.Module, spec: EncoderSpec) -> None:
         super().__init__()
@@ -43,7 +51,7 @@ class FeatureNet(nn.Module):
 class _LiteTrunk(nn.Module):
     """EfficientNet-Lite up to its last 1x1 convolution (+ BN + ReLU6): the input of the classifier's pool."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: EfficientNet) -> None:
         super().__init__()
         self.model = model
 
@@ -71,7 +79,7 @@ def build_feature_net(spec: EncoderSpec, download_timeout: float = 30.0) -> Feat
     return FeatureNet(trunk, spec).eval()
 
 
-def _load_lite(spec: EncoderSpec) -> nn.Module:
+def _load_lite(spec: EncoderSpec) -> EfficientNet:
     path = lite_weights_path(spec.name)
     try:
         from efficientnet_lite_pytorch import EfficientNet
