@@ -73,13 +73,16 @@ def resolve_hyperparameters(rule: str, config: Mapping[str, Any] | None = None) 
         low, high, low_ok = _RANGES[key]
         if not isinstance(value, Real) or isinstance(value, bool):
             raise ValueError(f"{rule}: {key} must be a real number, got {value!r}")
-        if not (low < value < high or (low_ok and value == low)):
+        number = float(value)  # numbers.Real is not typed as comparable with float
+        if not (low < number < high or (low_ok and number == low)):
             interval = f"{'[' if low_ok else '('}{low:g}, {high:g})"
             raise ValueError(f"{rule}: {key} must be in {interval}, got {value!r}")
     return hyper
 
 
-def _prepare(rule: str, w: np.ndarray, dw: np.ndarray, config: dict[str, Any] | None):
+def _prepare(
+    rule: str, w: np.ndarray, dw: np.ndarray, config: dict[str, Any] | None
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """Check the arguments of one update, fill in the defaults and return ``(w, dw, config)``.
 
     ``w`` comes back as an array the rule may overwrite: itself when possible, else a floating-point copy.

@@ -10,6 +10,7 @@ much copied from the training set).
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import TypeVar
 
 from rnncap.metrics.bleu import bleu
 from rnncap.metrics.cider import cider_d
@@ -20,6 +21,8 @@ from rnncap.text import tokenize
 METRICS = ("BLEU", "METEOR", "ROUGE_L", "CIDEr")
 TOKENIZERS = ("rnncap", "ptb")
 _SHOW = 5  # ids named in an error message
+
+ImageId = TypeVar("ImageId", bound=Hashable)  # any hashable key; candidates and references share theirs
 
 
 class Scores(dict[str, float]):
@@ -37,8 +40,8 @@ class Scores(dict[str, float]):
 
 
 def evaluate(
-    candidates: Mapping[Hashable, str],
-    references: Mapping[Hashable, Sequence[str]],
+    candidates: Mapping[ImageId, str],
+    references: Mapping[ImageId, Sequence[str]],
     metrics: Sequence[str] = METRICS,
     tokenizer: str = "rnncap",
 ) -> Scores:
@@ -116,7 +119,7 @@ def format_scores(scores: Scores | Mapping[str, float], digits: int = 1) -> str:
 
 
 def caption_stats(
-    candidates: Mapping[Hashable, str] | Sequence[str], training_captions: Iterable[str] | None = None
+    candidates: Mapping[ImageId, str] | Sequence[str], training_captions: Iterable[str] | None = None
 ) -> dict[str, float]:
     """How varied, long and original generated captions are; compared after :func:`tokenize` (case, punctuation).
 
@@ -149,7 +152,7 @@ def caption_stats(
     return stats
 
 
-def _check_inputs(candidates: Mapping[Hashable, str], references: Mapping[Hashable, Sequence[str]]) -> list[Hashable]:
+def _check_inputs(candidates: Mapping[ImageId, str], references: Mapping[ImageId, Sequence[str]]) -> list[ImageId]:
     """The ids to evaluate, in the order of ``candidates``, after checking that both mappings fit together."""
     if not candidates:
         raise ValueError("no candidate captions to evaluate")

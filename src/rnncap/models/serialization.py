@@ -60,7 +60,8 @@ def write_model_file(
     }
     for name, value in params.items():
         arrays[PARAM_PREFIX + name] = value if weights_dtype is None else value.astype(weights_dtype)
-    return atomic_write(path, lambda f: np.savez(f, **arrays))
+    # Written as it is read, without pickles (explicit, so that no key of **arrays can stand for allow_pickle).
+    return atomic_write(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
 
 
 class ModelFile(NamedTuple):

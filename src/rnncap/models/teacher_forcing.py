@@ -48,7 +48,7 @@ def embed_words_forward(
 ) -> tuple[np.ndarray, Any]:
     """(T, N) ids -> (T, N, W) word vectors, units dropped with probability ``dropout`` (none without ``rng``)."""
     x, embed_cache = word_embedding_forward(ids_in, W_embed)
-    x, drop_cache = dropout_forward(x, dropout, rng)
+    x, drop_cache = _dropout(x, dropout, rng)
     return x, (embed_cache, drop_cache)
 
 
@@ -82,7 +82,7 @@ def vocab_loss_forward(
     h_flat = h.reshape(T * N, H)  # a view when h is time-major in memory
     everything_counts = bool(mask.all())  # then gathering and scattering rows would only copy
     counted = slice(None) if everything_counts else np.flatnonzero(mask.ravel())  # rows of h_flat
-    h_counted, drop_cache = dropout_forward(h_flat[counted], dropout, rng)  # (M, H)
+    h_counted, drop_cache = _dropout(h_flat[counted], dropout, rng)  # (M, H)
     scores, vocab_cache = affine_forward(h_counted, W_vocab, b_vocab)  # (M, V)
     weights = np.full(scores.shape[0], 1 / N, dtype=scores.dtype)
     loss, dscores = softmax_cross_entropy(scores, ids_out.ravel()[counted], weights, overwrite_x=True)
@@ -99,3 +99,8 @@ def vocab_loss_backward(cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     dh = np.zeros(shape, dtype=dh_counted.dtype)
     dh.reshape(-1, shape[2])[counted] = dh_counted
     return dh, dW_vocab, db_vocab
+
+
+def _dropout(x: np.ndarray, p: float, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`~rnncap.nn.dropout_forward`, or nothing dropped without ``rng`` (validation)."""
+    return (x, None) if rng is None else dropout_forward(x, p, rng)
