@@ -7,6 +7,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -22,9 +24,11 @@ from rnncap.train import (
     PLOT_FILE,
     STATE_FILE,
     CaptionData,
+    MetricScorer,
     TrainConfig,
     Trainer,
     TrainingDiverged,
+    ValLossScorer,
 )
 
 D, W, H, T, NUM_WORDS = 12, 8, 16, 8, 10
@@ -68,6 +72,7 @@ def _config(**overrides) -> TrainConfig:
         "batch_size": 16,  # 40 captions: batches of 16, 16 and 8
         "optim_config": {"learning_rate": 1e-2},
         "lr_decay": 0.9,
+        "patience": None,
         "progress": False,
         "plot": False,
     }
@@ -213,7 +218,7 @@ def test_attention_model_trains_on_float16_grids_as_stored():
     train, val = _data(1, num_images=20, num_captions=40, grid=True), _data(2, num_images=6, num_captions=12, grid=True)
     model = _attention_model(dropout=0.3)
     trainer = Trainer(model, train, val, _config())
-    assert trainer._train.features is train.features and trainer._val.features.dtype == np.float16
+    assert trainer.train_data.features is train.features and trainer.val_data.features.dtype == np.float16
     history = trainer.train()
     assert history["train_loss"][-1] < history["train_loss"][0]
 
@@ -369,7 +374,7 @@ def test_score_fn_returning_named_metrics_chooses_by_score_key(tmp_path, train_d
     assert json.loads((tmp_path / "history.json").read_text())["metrics"] == results
     assert (tmp_path / "loss.png").stat().st_size > 0
     resumed = Trainer.resume(tmp_path, train_data, score_fn=_scores([]))
-    assert resumed.score_key == "CIDEr" and resumed.best_epoch == 2
+    assert resumed.scorer.key == "CIDEr" and resumed.best_epoch == 2
     with pytest.raises(ValueError, match="score_key='BLEU-4'"):
         Trainer.resume(tmp_path, train_data, score_fn=_scores([]), score_key="BLEU-4")
 
@@ -389,6 +394,30 @@ def test_score_fn_must_return_a_number(train_data):
     trainer = Trainer(_model(), train_data, config=_config(), score_fn=_scores([float("nan")]), higher_is_better=True)
     with pytest.raises(ValueError, match="score_fn returned nan after epoch 1; it must return a finite number"):
         trainer.train()
+
+
+def test_a_scorer_object_chooses_as_the_score_fn_it_wraps(tmp_path, train_data):
+    results = [{"BLEU-4": 0.3, "CIDEr": 0.1}, {"BLEU-4": 0.1, "CIDEr": 0.5}, {"BLEU-4": 0.2, "CIDEr": 0.2}]
+    by_fn = Trainer(
+        _model(), train_data, config=_config(num_epochs=3), score_fn=_scores(results), higher_is_better=True,
+        score_key="CIDEr",
+    )  # fmt: skip
+    scorer = MetricScorer(_scores(results), higher_is_better=True, key="CIDEr")
+    by_scorer = Trainer(_model(), train_data, config=_config(num_epochs=3), out_dir=tmp_path, scorer=scorer)
+    assert _without_times(by_scorer.train()) == _without_times(by_fn.train())
+    _assert_params_equal(by_scorer.model.params, by_fn.model.params)
+    assert Trainer.resume(tmp_path, train_data, score_fn=_scores([])).best_epoch == 2  # the same record on disk
+
+
+def test_patience_counts_only_where_there_is_a_score(train_data):
+    """The default patience (4) needs no score to set up: without one there is nothing to count, every epoch runs."""
+    assert TrainConfig().patience == 4
+    Trainer(_model(), train_data)  # TrainConfig() as it comes
+    trainer = Trainer(_model(), train_data, config=_config(num_epochs=4, patience=1))
+    assert trainer.train()["epoch"] == [1, 2, 3, 4] and not trainer.stopped_early
+    stopping = Trainer(_model(), train_data, config=_config(num_epochs=4, patience=1), score_fn=_scores([1.0] * 4),
+                       higher_is_better=True)  # fmt: skip
+    assert stopping.train()["epoch"] == [1, 2] and stopping.stopped_early
 
 
 # ---------------------------------------------------------------------- divergence
@@ -467,12 +496,16 @@ def test_bad_config_values(overrides, message):
 
 
 def test_bad_trainer_setups(train_data, val_data):
-    with pytest.raises(ValueError, match="keep_best and patience need a score"):
+    with pytest.raises(ValueError, match="keep_best needs a score: pass validation data or a score_fn"):
         Trainer(_model(), train_data, config=_config(keep_best=True))
-    with pytest.raises(ValueError, match="keep_best and patience need a score"):
-        Trainer(_model(), train_data, config=_config(patience=3))
     with pytest.raises(ValueError, match="say whether higher_is_better"):
         Trainer(_model(), train_data, config=_config(), score_fn=lambda model: 0.0)
+    with pytest.raises(ValueError, match="pass either a scorer or a score_fn"):
+        Trainer(_model(), train_data, val_data, _config(), scorer=ValLossScorer(), score_fn=lambda model: 0.0)
+    with pytest.raises(ValueError, match="the validation-loss scorer needs validation data"):
+        Trainer(_model(), train_data, config=_config(), scorer=ValLossScorer())
+    with pytest.raises(ValueError, match="scorer must be a Scorer, got function"):
+        Trainer(_model(), train_data, config=_config(), scorer=lambda model: 0.0)
     with pytest.raises(ValueError, match="the default score is the validation loss, where lower is better"):
         Trainer(_model(), train_data, val_data, _config(), higher_is_better=True)
     with pytest.raises(ValueError, match="config must be a TrainConfig"):
@@ -485,3 +518,62 @@ def test_numpy_numbers_in_the_config_are_saved(tmp_path, train_data):
     config = _config(num_epochs=np.int64(1), seed=np.int32(3), lr_decay=np.float32(0.5))
     Trainer(_model(), train_data, config=config, out_dir=tmp_path).train()
     assert Trainer.resume(tmp_path, train_data).config == dataclasses.replace(config)
+
+
+# ---------------------------------------------------------------------- defaults, TOML and imports
+
+
+def test_the_default_config_is_the_rnncap_train_recipe():
+    config = TrainConfig()
+    assert (config.num_epochs, config.batch_size, config.update_rule, config.optim_config) == (
+        15,
+        128,
+        "adam",
+        {"learning_rate": 2e-3},
+    )
+    assert (config.lr_decay, config.max_grad_norm, config.patience, config.seed) == (0.9, None, 4, 0)
+
+
+def test_config_from_toml(tmp_path):
+    path = tmp_path / "train.toml"
+    path.write_text(
+        'epochs = 3\nbatch-size = 16\nlr = 1e-2\nlr_decay = 0.5\nclip = 5\nupdate_rule = "sgd"\npatience = 2\n'
+        'seed = "7"\n'
+    )
+    assert TrainConfig.from_toml(path) == TrainConfig(
+        num_epochs=3,
+        batch_size=16,
+        optim_config={"learning_rate": 1e-2},
+        lr_decay=0.5,
+        max_grad_norm=5.0,
+        update_rule="sgd",
+        patience=2,
+        seed=7,
+    )
+    path.write_text("")
+    assert TrainConfig.from_toml(path) == TrainConfig()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("hidden = 16\n", r"train.toml: unknown option 'hidden'; known: \['batch_size', 'clip', 'epochs', 'lr'"),
+        ("epochs = 2.5\n", "train.toml: epochs must be an integer, got 2.5"),
+        ("lr = true\n", "train.toml: lr must be a number, got True"),
+        ("[epochs]\nfirst = 1\n", r"train.toml: epochs must be an integer, got \{'first': 1\}"),
+        ("epochs = 0\n", "num_epochs must be an integer >= 1, got 0"),
+        ('update_rule = "adamw"\n', "update_rule must be one of"),
+        ("epochs = \n", "cannot read the config file .*train.toml"),
+    ],
+)
+def test_config_from_toml_errors(tmp_path, text, message):
+    path = tmp_path / "train.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        TrainConfig.from_toml(path)
+
+
+def test_the_data_readers_import_caption_data_without_the_trainer():
+    code = "import sys, rnncap.data.store, rnncap.data.cs231n; print('rnncap.train.trainer' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "False"

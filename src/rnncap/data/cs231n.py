@@ -26,7 +26,7 @@ import numpy as np
 
 from rnncap.data.records import load_json, require_dir
 from rnncap.text import check_special_ids
-from rnncap.train import CaptionData
+from rnncap.train.data import CaptionData
 
 CAPTIONS_FILE = "coco2014_captions.h5"
 VOCAB_FILE = "coco2014_vocab.json"

@@ -48,7 +48,7 @@ from types import TracebackType
 import h5py
 import numpy as np
 
-from rnncap.train import CaptionData
+from rnncap.train.data import CaptionData
 
 FORMAT = "rnncap-prepared-1"
 _F16_MAX = float(np.finfo(np.float16).max)

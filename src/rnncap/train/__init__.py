@@ -1,22 +1,22 @@
-"""Training: the data a run reads, its settings, the loop, its checkpoints.
+"""Training: the data a run reads, its settings, the loop, its checkpoints and what chooses its best epoch.
 
-``from rnncap.train import CaptionData, TrainConfig, Trainer`` is the public entry point.
+``from rnncap.train import CaptionData, TrainConfig, Trainer`` is the public entry point. The modules:
+``data`` (CaptionData), ``config`` (TrainConfig, the one set of training defaults, and TOML), ``trainer`` (the
+loop), ``checkpoint`` (the run's files and the state file a resume reads) and ``scoring`` (Scorer).
 """
 
-from rnncap.train.trainer import (
-    BEST_FILE,
-    HISTORY_FILE,
-    MODEL_FILE,
-    PLOT_FILE,
-    STATE_FILE,
-    CaptionData,
-    History,
-    ScoreFn,
-    TrainConfig,
-    Trainer,
-    TrainingDiverged,
-    plot_history,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rnncap.report.plots import plot_history
+from rnncap.train.checkpoint import BEST_FILE, HISTORY_FILE, MODEL_FILE, PLOT_FILE, STATE_FILE, History
+from rnncap.train.config import TrainConfig
+from rnncap.train.data import CaptionData
+from rnncap.train.scoring import MetricScorer, Score, ScoreFn, Scorer, ValLossScorer
+
+if TYPE_CHECKING:
+    from rnncap.train.trainer import Trainer, TrainingDiverged
 
 __all__ = [
     "BEST_FILE",
@@ -26,9 +26,23 @@ __all__ = [
     "STATE_FILE",
     "CaptionData",
     "History",
+    "MetricScorer",
+    "Score",
     "ScoreFn",
+    "Scorer",
     "TrainConfig",
     "Trainer",
     "TrainingDiverged",
+    "ValLossScorer",
     "plot_history",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The trainer brings tqdm and the models: imported on first use, so that the data readers, which import
+    # rnncap.train.data (and so this package), do not load them.
+    if name in ("Trainer", "TrainingDiverged"):
+        from rnncap.train import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module 'rnncap.train' has no attribute {name!r}")

@@ -1,0 +1,208 @@
+"""The files of a training run and the trainer state file that a resume reads (format ``rnncap-trainer-1``).
+
+Written to the run's folder at the end of every epoch, each atomically (a temporary file renamed over the old):
+
+- ``trainer_state.npz``: everything a resume needs in one file, so that it can never be half new and half old:
+  arrays ``param/<name>`` (the current parameters), ``best/<name>`` (those of the best epoch, with keep-best),
+  ``optim/<name>/<key>`` (the optimizer's state arrays), ``__format__`` and ``__state__``, one JSON string with
+  the epoch, the config, the model's config, the scorer, the best score, the shuffling generator's state, the
+  optimizer's numbers and the history. Read with ``allow_pickle=False``.
+- ``model.npz``: the current model (``model.save``); ``best.npz``: the model of the best epoch so far.
+- ``history.json``: the history (see :meth:`rnncap.train.Trainer.train`); ``loss.png``: its curves.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rnncap.files import atomic_write
+from rnncap.train.config import TrainConfig
+
+if TYPE_CHECKING:
+    from rnncap.models.base import CaptionModel
+    from rnncap.train.scoring import Scorer
+
+STATE_FORMAT = "rnncap-trainer-1"
+STATE_FILE = "trainer_state.npz"
+MODEL_FILE = "model.npz"
+BEST_FILE = "best.npz"
+HISTORY_FILE = "history.json"
+PLOT_FILE = "loss.png"
+
+History = dict[str, list]
+
+
+@dataclass
+class TrainerState:
+    """What ``trainer_state.npz`` holds; see the module docstring.
+
+    ``score_name``, ``score_key`` and ``higher_is_better`` record the scorer (:func:`scorer_record`), so that a
+    resume can refuse to choose the best epoch otherwise than the run did.
+    """
+
+    epoch: int  # epochs completed
+    config: dict[str, Any]  # the TrainConfig's fields
+    model_config: dict[str, Any]  # model.config()
+    score_name: str | None
+    score_key: str | None
+    higher_is_better: bool
+    best_score: float | None
+    best_epoch: int | None
+    rng_state: dict[str, Any]  # the shuffling generator's bit_generator.state
+    history: History
+    params: dict[str, np.ndarray]
+    best_params: dict[str, np.ndarray] | None
+    optim_configs: dict[str, dict[str, Any]]  # per parameter: hyper-parameters and the rule's state
+
+
+def scorer_record(scorer: Scorer | None) -> tuple[str | None, str | None, bool]:
+    """How a state file records a scorer: (name, key, higher_is_better); (None, None, False) for none."""
+    if scorer is None:
+        return None, None, False
+    return scorer.name, scorer.key, scorer.higher_is_better
+
+
+def write_state(path: Path, state: TrainerState) -> None:
+    """Write ``state`` to ``path`` atomically."""
+    arrays: dict[str, Any] = {f"param/{name}": value for name, value in state.params.items()}
+    arrays |= {f"best/{name}": value for name, value in (state.best_params or {}).items()}
+    optimizer: dict[str, dict[str, Any]] = {}  # JSON part of each optimizer config: hyper-parameters, Adam's step
+    for name, param_config in state.optim_configs.items():
+        optimizer[name] = {}
+        for key, value in param_config.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"optim/{name}/{key}"] = value
+            else:
+                optimizer[name][key] = value
+    numbers = {
+        "epoch": state.epoch,
+        "config": state.config,
+        "model_config": state.model_config,
+        "score_name": state.score_name,
+        "score_key": state.score_key,
+        "higher_is_better": state.higher_is_better,
+        "best_score": state.best_score,
+        "best_epoch": state.best_epoch,
+        "rng_state": state.rng_state,
+        "optimizer": optimizer,
+        "history": state.history,
+    }
+    arrays["__format__"] = np.array(STATE_FORMAT)
+    arrays["__state__"] = np.array(json.dumps(numbers, allow_nan=False))
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def read_state(path: Path) -> TrainerState:
+    """The state in a trainer state file, never unpickling.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a readable trainer state file.
+    """
+    if not path.is_file():
+        raise FileNotFoundError(f"no trainer checkpoint {path}: train with out_dir={str(path.parent)!r} first")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+        if str(arrays.pop("__format__", "")) != STATE_FORMAT:
+            raise ValueError(f"not a trainer state file (expected format {STATE_FORMAT!r})")
+        numbers = json.loads(str(arrays.pop("__state__")))
+        return _state_from(arrays, numbers)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"{path} is not a readable trainer checkpoint: {exc}") from exc
+
+
+def _state_from(arrays: dict[str, np.ndarray], numbers: dict[str, Any]) -> TrainerState:
+    def group(prefix: str) -> dict[str, np.ndarray]:
+        return {key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)}
+
+    params = group("param/")
+    optim_configs = {name: dict(numbers["optimizer"][name]) for name in params}
+    for key, value in group("optim/").items():
+        name, state_key = key.split("/", 1)
+        optim_configs[name][state_key] = value
+    return TrainerState(
+        epoch=numbers["epoch"],
+        config=numbers["config"],
+        model_config=numbers["model_config"],
+        score_name=numbers["score_name"],
+        score_key=numbers["score_key"],
+        higher_is_better=numbers["higher_is_better"],
+        best_score=numbers["best_score"],
+        best_epoch=numbers["best_epoch"],
+        rng_state=numbers["rng_state"],
+        history=numbers["history"],
+        params=params,
+        best_params=group("best/") or None,
+        optim_configs=optim_configs,
+    )
+
+
+def write_run_files(out_dir: Path, state: TrainerState, model: CaptionModel, improved: bool) -> None:
+    """Write an epoch's files but the plot; the state file first, as it alone decides where a resume starts."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_state(out_dir / STATE_FILE, state)
+    model.save(out_dir / MODEL_FILE)
+    if improved:
+        model.save(out_dir / BEST_FILE)
+    text = json.dumps(state.history, indent=1, allow_nan=False)
+    atomic_write(out_dir / HISTORY_FILE, lambda f: f.write(text.encode()))
+
+
+# ---------------------------------------------------------------------- what a resume checks
+
+
+def check_model(state: TrainerState, model: CaptionModel, where: Path) -> None:
+    """Raise ValueError unless the checkpoint's parameters fit ``model`` (its configuration, names and shapes)."""
+    if model.config() != state.model_config:
+        raise ValueError(
+            f"{where}: the checkpoint is of a model {state.model_config}, the model given is {model.config()}"
+        )
+    for prefix, group in (("param/", state.params), ("best/", state.best_params or {})):
+        for name, value in group.items():
+            if name in model.params and value.shape != model.params[name].shape:
+                raise ValueError(
+                    f"{where}: {prefix}{name} has shape {value.shape}, the model's is {model.params[name].shape}"
+                )
+    if state.params.keys() != model.params.keys():
+        raise ValueError(
+            f"{where}: the checkpoint holds parameters {sorted(state.params)}, the model has {sorted(model.params)}"
+        )
+
+
+def continued_config(state: TrainerState, config: TrainConfig | None, where: Path) -> TrainConfig:
+    """The config a resumed run continues with: ``config``, or None for the checkpoint's own.
+
+    Raises:
+        ValueError: the saved config is not one this version reads, or ``config`` changes the update rule (whose
+            state could not carry over).
+    """
+    try:
+        saved = TrainConfig(**state.config)
+    except TypeError as exc:
+        raise ValueError(f"{where}: the checkpoint's config does not fit this version's TrainConfig: {exc}") from exc
+    config = saved if config is None else config
+    if config.update_rule != saved.update_rule:
+        raise ValueError(
+            f"{where}: the run used update rule {saved.update_rule!r}, whose state cannot continue as "
+            f"{config.update_rule!r}; start a new Trainer from the loaded model instead"
+        )
+    return config
+
+
+def check_scorer(state: TrainerState, scorer: Scorer | None, where: Path) -> None:
+    """Raise ValueError unless ``scorer`` chooses the best epoch as the checkpointed run did."""
+    name, key, higher_is_better = scorer_record(scorer)
+    if (name, key, higher_is_better) != (state.score_name, state.score_key, state.higher_is_better):
+        raise ValueError(
+            f"{where}: the run chose its best epoch by {state.score_name or 'nothing'} "
+            f"(score_key={state.score_key!r}, higher_is_better={state.higher_is_better}), the resumed one would use "
+            f"{name or 'nothing'} (score_key={key!r}, higher_is_better={higher_is_better}): pass the same "
+            "validation data and score_fn"
+        )
