@@ -12,17 +12,25 @@ import pytest
 
 from helpers import DIM, LOCATIONS, make_prepared
 from helpers import TOY_ENCODER as ENCODER
-from rnncap.apps.fit import ModelSettings, fit
+from rnncap.apps.fit import fit, fit_run
+from rnncap.apps.run_config import RunConfig, load_run_config
 from rnncap.cli import main
 from rnncap.data import StoreError, load_grid
-from rnncap.models import AttentionCaptioner, load_model
+from rnncap.models import AttentionCaptioner, AttentionConfig, RNNConfig, load_model
 from rnncap.train import TrainConfig
 
-SMALL = ModelSettings(cell_type="lstm", wordvec_dim=8, hidden_dim=16, dropout=0.0)
+SMALL = RNNConfig(cell_type="lstm", wordvec_dim=8, hidden_dim=16, dropout=0.0)
 
 
 def _config(**overrides) -> TrainConfig:
-    settings = {"num_epochs": 3, "batch_size": 4, "optim_config": {"learning_rate": 5e-2}, "progress": False}
+    settings = {
+        "num_epochs": 3,
+        "batch_size": 4,
+        "optim_config": {"learning_rate": 5e-2},
+        "lr_decay": 1.0,
+        "patience": None,
+        "progress": False,
+    }
     return TrainConfig(**settings | overrides)
 
 
@@ -88,6 +96,20 @@ def test_train_command_with_a_config_file(data: Path, tmp_path: Path, capsys) ->
     assert (out / "loss.png").is_file() and (out / "best-float16.npz").is_file()
 
 
+def test_fit_run_does_in_python_what_the_train_command_does(data: Path, tmp_path: Path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text(
+        f'data = "{data}"\nout = "{tmp_path / "python"}"\nwordvec = 8\nhidden = 16\nepochs = 2\nbatch_size = 4\n'
+    )
+    result = fit_run(load_run_config(config))
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "command")]) == 0
+    history = json.loads((tmp_path / "command" / "history.json").read_text())
+    assert {key: value for key, value in history.items() if key != "epoch_time"} == {
+        key: value for key, value in result.history.items() if key != "epoch_time"
+    }
+    assert result.best_path == tmp_path / "python" / "best.npz"
+
+
 def test_train_command_errors(data: Path, tmp_path: Path, capsys) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text("hiden = 16\n")
@@ -103,7 +125,7 @@ def test_train_command_errors(data: Path, tmp_path: Path, capsys) -> None:
 # ---------------------------------------------------------------------- the attention model
 
 
-ATTENTION = ModelSettings(wordvec_dim=8, hidden_dim=16, dropout=0.0, attention=True, attention_dim=8, alpha_reg=0.5)
+ATTENTION = AttentionConfig(wordvec_dim=8, hidden_dim=16, dropout=0.0, attention_dim=8, alpha_reg=0.5)
 
 
 def test_fit_trains_the_attention_model_on_the_grid(data: Path, tmp_path: Path) -> None:
@@ -136,7 +158,7 @@ def test_attention_needs_an_lstm_and_a_grid(data: Path, tmp_path: Path) -> None:
     with pytest.raises(
         ValueError, match="the attention model's cell is an LSTM; cell_type 'gru' needs attention=False"
     ):
-        ModelSettings(cell_type="gru", attention=True)
+        RunConfig.from_options({"attention": True, "cell": "gru"})
     with h5py.File(data, "a") as f:
         del f["features/grid"]
     with pytest.raises(StoreError, match="holds no grid features .*prepare the file again without --no-grid"):

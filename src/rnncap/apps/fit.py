@@ -1,14 +1,18 @@
 """Train a captioner on a prepared data file, choosing the best epoch by a caption metric: what `rnncap train` runs.
 
-The Trainer (``train.py``) knows nothing about files of photos or metrics; this module joins the pieces for the
-common case::
+The Trainer (:mod:`rnncap.train`) knows nothing about files of photos or metrics; this module joins the pieces for
+the common case::
 
-    result = fit("flickr8k.h5", "runs/flickr8k-lstm", ModelSettings(cell_type="lstm"), TrainConfig(num_epochs=15))
+    result = fit("flickr8k.h5", "runs/flickr8k-lstm", RNNConfig(cell_type="lstm"), TrainConfig(num_epochs=15))
     result.model.beam_search(...)        # the best epoch's model; result.best_path is its file
-    fit("flickr8k.h5", "runs/flickr8k-attention", ModelSettings(attention=True), TrainConfig(num_epochs=15))
+    fit("flickr8k.h5", "runs/flickr8k-attention", AttentionConfig(), TrainConfig(num_epochs=15))
 
-A CaptioningRNN reads the file's pooled features (M, D); ``ModelSettings(attention=True)`` trains an
-AttentionCaptioner (Show, Attend and Tell) on its grid features (M, L, D) instead, kept float16 in memory.
+    fit_run(load_run_config("run.toml"))   # what `rnncap train --config run.toml` does (rnncap.apps.run_config)
+
+The model's config chooses the model: an :class:`~rnncap.models.RNNConfig` trains a CaptioningRNN on the file's
+pooled features (M, D), an :class:`~rnncap.models.AttentionConfig` an AttentionCaptioner (Show, Attend and Tell)
+on its grid features (M, L, D), kept float16 in memory. Its ``input_dim`` (and ``num_locations``) are the data's;
+the initial weights are seeded by ``TrainConfig.seed``.
 
 After every epoch the model writes greedy captions for the validation photos and is scored with BLEU-4 and CIDEr-D
 (``rnncap.metrics``, no Java); the best epoch is the one with the best ``select_by`` (CIDEr by default, the metric
@@ -23,80 +27,28 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
 import numpy as np
 
+from rnncap.apps.run_config import RunConfig
 from rnncap.data.store import Store, StoreError, open_store
 from rnncap.decode import caption_features
 from rnncap.metrics import evaluate
-from rnncap.models import AttentionCaptioner, CaptioningRNN, load_model
-from rnncap.train import (
-    BEST_FILE,
-    MODEL_FILE,
-    STATE_FILE,
-    CaptionData,
-    History,
-    TrainConfig,
-    Trainer,
-)
+from rnncap.models import AttentionConfig, CaptionModel, ModelConfig, RNNConfig, build_model, load_model
+from rnncap.train import BEST_FILE, MODEL_FILE, STATE_FILE, CaptionData, History, MetricScorer, TrainConfig, Trainer
 
 SELECT_BY = ("CIDEr", "BLEU-4", "val_loss")
 SHIPPED_FILE = "best-float16.npz"
-
-
-@dataclass(frozen=True)
-class ModelSettings:
-    """The shape of a new model (a resumed run keeps the one it was started with).
-
-    ``attention`` chooses an AttentionCaptioner over the grid features instead of a CaptioningRNN over the pooled
-    ones; its cell is an LSTM, and ``attention_dim`` (A) and ``alpha_reg`` (the doubly stochastic regulariser's
-    weight) apply to it alone.
-    """
-
-    cell_type: str = "lstm"
-    wordvec_dim: int = 512
-    hidden_dim: int = 512
-    dropout: float = 0.5
-    seed: int = 0  # initial weights
-    attention: bool = False
-    attention_dim: int = 512
-    alpha_reg: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.attention and self.cell_type != "lstm":
-            raise ValueError(
-                f"the attention model's cell is an LSTM; cell_type {self.cell_type!r} needs attention=False"
-            )
-
-    def build(self, word_to_idx: dict[str, int], features: np.ndarray) -> Any:
-        """A new model with random weights for ``features``: (M, L, D) grids with attention, else (M, D)."""
-        common = {
-            "wordvec_dim": self.wordvec_dim,
-            "hidden_dim": self.hidden_dim,
-            "rng": self.seed,
-            "dropout": self.dropout,
-        }
-        if self.attention:
-            _, L, D = features.shape
-            return AttentionCaptioner(
-                word_to_idx,
-                input_dim=D,
-                num_locations=L,
-                attention_dim=self.attention_dim,
-                alpha_reg=self.alpha_reg,
-                **common,
-            )
-        return CaptioningRNN(word_to_idx, input_dim=features.shape[1], cell_type=self.cell_type, **common)
 
 
 @dataclass
 class FitResult:
     """What a run produced: the best model (in memory and its files), its history and how long it took."""
 
-    model: Any
+    model: CaptionModel
     history: History
     best_epoch: int | None
     best_path: Path
@@ -108,7 +60,7 @@ class FitResult:
 def fit(
     data: str | os.PathLike,
     out_dir: str | os.PathLike,
-    settings: ModelSettings | None = None,
+    settings: ModelConfig | None = None,
     config: TrainConfig | None = None,
     *,
     train_split: str = "train",
@@ -121,8 +73,8 @@ def fit(
     Args:
         data: a file written by ``rnncap prepare``.
         out_dir: the run's folder: checkpoints, ``best.npz``, ``best-float16.npz``, history and plots.
-        settings: the new model's shape; ignored when a run in ``out_dir`` is continued (its saved model decides
-            which features are read).
+        settings: the new model's config, ``RNNConfig()`` by default; ignored when a run in ``out_dir`` is
+            continued (its saved model decides which features are read).
         config: the training settings; default ``TrainConfig()``.
         train_split, val_split: split names in ``data``.
         select_by: "CIDEr", "BLEU-4" (greedy captions of ``val_split``) or "val_loss".
@@ -134,52 +86,65 @@ def fit(
     """
     if select_by not in SELECT_BY:
         raise ValueError(f"select_by must be one of {list(SELECT_BY)}, got {select_by!r}")
-    settings = ModelSettings() if settings is None else settings
+    settings = RNNConfig() if settings is None else settings
     config = TrainConfig() if config is None else config
     out_dir = Path(out_dir)
     resumed = (out_dir / STATE_FILE).exists()
     if resumed and not resume:
         raise ValueError(f"{out_dir} already holds a training run; continue it or choose another folder")
     model = load_model(out_dir / MODEL_FILE) if resumed else None
-    grid = model.reads_grid if resumed else settings.attention
-    with open_store(data) as store:
-        encoder, word_to_idx = store.encoder, store.word_to_idx
-        train = _load_split(store, train_split, grid)
-        val = _load_split(store, val_split, grid)
-        references = store.load_references(val_split)
-    max_length = train.captions.shape[1]  # <START>, the words and <END> of the longest caption
-    score_fn = None
+    grid = model.reads_grid if model is not None else isinstance(settings, AttentionConfig)
+    inputs = _read_inputs(Path(data), train_split, val_split, grid)
+    scorer = None
     if select_by != "val_loss":
-        score_fn = greedy_scorer(val, list(references.values()), max_length)
-    score_options = {} if score_fn is None else {"score_fn": score_fn, "higher_is_better": True, "score_key": select_by}
+        scorer = greedy_scorer(inputs.val, inputs.references, inputs.max_length, key=select_by)
 
-    if resumed:
-        trainer = Trainer.resume(out_dir, train, val, model=model, config=config, **score_options)
+    if model is not None:
+        trainer = Trainer.resume(out_dir, inputs.train, inputs.val, model=model, config=config, scorer=scorer)
     else:
-        model = settings.build(word_to_idx, train.features)
+        model = build_model(_sized_for(settings, inputs.train.features), inputs.word_to_idx, rng=config.seed)
         # What a captioner needs besides the weights: which CNN's features the model reads, how long to decode.
-        model.metadata = {"encoder": encoder, "max_length": max_length, "data": Path(data).name}
-        trainer = Trainer(model, train, val, config, out_dir, **score_options)
+        model.metadata = {"encoder": inputs.encoder, "max_length": inputs.max_length, "data": Path(data).name}
+        trainer = Trainer(model, inputs.train, inputs.val, config, out_dir, scorer=scorer)
 
     start = time.perf_counter()
     history = trainer.train()
     seconds = time.perf_counter() - start
-    model = trainer.model
-    best_path = out_dir / BEST_FILE
-    if trainer.best_epoch is not None:
-        epoch = trainer.best_epoch - 1
-        model.metadata["training"] = {
-            "epochs": trainer.epoch,
-            "best_epoch": trainer.best_epoch,
-            "select_by": select_by,
-            "val_split": val_split,
-            "val_loss": history["val_loss"][epoch],
-            "val_greedy": history["metrics"][epoch],
-            "seconds": round(sum(history["epoch_time"]), 1),
-        }
-        model.save(best_path)  # again, now with the facts of the finished run
-    shipped_path = model.save(out_dir / SHIPPED_FILE, weights_dtype=np.float16)
-    return FitResult(model, history, trainer.best_epoch, best_path, shipped_path, seconds, resumed)
+    best_path, shipped_path = _save_best(trainer, out_dir, select_by, val_split)
+    return FitResult(trainer.model, history, trainer.best_epoch, best_path, shipped_path, seconds, resumed)
+
+
+def fit_run(run: RunConfig, *, resume: bool = True) -> FitResult:
+    """:func:`fit` with the settings of ``run`` (e.g. :func:`load_run_config`), in ``run.run_dir``."""
+    return fit(
+        run.data_file,
+        run.run_dir,
+        run.settings,
+        run.train,
+        train_split=run.train_split,
+        val_split=run.val_split,
+        select_by=run.select_by,
+        resume=resume,
+    )
+
+
+class _Inputs(NamedTuple):
+    """What a run reads from the prepared file."""
+
+    train: CaptionData
+    val: CaptionData
+    references: list[list[str]]  # the human captions of each validation photo, in the order of val.features
+    encoder: str
+    word_to_idx: dict[str, int]
+    max_length: int  # <START>, the words and <END> of the longest training caption
+
+
+def _read_inputs(data: Path, train_split: str, val_split: str, grid: bool) -> _Inputs:
+    with open_store(data) as store:
+        train = _load_split(store, train_split, grid)
+        val = _load_split(store, val_split, grid)
+        references = list(store.load_references(val_split).values())
+        return _Inputs(train, val, references, store.encoder, store.word_to_idx, train.captions.shape[1])
 
 
 def _load_split(store: Store, split: str, grid: bool) -> CaptionData:
@@ -197,22 +162,52 @@ def _load_split(store: Store, split: str, grid: bool) -> CaptionData:
     return CaptionData(features, data.captions, data.image_idxs)
 
 
-def greedy_scorer(val: CaptionData, references: list[list[str]], max_length: int) -> Any:
-    """A ``score_fn`` for the Trainer: greedy captions of every validation photo -> {"BLEU-4", "CIDEr"} (0-1).
+def _sized_for(settings: ModelConfig, features: np.ndarray) -> ModelConfig:
+    """``settings`` with the input size of ``features``: D of pooled (M, D), or L and D of grids (M, L, D)."""
+    if isinstance(settings, AttentionConfig):
+        _, L, D = features.shape
+        return replace(settings, num_locations=L, input_dim=D)
+    return replace(settings, input_dim=features.shape[1])
+
+
+def _save_best(trainer: Trainer, out_dir: Path, select_by: str, val_split: str) -> tuple[Path, Path]:
+    """Save the trained model (the best epoch's) with the facts of the run: ``best.npz`` and its float16 copy."""
+    model, history = trainer.model, trainer.history
+    best_path = out_dir / BEST_FILE
+    if trainer.best_epoch is not None:
+        epoch = trainer.best_epoch - 1
+        model.metadata["training"] = {
+            "epochs": trainer.epoch,
+            "best_epoch": trainer.best_epoch,
+            "select_by": select_by,
+            "val_split": val_split,
+            "val_loss": history["val_loss"][epoch],
+            "val_greedy": history["metrics"][epoch],
+            "seconds": round(sum(history["epoch_time"]), 1),
+        }
+        model.save(best_path)  # again, now with the facts of the finished run
+    shipped_path = model.save(out_dir / SHIPPED_FILE, weights_dtype=np.float16)
+    return best_path, shipped_path
+
+
+def greedy_scorer(val: CaptionData, references: list[list[str]], max_length: int, key: str = "CIDEr") -> MetricScorer:
+    """A scorer for the Trainer: greedy captions of every validation photo -> {"BLEU-4", "CIDEr"} (0-1), the
+    best epoch chosen by ``key``, higher is better.
 
     Args:
         val: the validation split (its ``features`` rows are the photos, pooled or grids as the model reads).
         references: the human captions of each photo, in the order of ``val.features``.
         max_length: decoding steps.
+        key: "BLEU-4" or "CIDEr".
     """
     if len(references) != len(val.features):
         raise ValueError(f"{len(references)} reference lists for {len(val.features)} validation photos")
     image_ids = list(range(len(references)))
     reference_map = dict(zip(image_ids, references, strict=True))
 
-    def score(model: Any) -> dict[str, float]:
+    def score(model: CaptionModel) -> dict[str, float]:
         captions = caption_features(model, val.features, max_length, beam_size=1, progress=False)
         scores = evaluate(dict(zip(image_ids, captions, strict=True)), reference_map, metrics=("BLEU", "CIDEr"))
         return {"BLEU-4": scores["BLEU-4"], "CIDEr": scores["CIDEr"]}
 
-    return score
+    return MetricScorer(score, higher_is_better=True, key=key)

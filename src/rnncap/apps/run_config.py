@@ -1,0 +1,132 @@
+"""The settings of a `rnncap train` run in one object, from a TOML file named like the command's options.
+
+    run = load_run_config("run.toml")     # data = "flickr8k.h5", attention = true, hidden = 512, lr_decay = 0.9 ...
+    rnncap.apps.fit.fit_run(run)          # what `rnncap train --config run.toml` does
+
+Every default is the one of the dataclass that holds the setting: the model's (:class:`~rnncap.models.RNNConfig`
+or, with ``attention = true``, :class:`~rnncap.models.AttentionConfig`), :class:`~rnncap.train.TrainConfig`, and
+:class:`RunConfig` for the data, the run folder and what chooses the best epoch. The module reads no data and
+imports neither h5py nor the metrics, so that the command line can build its options from it at once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rnncap.models import AttentionConfig, ModelConfig, RNNConfig
+from rnncap.train.config import TOML_KEYS, TrainConfig, parse_options, read_toml
+
+RUNS_DIR = Path("runs")  # where runs go by default: runs/<data name>-<cell>, runs/<data name>-attention
+
+_MODEL_KEYS: dict[str, tuple[str, type]] = {
+    # key in a run file, and option of `rnncap train`: (the field of RNNConfig or AttentionConfig, its type)
+    "cell": ("cell_type", str),
+    "wordvec": ("wordvec_dim", int),
+    "hidden": ("hidden_dim", int),
+    "dropout": ("dropout", float),
+    "attention_dim": ("attention_dim", int),  # the attention model's alone, like alpha_reg
+    "alpha_reg": ("alpha_reg", float),
+}
+_FIT_KEYS: dict[str, tuple[str, type]] = {
+    "data": ("data", Path),
+    "out": ("out_dir", Path),
+    "train_split": ("train_split", str),
+    "val_split": ("val_split", str),
+    "select_by": ("select_by", str),
+}
+RUN_KEYS: dict[str, type] = {"attention": bool} | {
+    key: kind for keys in (_MODEL_KEYS, TOML_KEYS, _FIT_KEYS) for key, (_, kind) in keys.items()
+}
+"""Every key of a run file, with the type of its value: ``attention`` chooses the model, the model's sizes, the
+training settings (:data:`rnncap.train.config.TOML_KEYS`) and what the run reads and chooses by."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a run of :func:`rnncap.apps.fit.fit` needs: the new model's config, the training config, the data
+    and the choices.
+
+    Attributes:
+        settings: the new model's config (its ``input_dim`` and ``num_locations`` come from the data).
+        train: the training settings.
+        data: the prepared file; None: not chosen yet (a run needs it).
+        out_dir: the run's folder; None: :func:`default_run_dir`.
+        train_split, val_split, select_by: as in :func:`rnncap.apps.fit.fit`.
+    """
+
+    settings: ModelConfig = field(default_factory=RNNConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: Path | None = None
+    out_dir: Path | None = None
+    train_split: str = "train"
+    val_split: str = "dev"
+    select_by: str = "CIDEr"
+
+    @property
+    def data_file(self) -> Path:
+        """``data``, which a run cannot do without: ValueError when it is None."""
+        if self.data is None:
+            raise ValueError("a run needs a data file (data = ... in the run file)")
+        return self.data
+
+    @property
+    def run_dir(self) -> Path:
+        """``out_dir``, else the default folder of this data and model (:func:`default_run_dir`)."""
+        return default_run_dir(self.data_file, self.settings) if self.out_dir is None else self.out_dir
+
+    @classmethod
+    def from_options(cls, options: Mapping[str, Any]) -> RunConfig:
+        """A run from option values keyed as in :data:`RUN_KEYS`, of the right types; the rest default.
+
+        Raises:
+            ValueError: an unknown key, ``attention`` with a cell other than an LSTM, or a value a config refuses.
+        """
+        unknown = options.keys() - RUN_KEYS.keys()
+        if unknown:
+            raise ValueError(f"unknown options {sorted(unknown)}; known: {sorted(RUN_KEYS)}")
+        model = {name: options[key] for key, (name, _) in _MODEL_KEYS.items() if key in options}
+        settings: ModelConfig
+        if options.get("attention", False):
+            cell_type = model.pop("cell_type", "lstm")
+            if cell_type != "lstm":
+                raise ValueError(
+                    f"the attention model's cell is an LSTM; cell_type {cell_type!r} needs attention=False"
+                )
+            settings = AttentionConfig(**model)
+        else:  # the attention model's sizes are ignored, as the command line ignores them without --attention
+            settings = RNNConfig(**{name: v for name, v in model.items() if name not in ("attention_dim", "alpha_reg")})
+        train = TrainConfig.from_options({key: options[key] for key in TOML_KEYS if key in options})
+        run = {name: options[key] for key, (name, _) in _FIT_KEYS.items() if key in options}
+        return cls(settings, train, **run)
+
+
+def load_run_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
+    """The run of a TOML file whose keys are named like `rnncap train`'s options (:data:`RUN_KEYS`)::
+
+        data = "flickr8k.h5"
+        attention = true
+        hidden = 512
+        lr_decay = 0.9
+
+    Args:
+        path: the file; None: no file, ``overrides`` alone.
+        overrides: values by the same keys that win over the file's (the command line's, for `rnncap train`).
+            What neither sets takes the defaults of the model's config, TrainConfig and :class:`RunConfig`.
+
+    Raises:
+        ValueError: an unreadable file, an unknown key or a bad value (named with the file), or settings that do
+            not go together.
+    """
+    values = {} if path is None else parse_options(read_toml(path), RUN_KEYS, str(path))
+    values |= parse_options(overrides or {}, RUN_KEYS, "overrides")
+    return RunConfig.from_options(values)
+
+
+def default_run_dir(data: str | os.PathLike, settings: ModelConfig) -> Path:
+    """``runs/<data name>-<cell>`` (``runs/flickr8k-lstm``), or ``runs/<data name>-attention``."""
+    model = "attention" if isinstance(settings, AttentionConfig) else settings.cell_type
+    return RUNS_DIR / f"{Path(data).stem}-{model}"

@@ -1,0 +1,76 @@
+"""The settings of a `rnncap train` run from Python: a TOML file keyed like the command's options, overrides that win,
+the defaults of the config dataclasses, and the errors a bad file gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rnncap.apps.run_config import RUN_KEYS, RunConfig, default_run_dir, load_run_config
+from rnncap.models import AttentionConfig, RNNConfig
+from rnncap.train import TrainConfig
+
+
+def test_a_run_file_sets_the_model_the_training_and_the_run(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text(
+        'data = "prepared/toy.h5"\nattention = true\nattention_dim = 8\nalpha-reg = 0.5\nwordvec = 8\nhidden = 16\n'
+        'epochs = 2\nbatch_size = 4\nlr = 0.05\nclip = 25\nselect_by = "BLEU-4"\nval_split = "val"\n'
+    )
+    run = load_run_config(path, {"hidden": 32, "epochs": 3, "seed": 5})  # overrides win over the file
+    assert run.settings == AttentionConfig(wordvec_dim=8, hidden_dim=32, attention_dim=8, alpha_reg=0.5)
+    assert run.train == TrainConfig(
+        num_epochs=3, batch_size=4, optim_config={"learning_rate": 0.05}, max_grad_norm=25.0, seed=5
+    )
+    assert (run.data, run.out_dir) == (Path("prepared/toy.h5"), None)
+    assert (run.train_split, run.val_split, run.select_by) == ("train", "val", "BLEU-4")
+    assert run.run_dir == Path("runs/toy-attention")
+    assert load_run_config(path, {"out": "elsewhere"}).run_dir == Path("elsewhere")
+
+
+def test_what_nothing_sets_defaults_as_the_dataclasses_say() -> None:
+    run = load_run_config()
+    assert run == RunConfig() and run.settings == RNNConfig() and run.train == TrainConfig()
+    assert (run.train_split, run.val_split, run.select_by) == ("train", "dev", "CIDEr")
+    with pytest.raises(ValueError, match="a run needs a data file"):
+        _ = run.run_dir
+    gru = load_run_config(overrides={"cell": "gru", "data": Path("data/flickr8k.h5"), "attention_dim": 8})
+    assert gru.settings == RNNConfig(cell_type="gru")  # the attention model's sizes wait for attention = true
+    assert gru.run_dir == default_run_dir("data/flickr8k.h5", gru.settings) == Path("runs/flickr8k-gru")
+
+
+def test_the_keys_are_those_existing_run_files_use() -> None:
+    assert sorted(RUN_KEYS) == sorted(
+        ["attention", "attention_dim", "alpha_reg", "cell", "wordvec", "hidden", "dropout", "epochs", "batch_size",
+         "update_rule", "lr", "lr_decay", "clip", "patience", "select_by", "train_split", "val_split", "seed", "data",
+         "out"]
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("hiden = 16\n", r"run.toml: unknown option 'hiden'; known: \['alpha_reg', 'attention', 'attention_dim'"),
+        ('attention = "yes"\n', "run.toml: attention must be true or false, got 'yes'"),
+        ("hidden = 16.5\n", "run.toml: hidden must be an integer, got 16.5"),
+        ("data = 3.5\nlr = [1]\n", r"run.toml: lr must be a number, got \[1\]"),
+        ('attention = true\ncell = "gru"\n', "the attention model's cell is an LSTM; cell_type 'gru' needs attention"),
+        ('cell = "lsmt"\n', "cell_type must be one of"),
+        ("dropout = 1.5\n", r"dropout must be in \[0, 1\)"),
+        ("lr = -1\n", "learning_rate must be in"),
+        ("hidden = \n", "cannot read the config file .*run.toml"),
+    ],
+)
+def test_bad_run_files(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_run_config(path)
+
+
+def test_bad_overrides() -> None:
+    with pytest.raises(ValueError, match="overrides: unknown option 'hiden'"):
+        load_run_config(overrides={"hiden": 16})
+    with pytest.raises(ValueError, match=r"unknown options \['hiden'\]"):
+        RunConfig.from_options({"hiden": 16})
