@@ -161,4 +161,4 @@ class CaptioningRNN(CaptionModel):
         x = p["W_embed"][word_ids]  # (N, W)
         next_h, next_c, _ = step_forward(self.cell, x, prev_h, prev_c, p["Wx"], p["Wh"], p["b"])
         scores, _ = affine_forward(next_h, p["W_vocab"], p["b_vocab"])  # (N, V)
-        return log_softmax(scores), ((next_h, next_c) if self.cell.has_cell_state else (next_h,))
+        return log_softmax(scores), (next_h,) if next_c is None else (next_h, next_c)
