@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rnncap.report.plots import plot_history
 from rnncap.train.checkpoint import BEST_FILE, HISTORY_FILE, MODEL_FILE, PLOT_FILE, STATE_FILE, History
 from rnncap.train.config import TrainConfig
 from rnncap.train.data import CaptionData
@@ -45,4 +44,8 @@ def __getattr__(name: str) -> Any:
         from rnncap.train import trainer
 
         return getattr(trainer, name)
+    if name == "plot_history":  # its home is rnncap.report.plots (presentation); kept here for existing callers
+        from rnncap.report.plots import plot_history
+
+        return plot_history
     raise AttributeError(f"module 'rnncap.train' has no attribute {name!r}")

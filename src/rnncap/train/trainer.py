@@ -16,10 +16,10 @@ The learning rate of epoch ``e`` (from 0) is ``learning_rate * lr_decay ** e``, 
 a running product, so that a resumed run computes the very same floats.
 
 The best epoch is chosen by a :class:`~rnncap.train.scoring.Scorer`: the validation loss by default, or a
-``score_fn``. At the end of every epoch the files of :mod:`rnncap.train.checkpoint` go to ``out_dir``, and the
-loss curves to ``loss.png`` (:func:`rnncap.report.plots.plot_history`). If the loss or a gradient turns NaN or
-infinite, training stops with :class:`TrainingDiverged` before anything is written, so the files of the last good
-epoch stay as they were.
+``score_fn``. At the end of every epoch the files of :mod:`rnncap.train.checkpoint` go to ``out_dir``, and with
+``config.plot`` the loss curves to ``loss.png`` (:func:`rnncap.report.plots.plot_history`). If the loss or a
+gradient turns NaN or infinite, training stops with :class:`TrainingDiverged` before anything is written, so the
+files of the last good epoch stay as they were.
 
 References: Stanford CS231n assignment 3, ``captioning_solver.py`` (update rules per parameter, ``lr_decay`` per
 epoch); karpathy/nanoGPT ``train.py`` (config dataclass, checkpoint and resume).
@@ -39,7 +39,6 @@ from tqdm.auto import tqdm
 
 from rnncap.models import CaptionModel, load_model
 from rnncap.optim import clip_grad_norm, get_update_rule, global_norm, resolve_hyperparameters
-from rnncap.report.plots import plot_history
 from rnncap.train.checkpoint import (
     MODEL_FILE,
     PLOT_FILE,
@@ -293,6 +292,9 @@ class Trainer:
         )
         write_run_files(self.out_dir, state, self.model, improved)
         if self.config.plot:
+            # Imported here: drawing is presentation (rnncap.report), asked for by config.plot, and loads matplotlib.
+            from rnncap.report.plots import plot_history
+
             label = None if self.scorer is None else self.scorer.label
             plot_history(self.history, self.out_dir / PLOT_FILE, score_label=label)
 
