@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from rnncap.checks import is_real
 from rnncap.nn import CELLS
 
 
@@ -25,13 +26,9 @@ def _check_common(config: Any, positive: tuple[str, ...]) -> None:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
         object.__setattr__(config, name, int(value))
     dropout = config.dropout
-    if not _is_real(dropout) or not 0 <= dropout < 1:
+    if not is_real(dropout) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
     object.__setattr__(config, "dropout", float(dropout))
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -81,7 +78,7 @@ class AttentionConfig:
 
     def __post_init__(self) -> None:
         _check_common(self, ("input_dim", "num_locations", "wordvec_dim", "hidden_dim", "attention_dim"))
-        if not _is_real(self.alpha_reg) or not 0 <= self.alpha_reg < math.inf:
+        if not is_real(self.alpha_reg) or not 0 <= self.alpha_reg < math.inf:
             raise ValueError(f"alpha_reg must be a finite number >= 0, got {self.alpha_reg!r}")
         object.__setattr__(self, "alpha_reg", float(self.alpha_reg))
 

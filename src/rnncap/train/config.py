@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from rnncap.checks import is_real
 from rnncap.optim import DEFAULTS, resolve_hyperparameters
 
 
@@ -77,12 +78,12 @@ class TrainConfig:
             # NumPy integers become ints: the config is saved as JSON.
             object.__setattr__(self, name, int(value))
         self._check_optimizer()
-        if not _is_real(self.lr_decay) or not 0 < self.lr_decay <= 1:
+        if not is_real(self.lr_decay) or not 0 < self.lr_decay <= 1:
             raise ValueError(
                 f"lr_decay multiplies the learning rate every epoch and must be in (0, 1], got {self.lr_decay!r}"
             )
         if self.max_grad_norm is not None and (
-            not _is_real(self.max_grad_norm) or not 0 < self.max_grad_norm < math.inf
+            not is_real(self.max_grad_norm) or not 0 < self.max_grad_norm < math.inf
         ):
             raise ValueError(f"max_grad_norm must be a positive finite number or None, got {self.max_grad_norm!r}")
         object.__setattr__(self, "lr_decay", float(self.lr_decay))
@@ -195,7 +196,3 @@ def parse_options(values: Mapping[str, Any], kinds: Mapping[str, type], source: 
 
 
 _KIND_NAMES = {int: "an integer", float: "a number", str: "a string", Path: "a file name"}
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool)

@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from numbers import Real
 from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
+
+from rnncap.checks import is_real
 
 if TYPE_CHECKING:
     from rnncap.models.base import CaptionModel
@@ -95,9 +96,9 @@ class MetricScorer(Scorer):
                     f"score_fn returned {sorted(result)} after epoch {epoch}; score_key {self.key!r} must "
                     "name one of them"
                 )
-            metrics = {str(name): float(value) for name, value in result.items() if _is_real(value)}
+            metrics = {str(name): float(value) for name, value in result.items() if is_real(value)}
             result = result[self.key]
-        if not _is_real(result) or not math.isfinite(result):
+        if not is_real(result) or not math.isfinite(result):
             raise ValueError(f"score_fn returned {result!r} after epoch {epoch}; it must return a finite number")
         return Score(float(result), metrics)
 
@@ -132,7 +133,3 @@ def choose_scorer(
     if higher_is_better:
         raise ValueError("the default score is the validation loss, where lower is better")
     return ValLossScorer()
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
