@@ -2,10 +2,11 @@
 
 The rules, each a test below:
 
-- The engine (``ENGINE``: nn, models, decode, optim, train, gradcheck, text, files, checks) imports none of ``HEAVY`` (torch,
-  torchvision, onnx, onnxruntime, h5py, PIL, matplotlib) and none of the outer layers (``OUTER``: data, encoders,
-  metrics' neighbours apps, report, cli), at module level or inside a function. One exception, ``LAZY_EXCEPTIONS``:
-  the trainer may import ``rnncap.report.plots`` inside a function, to draw its loss curves when asked to.
+- The engine (``ENGINE``: nn, models, decode, optim, train, gradcheck, text, files, checks) imports none of
+  ``HEAVY`` (torch, torchvision, onnx, onnxruntime, h5py, PIL, matplotlib) and none of the outer layers (``OUTER``:
+  data, encoders, metrics' neighbours apps, report, cli), at module level or inside a function. One exception,
+  ``LAZY_EXCEPTIONS``: the trainer may import ``rnncap.report.plots`` inside a function, to draw its loss curves
+  when asked to.
 - What an engine module loads when imported, followed through every rnncap import transitively (parent packages'
   ``__init__`` included), holds no heavy library and no outer layer either: a careless import in ``rnncap/__init__``
   or in a module the engine may use (the metrics) would otherwise bring Pillow or h5py into the engine.
