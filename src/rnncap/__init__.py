@@ -19,7 +19,7 @@ from rnncap.text import decode_captions
 if TYPE_CHECKING:
     from rnncap.apps.captioner import Captioner
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "AttentionCaptioner",
