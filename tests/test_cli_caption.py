@@ -115,6 +115,77 @@ def test_an_empty_folder_is_an_error(model_file, tmp_path, capsys) -> None:
     assert status == 1 and f"folder {tmp_path} holds no photos" in err
 
 
+NO_PHOTOS = "(.jpg, .jpeg, .png, .webp, .gif, .bmp, .tif, .tiff files)"
+
+
+def test_an_empty_folder_costs_only_itself(model_file, photos, tmp_path, capsys) -> None:
+    empty = tmp_path / "emptydir"
+    empty.mkdir()
+    status, out, err = caption(capsys, empty, photos["jpeg"], "--model", model_file)
+    assert status == 1
+    assert out == f"{photos['jpeg']}\t{Captioner.from_pretrained(model_file).caption(photos['jpeg'])}\n"
+    assert err.splitlines() == [f"rnncap caption: error: {empty}: holds no photos {NO_PHOTOS}"]
+
+
+def test_broken_symlinks_in_a_folder_cost_only_themselves(model_file, photos, tmp_path, capsys) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.jpg").symlink_to(photos["jpeg"])
+    (folder / "b-loop.jpg").symlink_to(folder / "b-loop.jpg")
+    (folder / "c-dangling.png").symlink_to(tmp_path / "deleted.png")
+    (folder / "d.png").symlink_to(photos["png"])
+    status, out, err = caption(capsys, folder, "--model", model_file, "--json")
+    assert status == 1
+    listed = json.loads(out)
+    assert [item["image"] for item in listed] == [
+        str(folder / name) for name in ["a.jpg", "b-loop.jpg", "c-dangling.png", "d.png"]
+    ]
+    assert [item["caption"] is None for item in listed] == [False, True, True, False]
+    assert err.splitlines() == [
+        f"rnncap caption: error: {folder / 'b-loop.jpg'}: a symlink loop (it never reaches a file)",
+        f"rnncap caption: error: {folder / 'c-dangling.png'}: a dangling symlink "
+        f"(its target {tmp_path / 'deleted.png'} does not exist)",
+    ]
+
+
+def test_nothing_left_to_caption_is_a_clear_error(model_file, tmp_path, capsys) -> None:
+    empty, dangling = tmp_path / "empty", tmp_path / "links"
+    empty.mkdir()
+    dangling.mkdir()
+    (dangling / "gone.jpg").symlink_to(tmp_path / "gone.jpg")
+    status, out, err = caption(capsys, empty, dangling, "--model", model_file)
+    assert status == 1 and out == ""
+    assert err.splitlines() == [
+        f"rnncap caption: error: {empty}: holds no photos {NO_PHOTOS}",
+        f"rnncap caption: error: {dangling / 'gone.jpg'}: a dangling symlink "
+        f"(its target {tmp_path / 'gone.jpg'} does not exist)",
+        f"rnncap caption: error: nothing to caption: folder {empty} holds no photos {NO_PHOTOS} (and 1 more above)",
+    ]
+
+
+def test_attention_maps_skip_the_problems(attention_model_file, photos, tmp_path, capsys) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    maps = tmp_path / "maps.png"  # one photo among the arguments: a .png file holds its maps
+    status, out, err = caption(capsys, empty, photos["jpeg"], "--model", attention_model_file, "--attention", maps)
+    assert status == 1 and out.startswith(f"{photos['jpeg']}\t") and maps.is_file()
+    assert err.splitlines() == [
+        f"rnncap caption: error: {empty}: holds no photos {NO_PHOTOS}",
+        f"wrote {maps}",
+    ]
+
+
+def test_caption_files_expands_folders_and_reports_their_problems(model_file, photos, tmp_path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    captioner = Captioner.from_pretrained(model_file)
+    results = list(captioner.caption_files([empty, photos["jpeg"].parent, photos["png"]], batch_size=3))
+    folder_photos = sorted(str(p) for p in photos.values())
+    assert [r.image for r in results] == [str(empty), *folder_photos, str(photos["png"])]
+    assert results[0].caption is None and results[0].error.startswith("holds no photos (")
+    assert [r.caption for r in results[1:]] == captioner.caption_many([*folder_photos, photos["png"]])
+
+
 def test_bad_option_values_and_help(capsys) -> None:
     with pytest.raises(SystemExit):
         main(["caption", "photo.jpg", "--beam", "0"])

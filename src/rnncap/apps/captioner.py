@@ -5,7 +5,7 @@
     captioner = Captioner.from_pretrained()                    # the shipped model; or a name or a model file
     captioner.caption("dog.jpg")                               # 'a black dog runs through the grass'
     captioner.caption_many([pil_image, uint8_array, "cat.png"], beam_size=1)   # batched; beam 1 is greedy
-    for result in captioner.caption_files(find_images(["photos/"])):           # unreadable files reported, not raised
+    for result in captioner.caption_files(["photos/", "cat.png"]):          # folders expanded; problems reported
         print(result.image, result.caption or result.error)
 
     attended = Captioner.from_pretrained("runs/attention/best.npz").caption_with_attention("dog.jpg")
@@ -32,7 +32,7 @@ from threadpoolctl import ThreadpoolController
 
 from rnncap.apps.caption_results import AttendedCaption, CaptionResult
 from rnncap.apps.compat import check_spec, grid_maps, model_encoder
-from rnncap.apps.paths import DEFAULT_MODEL, find_images, model_path
+from rnncap.apps.paths import DEFAULT_MODEL, Entry, FoundPhotos, PathProblem, find_images, find_photos, model_path
 from rnncap.decode import search
 from rnncap.encoders import Encoder, load_encoder
 from rnncap.encoders.encoder import Backend
@@ -42,7 +42,18 @@ from rnncap.models import CaptionModel, ModelFileError, load_model
 from rnncap.text import decode_captions
 
 # Where these lived before apps/paths.py and apps/caption_results.py, and what `rnncap caption` users import.
-__all__ = ["DEFAULT_MODEL", "AttendedCaption", "CaptionResult", "Captioner", "Photo", "find_images", "model_path"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "AttendedCaption",
+    "CaptionResult",
+    "Captioner",
+    "FoundPhotos",
+    "PathProblem",
+    "Photo",
+    "find_images",
+    "find_photos",
+    "model_path",
+]
 
 # Searches over at most this many hypotheses (photos x beam) run on one BLAS thread. Their products are tiny
 # ((rows, 512) @ (512, 2048)): a second OpenBLAS thread only adds synchronisation, and while other work shares the
@@ -206,42 +217,55 @@ class Captioner:
 
     def caption_files(
         self,
-        paths: Iterable[str | os.PathLike],
+        paths: Iterable[str | os.PathLike] | FoundPhotos,
         *,
         beam_size: int = 3,
         max_length: int | None = None,
         batch_size: int = 32,
         attention: bool = False,
     ) -> Iterator[CaptionResult]:
-        """Caption photo files batch by batch, yielding one result per file in order as each batch is done.
+        """Caption photo files and folders batch by batch, yielding one result per photo in order as each batch is done.
 
-        An unreadable file (missing, not an image, truncated, corrupt) yields a result with the reason in
-        ``error`` and costs only itself. Photos are decoded in this process: for tens of thousands of photos,
-        :func:`rnncap.encoders.extract_features` decodes on worker processes, and :meth:`caption_features`
-        captions its output. Arguments as for :meth:`caption_many`; with ``attention``, every captioned photo's
-        result also holds its :class:`AttendedCaption` (ValueError, before any photo is read, for a model that
-        does not attend).
+        Folders are expanded by :func:`rnncap.apps.paths.find_photos` (or pass its :class:`FoundPhotos`). Nothing
+        bad costs more than itself: an unreadable file (missing, not an image, truncated, corrupt), a folder that
+        holds no photos or cannot be listed, a broken symlink in a folder each yield a result with the reason in
+        ``error``, in its place, and the others are captioned. Photos are decoded in this process: for tens of
+        thousands of photos, :func:`rnncap.encoders.extract_features` decodes on worker processes, and
+        :meth:`caption_features` captions its output. Arguments as for :meth:`caption_many`; with ``attention``,
+        every captioned photo's result also holds its :class:`AttendedCaption` (ValueError, before any photo is
+        read, for a model that does not attend).
         """
         _check_batch_size(batch_size)
         if attention:
             self._check_attention()
-        tasks = list(enumerate(os.fspath(path) for path in paths))
-        for start in range(0, len(tasks), batch_size):
-            decoded = self._read(tasks[start : start + batch_size])
-            readable = [square for _, square, _ in decoded if square is not None]
-            outcomes: Iterator[tuple[str, AttendedCaption | None]] = iter([])
-            if readable and attention:
-                outcomes = ((a.caption, a) for a in self._attend_squares(np.stack(readable), beam_size, max_length))
-            elif readable:
-                outcomes = ((c, None) for c in self._caption_squares(np.stack(readable), beam_size, max_length))
-            for index, square, message in decoded:
-                path = tasks[index][1]
-                if square is None:
-                    # load_images starts its messages with the path, which the result already holds.
-                    yield CaptionResult(path, None, message.removeprefix(f"{path}: "))
-                else:
-                    caption, attended = next(outcomes)
-                    yield CaptionResult(path, caption, attention=attended)
+        found = paths if isinstance(paths, FoundPhotos) else find_photos(paths)
+        entries = found.entries
+        for start in range(0, len(entries), batch_size):
+            yield from self._caption_entries(entries[start : start + batch_size], beam_size, max_length, attention)
+
+    def _caption_entries(
+        self, entries: list[Entry], beam_size: int, max_length: int | None, attention: bool
+    ) -> Iterator[CaptionResult]:
+        """One batch of :meth:`caption_files`: its photos read and captioned together, its problems passed on."""
+        tasks = [(index, entry) for index, entry in enumerate(entries) if isinstance(entry, str)]
+        decoded = {index: (square, message) for index, square, message in self._read(tasks)}
+        readable = [square for square, _ in decoded.values() if square is not None]
+        outcomes: Iterator[tuple[str, AttendedCaption | None]] = iter([])
+        if readable and attention:
+            outcomes = ((a.caption, a) for a in self._attend_squares(np.stack(readable), beam_size, max_length))
+        elif readable:
+            outcomes = ((c, None) for c in self._caption_squares(np.stack(readable), beam_size, max_length))
+        for index, entry in enumerate(entries):
+            if isinstance(entry, PathProblem):
+                yield CaptionResult(entry.path, None, entry.reason)
+                continue
+            square, message = decoded[index]
+            if square is None:
+                # load_images starts its messages with the path, which the result already holds.
+                yield CaptionResult(entry, None, message.removeprefix(f"{entry}: "))
+            else:
+                caption, attended = next(outcomes)
+                yield CaptionResult(entry, caption, attention=attended)
 
     def caption_features(self, features: np.ndarray, *, beam_size: int = 3, max_length: int | None = None) -> list[str]:
         """Captions of features already extracted by the model's encoder (e.g. read from a prepared store).

@@ -3,19 +3,23 @@ each photo's attention maps go to.
 
 ::
 
-    from rnncap.apps.paths import attention_map_paths, find_images, model_path
+    from rnncap.apps.paths import attention_map_paths, find_images, find_photos, model_path
 
     model_path()                                   # .../rnncap/assets/flickr8k-attention.npz, the shipped default
     model_path("runs/flickr/best.npz")             # a path stays a path
-    photos = find_images(["photos/", "cat.png"])   # ['photos/a.jpg', 'photos/b.png', 'cat.png']
+    photos = find_images(["photos/", "cat.png"])   # ['photos/a.jpg', 'photos/b.png', 'cat.png']; else ValueError
+    found = find_photos(["empty/", "cat.png"])     # .photos ['cat.png'], .problems [empty: holds no photos (...)]
     attention_map_paths(Path("maps"), photos)      # [maps/a.png, maps/b.png, maps/cat.png]
 """
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from rnncap.models import ModelFileError
 
@@ -52,34 +56,114 @@ def model_path(name_or_path: str | os.PathLike | None = None) -> Path:
     raise ModelFileError(f"no model file or shipped model named {name!r} (shipped models: {available})")
 
 
-def find_images(paths: Iterable[str | os.PathLike]) -> list[str]:
-    """Expand folders into the photos inside them; files are kept as given, whatever their extension.
+class PathProblem(NamedTuple):
+    """A photo argument or folder entry that cannot be captioned, and why: ``str()`` gives ``PATH: reason``."""
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+    def sentence(self) -> str:
+        """The problem said on its own, as :func:`find_images` raises it: ``folder PATH holds no photos (...)``."""
+        return f"folder {self.path} {self.reason}" if os.path.isdir(self.path) else str(self)
+
+
+Entry = str | PathProblem  # a photo path to read, or what went wrong in its place
+
+
+@dataclass(frozen=True)
+class FoundPhotos:
+    """What :func:`find_photos` found: every entry in the order given, photos and problems in their places."""
+
+    entries: list[Entry]
+
+    @property
+    def photos(self) -> list[str]:
+        """The photo paths, in order."""
+        return [entry for entry in self.entries if isinstance(entry, str)]
+
+    @property
+    def problems(self) -> list[PathProblem]:
+        """The arguments and folder entries that hold no photo to caption, in order."""
+        return [entry for entry in self.entries if isinstance(entry, PathProblem)]
+
+
+def find_photos(paths: Iterable[str | os.PathLike]) -> FoundPhotos:
+    """Expand folders into the photos inside them, reporting what cannot be captioned instead of raising.
 
     A folder contributes its files whose extension is in :data:`IMAGE_SUFFIXES` (any case), sorted by name; not
     its subfolders (no recursion), and not hidden files, such as the ``._photo.jpg`` metadata files macOS leaves
-    on shared drives, which are not photos. A path that does not exist is kept: captioning it reports it.
+    on shared drives, which are not photos. A file argument is kept as given, whatever its extension, even if it
+    does not exist: reading it reports it (:meth:`rnncap.Captioner.caption_files`).
+
+    Each problem costs only itself and takes its place among the entries: a folder that holds no photos or cannot
+    be listed (permissions, a symlink loop); inside a folder, a symlink with a photo's name that leads nowhere
+    (dangling) or round in a loop. Entries of other names (``notes.txt``, a dangling ``README``) are not photos
+    and are passed over, as before.
+    """
+    entries: list[Entry] = []
+    for given in paths:
+        path = os.fspath(given)
+        if os.path.isdir(path):
+            entries += _folder_entries(path)
+        else:
+            entries.append(path)
+    return FoundPhotos(entries)
+
+
+def find_images(paths: Iterable[str | os.PathLike]) -> list[str]:
+    """The photos of :func:`find_photos`, for callers that want all or nothing.
 
     Returns:
         The photo paths as strings, in the order given.
 
     Raises:
-        ValueError: a folder holds no photo.
+        ValueError: a folder holds no photo or cannot be listed, or holds a broken symlink with a photo's name
+            (the first problem; :func:`find_photos` reports every one and keeps the rest).
     """
-    found: list[str] = []
-    for given in paths:
-        path = os.fspath(given)
-        if not os.path.isdir(path):
-            found.append(path)
-            continue
-        names = sorted(
-            entry.name
-            for entry in os.scandir(path)
-            if entry.is_file() and not entry.name.startswith(".") and entry.name.lower().endswith(IMAGE_SUFFIXES)
-        )
-        if not names:
-            raise ValueError(f"folder {path} holds no photos ({', '.join(IMAGE_SUFFIXES)} files)")
-        found += [os.path.join(path, name) for name in names]
-    return found
+    found = find_photos(paths)
+    if found.problems:
+        raise ValueError(found.problems[0].sentence())
+    return found.photos
+
+
+def _folder_entries(folder: str) -> list[Entry]:
+    """One folder's photos, sorted by name, with its broken photo symlinks in their places; or why it has none."""
+    try:
+        with os.scandir(folder) as listing:
+            names = sorted(entry.name for entry in listing if _is_photo_name(entry.name))
+    except OSError as err:
+        return [PathProblem(folder, f"cannot be listed: {type(err).__name__}: {err.strerror or err}")]
+    entries: list[Entry] = []
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):  # follows symlinks: a link to a photo is a photo
+            entries.append(path)
+        elif os.path.islink(path):
+            entries.append(PathProblem(path, _broken_link_reason(path)))
+        # else a subfolder (or a device, a pipe) of a photo's name: not a photo, passed over like any subfolder
+    if not entries:
+        return [PathProblem(folder, f"holds no photos ({', '.join(IMAGE_SUFFIXES)} files)")]
+    return entries
+
+
+def _is_photo_name(name: str) -> bool:
+    return not name.startswith(".") and name.lower().endswith(IMAGE_SUFFIXES)
+
+
+def _broken_link_reason(path: str) -> str:
+    """Why the symlink ``path`` leads to no file: a loop, a dangling target, or another error."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a symlink loop (it never reaches a file)"
+        if err.errno == errno.ENOENT:
+            return f"a dangling symlink (its target {os.readlink(path)} does not exist)"
+        return f"a symlink that cannot be followed: {type(err).__name__}: {err.strerror or err}"
+    return "a symlink to something that is not a file"
 
 
 def attention_map_paths(target: str | os.PathLike, photos: Sequence[str | os.PathLike]) -> list[Path]:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rnncap.apps.paths import attention_map_paths, find_images
+from rnncap.apps.paths import FoundPhotos, attention_map_paths, find_photos
 from rnncap.cli.args import add_model_option, positive
 
 if TYPE_CHECKING:
@@ -26,9 +26,11 @@ name): the path, a tab, the caption; `cut -f2` keeps the captions. With --json:
 one JSON list of {"image": PATH, "caption": TEXT} objects, where an unreadable
 photo has "caption": null and an "error" (safe for paths with tabs or newlines).
 
-An unreadable photo (missing, not an image, corrupt) is reported on stderr as
+An unreadable photo (missing, not an image, corrupt), a folder that holds no
+photos or cannot be listed, and a broken symlink (dangling, or a loop) with a
+photo's name in a folder are each reported on stderr as
 `rnncap caption: error: PATH: reason` and the others are still captioned; the
-exit status is then 1, else 0.
+exit status is then 1, else 0 (1 with a message if nothing is left to caption).
 
 Attention maps (--attention, attention models only): one panel per word, the
 photo dimmed where the model did not look for that word. They are drawn over
@@ -86,11 +88,17 @@ def _run_caption(args: argparse.Namespace) -> int:
     from rnncap.apps.captioner import Captioner
     from rnncap.cli import EXIT_ERROR
 
-    photos = find_images(args.photos)
-    maps = None if args.attention is None else _map_paths(args.attention, photos)
+    found = find_photos(args.photos)
+    if not found.photos:
+        for problem in found.problems:
+            print(f"rnncap caption: error: {problem}", file=sys.stderr)
+        more = f" (and {len(found.problems) - 1} more above)" if len(found.problems) > 1 else ""
+        print(f"rnncap caption: error: nothing to caption: {found.problems[0].sentence()}{more}", file=sys.stderr)
+        return EXIT_ERROR
+    maps = None if args.attention is None else _map_paths(args.attention, found)
     captioner = Captioner.from_pretrained(args.model)
     results = captioner.caption_files(
-        photos,
+        found,
         beam_size=args.beam,
         max_length=args.max_length,
         batch_size=args.batch_size,
@@ -102,8 +110,9 @@ def _run_caption(args: argparse.Namespace) -> int:
             print(f"rnncap caption: error: {result.image}: {result.error}", file=sys.stderr)
         elif not args.json:
             print(f"{result.image}\t{result.caption}")
-        if maps is not None and result.attention is not None:
-            result = result.write_attention(maps[index])  # the maps on disk now: the photo's square is let go
+        target = None if maps is None else maps[index]
+        if target is not None and result.attention is not None:
+            result = result.write_attention(target)  # the maps on disk now: the photo's square is let go
         done.append(result)
     if args.json:
         print(json.dumps([result.as_dict() for result in done], indent=2, ensure_ascii=False))
@@ -116,12 +125,14 @@ def _run_caption(args: argparse.Namespace) -> int:
     return EXIT_ERROR if any(result.error is not None for result in done) else 0
 
 
-def _map_paths(target: Path, photos: list[str]) -> list[Path]:
-    """:func:`rnncap.apps.paths.attention_map_paths`, its errors naming the option."""
+def _map_paths(target: Path, found: FoundPhotos) -> list[Path | None]:
+    """:func:`rnncap.apps.paths.attention_map_paths` for each entry (None for a problem), its errors naming the
+    option."""
     try:
-        return attention_map_paths(target, photos)
+        maps = iter(attention_map_paths(target, found.photos))
     except ValueError as err:
         raise ValueError(f"--attention {err}") from None
+    return [next(maps) if isinstance(entry, str) else None for entry in found.entries]
 
 
 def _report_maps(target: Path, done: list[CaptionResult]) -> None:
