@@ -401,3 +401,14 @@ def test_cs231n_bad_input(tmp_path: Path) -> None:
     (root / "coco2014_vocab.json").write_text("{")
     with pytest.raises(ValueError, match="coco2014_vocab.json is not valid JSON"):
         read_cs231n(root)
+
+
+@needs_vocab
+def test_cs231n_vocabulary_with_two_words_on_one_id_names_both_and_the_id(tmp_path: Path) -> None:
+    root = make_cs231n(tmp_path / "cc", CS231N_VOCAB, {"train": (4, 9)}, urls=False)
+    vocab = json.loads(CS231N_VOCAB.read_text())
+    vocab["word_to_idx"] = {word: 5 if word == "the" else idx for word, idx in vocab["word_to_idx"].items()}
+    (root / "coco2014_vocab.json").write_text(json.dumps(vocab))
+    first, second = sorted(("on", "the"), key=list(vocab["word_to_idx"]).index)  # in the file's order
+    with pytest.raises(ValueError, match=f"'word_to_idx' gives id 5 to both '{first}' and '{second}'"):
+        read_cs231n(root, splits=("train",))

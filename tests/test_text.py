@@ -14,6 +14,7 @@ from rnncap.text import (
     build_vocab,
     check_caption_ids,
     check_special_ids,
+    check_unique_ids,
     decode_captions,
     encode,
     has_words,
@@ -145,3 +146,24 @@ def test_check_caption_ids_returns_the_array() -> None:
     captions = [[1, 4, 2], [1, 5, 2]]
     np.testing.assert_array_equal(check_caption_ids(captions, rows=2, vocab_size=6), captions)
     assert check_caption_ids(np.zeros((0, 3), dtype=np.int32), allow_empty=True).shape == (0, 3)
+
+
+DUPLICATE = {"<NULL>": 0, "<START>": 1, "<END>": 2, "<UNK>": 3, "dog": 4, "puppy": 4, "cat": 5}
+
+
+def test_a_vocabulary_with_two_words_on_one_id_is_refused_naming_both_and_the_id() -> None:
+    message = "gives id 4 to both 'dog' and 'puppy'"
+    with pytest.raises(ValueError, match=message):
+        idx_to_word_list(DUPLICATE)  # what every model builds its decoder from
+    with pytest.raises(ValueError, match=f"vocab.json {message}"):
+        check_special_ids(DUPLICATE, source="vocab.json")  # what the prepared file's writer checks
+    with pytest.raises(ValueError, match=message):
+        encode([["dog"]], DUPLICATE, max_length=3)
+    with pytest.raises(ValueError, match="gives id 0 to both '<NULL>' and 'dog'"):
+        idx_to_word_list({"<NULL>": 0, "dog": np.int64(0)})  # one id whatever its integer type
+
+
+def test_check_unique_ids_accepts_gaps_and_leaves_non_integers_to_the_type_checks() -> None:
+    check_unique_ids({"<NULL>": 0, "cat": 2, "dog": 3})  # CS231n's test vocabulary, with a gap
+    with pytest.raises(ValueError, match="must be a non-negative integer"):
+        idx_to_word_list({"<NULL>": 0, "dog": "1", "cat": "1"})

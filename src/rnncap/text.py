@@ -54,10 +54,35 @@ SPECIAL_IDS = {NULL: NULL_ID, START: START_ID, END: END_ID, UNK: UNK_ID}
 
 
 def check_special_ids(word_to_idx: Mapping[str, int], source: str = "the vocabulary") -> None:
-    """Refuse a vocabulary that does not give the four special tokens their standard ids; ``source`` names it."""
+    """Refuse a vocabulary that does not give the four special tokens their standard ids, or that gives two words
+    one id (:func:`check_unique_ids`); ``source`` names it."""
     for token, idx in SPECIAL_IDS.items():
         if word_to_idx.get(token) != idx:
             raise ValueError(f"{source} must map {token} to id {idx}, got {word_to_idx.get(token)!r}")
+    check_unique_ids(word_to_idx, source)
+
+
+def check_unique_ids(word_to_idx: Mapping[str, int], source: str = "the vocabulary") -> None:
+    """Refuse a vocabulary that gives two words the same id: decoding could only ever produce one of them, and
+    captions encoded with it would mean two things. The message names both words and the id."""
+    shared = shared_id(word_to_idx)
+    if shared is not None:
+        idx, first, second = shared
+        raise ValueError(f"{source} gives id {idx} to both {first!r} and {second!r}: every id must name one word")
+
+
+def shared_id(word_to_idx: Mapping[str, int]) -> tuple[int, str, str] | None:
+    """The first id that two words share, as ``(id, first word, second word)``; None when every id is unique.
+    Values that are not integers are skipped: the callers' type checks name them."""
+    owner: dict[int, str] = {}
+    for word, idx in word_to_idx.items():
+        if not isinstance(idx, int | np.integer):
+            continue
+        key = int(idx)  # np.int64(5) and 5 are one id
+        if key in owner:
+            return key, owner[key], word
+        owner[key] = word
+    return None
 
 
 def check_caption_ids(
@@ -181,6 +206,8 @@ def idx_to_word_list(word_to_idx: Mapping[str, int]) -> list[str]:
     for word, idx in word_to_idx.items():
         if not isinstance(idx, int | np.integer) or idx < 0:
             raise ValueError(f"vocabulary id of {word!r} must be a non-negative integer, got {idx!r}")
+    check_unique_ids(word_to_idx)  # after the type checks, so that a bad id gets the message about its type
+    for word, idx in word_to_idx.items():
         if idx >= len(words):
             warnings.warn(
                 f"word {word!r} has id {idx}, outside the vocabulary size {len(words)}: it can never be produced",

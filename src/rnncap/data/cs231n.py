@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 
 from rnncap.data.records import load_json, require_dir
-from rnncap.text import check_special_ids
+from rnncap.text import check_special_ids, shared_id
 from rnncap.train.data import CaptionData
 
 CAPTIONS_FILE = "coco2014_captions.h5"
@@ -111,9 +111,11 @@ def _read_vocab(path: Path) -> tuple[dict[str, int], list[str]]:
         raise ValueError(f"{path}: expected 'idx_to_word' (a list) and 'word_to_idx' (an object), ({e!r})") from e
     bad = [w for i, w in enumerate(idx_to_word) if word_to_idx.get(w) != i]
     if bad or len(word_to_idx) != len(idx_to_word):
+        shared = shared_id(word_to_idx)  # the usual cause: name both words and their id
+        why = "" if shared is None else f": 'word_to_idx' gives id {shared[0]} to both {shared[1]!r} and {shared[2]!r}"
         raise ValueError(
             f"{path}: 'idx_to_word' and 'word_to_idx' disagree (e.g. {bad[:5]}, "
-            f"{len(idx_to_word)} vs {len(word_to_idx)} words)"
+            f"{len(idx_to_word)} vs {len(word_to_idx)} words){why}"
         )
     check_special_ids(word_to_idx, source=str(path))
     return word_to_idx, idx_to_word
