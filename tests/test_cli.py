@@ -143,3 +143,32 @@ def test_installed_command_runs():
     command = Path(sys.executable).parent / "rnncap"  # installed by `pip install -e .` (the Makefile does it)
     done = subprocess.run([str(command), "prepare", "--help"], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0 and "flickr8k" in done.stdout and "cs231n" in done.stdout
+
+
+@pytest.mark.parametrize("source", ["flickr8k", "folder", "cs231n"])
+def test_an_unusable_out_is_refused_before_the_data_set_is_read(source, tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    for out, message in [
+        (tmp_path / "folder", f"--out {tmp_path / 'folder'} is a folder: expected the name of a file to write"),
+        (tmp_path / "file" / "x.h5", f"cannot create its folder, {tmp_path / 'file'} is a file, not a folder"),
+    ]:
+        # The root does not exist either: the output is checked first, so its error is the one shown.
+        assert main(["prepare", source, "--root", "/no/such/folder", "--out", str(out)]) == 1
+        error = capsys.readouterr().err
+        assert error.startswith("rnncap prepare: error: ") and message in error and "/no/such" not in error
+
+
+def test_the_prepare_api_checks_its_out_first(tmp_path):
+    from rnncap.apps.outputs import OutputError
+    from rnncap.apps.prepare import prepare_cs231n
+
+    with pytest.raises(OutputError, match=f"out {tmp_path} is a folder"):
+        prepare_cs231n(tmp_path / "nowhere", tmp_path)
+
+
+def test_every_command_states_the_rule_for_outputs(capsys):
+    for command in (["--help"], ["evaluate", "--help"], ["prepare", "--help"]):
+        with pytest.raises(SystemExit):
+            main(command)
+        assert "No command replaces an existing file without --overwrite" in " ".join(capsys.readouterr().out.split())

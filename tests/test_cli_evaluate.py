@@ -73,7 +73,7 @@ def test_the_gallery_of_an_attention_model_shows_its_maps(tmp_path: Path, capsys
     assert main([*args, "--gallery-size", "2"]) == 0
     assert f"wrote {html} (2 photos, with attention maps)" in capsys.readouterr().out
     assert html.read_text(encoding="utf-8").count('<img class="extra"') == 2
-    assert main([*args, "--no-attention-maps"]) == 0
+    assert main([*args, "--no-attention-maps", "--overwrite"]) == 0
     assert f"wrote {html} (4 photos)\n" in capsys.readouterr().out
     assert '<img class="extra"' not in html.read_text(encoding="utf-8")
 
@@ -109,3 +109,45 @@ def test_unknown_metric_is_a_usage_error(tmp_path: Path, capsys) -> None:
         main(["evaluate", "--data", str(tmp_path / "x.h5"), "--metrics", "BLEU,SPICE"])
     assert exit_info.value.code == 2
     assert "unknown metric(s) ['SPICE']: choose from BLEU,METEOR,ROUGE_L,CIDEr" in capsys.readouterr().err
+
+
+def test_an_existing_output_is_refused_before_captioning_unless_overwrite(tmp_path: Path, capsys) -> None:
+    data = make_prepared(tmp_path)
+    model = make_model(data).save(tmp_path / "model.npz")
+    scores, gallery = tmp_path / "scores.json", tmp_path / "gallery.html"
+    scores.write_text("scores of an hour of decoding")
+    args = ["evaluate", "--model", str(model), "--data", str(data), "--metrics", "CIDEr"]
+    args += ["--json", str(scores), "--html", str(gallery)]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert (
+        captured.err
+        == f"rnncap evaluate: error: --json {scores} already exists: give --overwrite (overwrite=True) to replace it\n"
+    )
+    assert captured.out == "" and not gallery.exists()  # refused before any captioning or writing
+    assert scores.read_text() == "scores of an hour of decoding"
+    assert main([*args, "--overwrite"]) == 0
+    assert json.loads(scores.read_text())["scale"] == "0-1" and gallery.is_file()
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("folder", "--html {html} is a folder: expected the name of a file to write"),
+        ("file/gallery.html", "--html {html}: cannot create its folder, {root}/file is a file, not a folder"),
+        ("toy.h5", "--html {html} is an input of this command"),
+    ],
+)
+def test_an_unusable_output_is_refused_before_captioning(tmp_path: Path, capsys, where: str, message: str) -> None:
+    data = make_prepared(tmp_path)
+    model = make_model(data).save(tmp_path / "model.npz")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "file").write_text("x")
+    html, scores = tmp_path / where, tmp_path / "out" / "scores.json"
+    before = data.read_bytes()
+    args = ["evaluate", "--model", str(model), "--data", str(data), "--json", str(scores), "--html", str(html)]
+    assert main([*args, "--overwrite"]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"rnncap evaluate: error: {message.format(html=html, root=tmp_path)}")
+    assert captured.out == "" and not scores.exists()  # before: the JSON was written, then the HTML failed
+    assert data.read_bytes() == before

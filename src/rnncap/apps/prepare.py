@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rnncap.apps.outputs import check_writable
 from rnncap.data import Dataset, ImageRecord, create_store, open_store, prepare_records, read_cs231n, summary_line
 from rnncap.text import decode_captions
 
@@ -78,7 +79,11 @@ def prepare_dataset(
         grid: also store the spatial grid features (for attention models).
         overwrite: replace a file that holds other data, or features of another encoder.
         progress: show a progress bar.
+
+    Raises:
+        OutputError: ``out`` is a folder or cannot be written (checked before anything is read or encoded).
     """
+    check_writable(out, "out")
     prepared = prepare_records(dataset, min_count=min_count, max_length=max_length)
     created = create_store(out, dataset, *prepared, root=dataset.root, name=dataset.name, overwrite=overwrite)
     result = extract_into_store(
@@ -148,8 +153,10 @@ def prepare_cs231n(
     """Copy CS231n's ``coco_captioning`` features, captions and vocabulary into a prepared file.
 
     Photos are named by their URL's file name where the URL files are there (``train2014/COCO_train2014_...jpg``),
-    else by split and row. Returns a summary line.
+    else by split and row. Returns a summary line. ``out`` is checked first
+    (:func:`rnncap.apps.outputs.check_writable`).
     """
+    check_writable(out, "out")
     data = read_cs231n(root, pca=pca)
     records: list[ImageRecord] = []
     tokens: list[np.ndarray] = []  # (K_split, T) encoded captions

@@ -4,6 +4,9 @@ rnncap prepare SOURCE --root DIR --out FILE     read a data set and extract CNN 
 rnncap train --data FILE [--cell lstm] ...      train a captioner, keep the best epoch by dev CIDEr (cli/train.py)
 rnncap evaluate --data FILE [--model M] ...     caption a split and score it, JSON and HTML gallery (cli/evaluate.py)
 rnncap caption PHOTO|FOLDER ... [--model M]     describe photos in words (cli/caption.py)
+
+Outputs, the one rule (rnncap.apps.outputs): no command replaces an existing file without --overwrite (prepare
+continues a file holding the same data), and every output is checked before any work starts.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 
 from rnncap import __version__
 from rnncap.cli import caption, evaluate, prepare, train
+from rnncap.cli.args import OUTPUTS_RULE
 
 EXIT_ERROR = 1
 COMMANDS = (prepare, train, evaluate, caption)
@@ -32,7 +36,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rnncap", description="Image captioning with recurrent networks in NumPy.")
+    parser = argparse.ArgumentParser(
+        prog="rnncap", description=f"Image captioning with recurrent networks in NumPy. {OUTPUTS_RULE}"
+    )
     parser.add_argument("--version", action="version", version=f"rnncap {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS:

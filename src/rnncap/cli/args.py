@@ -34,3 +34,18 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
         metavar="NAME_OR_PATH",
         help="a model file (.npz) or the name of a shipped model (default: the shipped one)",
     )
+
+
+OUTPUTS_RULE = (
+    "No command replaces an existing file without --overwrite; every output is checked (not a folder, its folder "
+    "can be made and written in, not one of the inputs) before any work starts."
+)
+
+
+def add_overwrite_option(parser: argparse.ArgumentParser, replaced: str) -> None:
+    """``--overwrite``: the one rule for outputs (:mod:`rnncap.apps.outputs`); ``replaced`` says what it replaces."""
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help=f"replace {replaced} (without it, an existing file is refused before any work starts)",
+    )

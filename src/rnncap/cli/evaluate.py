@@ -1,6 +1,7 @@
 """``rnncap evaluate``: caption a split of a prepared file, print its scores and caption habits, write JSON and HTML.
 
 rnncap evaluate --model MODEL --data FILE [--split dev] [--beam 3] [--out DIR | --json FILE --html FILE] [--no-save]
+                [--overwrite]
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rnncap.cli.args import add_model_option, non_negative, positive
+from rnncap.cli.args import OUTPUTS_RULE, add_model_option, add_overwrite_option, non_negative, positive
 from rnncap.metrics import METRICS, TOKENIZERS, format_scores
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "against the split's human captions as the COCO caption evaluation does. Prints the scores on the 0-100 "
         "scale and the captions' habits, and writes the scores on pycocoevalcap's 0-1 scale with every caption as "
         "JSON and a gallery that opens offline as HTML (with attention maps for an attention model): by default "
-        "OUT/<model>-<split>.json and .html.",
+        f"OUT/<model>-<split>.json and .html. {OUTPUTS_RULE}",
     )
     add_model_option(evaluate)
     evaluate.add_argument(
@@ -92,6 +93,7 @@ def _add_outputs(evaluate: argparse.ArgumentParser) -> None:
         "--html", metavar="FILE", type=Path, help="the gallery of photos, captions and scores (default: in --out)"
     )
     evaluate.add_argument("--no-save", dest="save", action="store_false", help="print the scores, write no files")
+    add_overwrite_option(evaluate, "existing --json and --html files")
     evaluate.add_argument(
         "--gallery-size",
         metavar="N",
@@ -120,6 +122,7 @@ def _metric_list(text: str) -> tuple[str, ...]:
 
 def _run_evaluate(args: argparse.Namespace) -> None:
     from rnncap.apps.evaluation import evaluate_model
+    from rnncap.apps.outputs import check_outputs
     from rnncap.apps.paths import model_path
 
     path = model_path(args.model)
@@ -129,6 +132,8 @@ def _run_evaluate(args: argparse.Namespace) -> None:
         args.html = args.html or args.out / f"{name}.html"
     else:
         args.json = args.html = None
+    # Before the captioning, which takes minutes on a large split: a bad output costs a one-line error, not the run.
+    check_outputs({"--json": args.json, "--html": args.html}, overwrite=args.overwrite, inputs=(path, args.data))
 
     # A warning (e.g. a model that does not name its encoder) as one line, like the errors, not with a source line.
     with warnings.catch_warnings(record=True) as caught:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rnncap.cli.args import non_negative, positive, split_list
+from rnncap.cli.args import OUTPUTS_RULE, non_negative, positive, split_list
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -20,7 +20,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "prepare",
         help="read a data set, build the vocabulary and extract CNN features into one HDF5 file",
         description="Read a data set, build the vocabulary, encode the captions and extract CNN features into one "
-        "HDF5 file that `rnncap train` reads. Running it again continues an interrupted extraction.",
+        "HDF5 file that `rnncap train` reads. Running it again continues an interrupted extraction; a --out file that "
+        f"holds other data is replaced only with --overwrite. {OUTPUTS_RULE}",
     )
     sources = prepare.add_subparsers(dest="source", required=True)
     photo_sources = _add_photo_sources(sources)
@@ -98,9 +99,11 @@ def _add_extraction_options(source: argparse.ArgumentParser) -> None:
 
 
 def _run_prepare_photos(args: argparse.Namespace) -> None:
+    from rnncap.apps.outputs import check_writable
     from rnncap.apps.prepare import prepare_dataset
     from rnncap.data import read_coco, read_flickr8k, read_folder
 
+    check_writable(args.out, "--out")  # before reading the data set (COCO: a minute); the file's rule is create_store's
     if args.source == "flickr8k":
         dataset = read_flickr8k(args.root, splits=args.splits)
     elif args.source == "coco":
@@ -129,7 +132,9 @@ def _run_prepare_photos(args: argparse.Namespace) -> None:
 
 
 def _run_prepare_cs231n(args: argparse.Namespace) -> None:
+    from rnncap.apps.outputs import check_writable
     from rnncap.apps.prepare import prepare_cs231n
 
+    check_writable(args.out, "--out")
     summary = prepare_cs231n(args.root, args.out, pca=args.pca, overwrite=args.overwrite)
     print(f"wrote {summary}")
