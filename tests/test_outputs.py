@@ -69,3 +69,12 @@ def test_check_writable_accepts_an_existing_file(tmp_path: Path) -> None:
     existing = tmp_path / "prepared.h5"
     existing.write_bytes(b"")
     assert check_writable(existing, "--out") == existing  # prepare continues it: create_store's rule decides
+
+
+def test_many_files_under_one_label(tmp_path: Path) -> None:
+    maps = [tmp_path / "maps" / "dog.png", tmp_path / "maps" / "cat.png", None]
+    assert check_outputs([("--attention", path) for path in maps]) == maps[:2]
+    (tmp_path / "maps").mkdir()
+    maps[1].write_bytes(b"")
+    with pytest.raises(OutputError, match=f"--attention {maps[1]} already exists"):
+        check_outputs([("--html", tmp_path / "g.html"), *(("--attention", path) for path in maps)])

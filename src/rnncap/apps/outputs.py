@@ -32,8 +32,11 @@ class OutputError(ValueError):
     """An output path that must not or cannot be written; the message names it and what is wrong."""
 
 
+Output = str | os.PathLike | None
+
+
 def check_outputs(
-    outputs: Mapping[str, str | os.PathLike | None],
+    outputs: Mapping[str, Output] | Iterable[tuple[str, Output]],
     *,
     overwrite: bool = False,
     inputs: Iterable[str | os.PathLike] = (),
@@ -41,7 +44,8 @@ def check_outputs(
     """Refuse outputs that would replace a file without ``overwrite`` or that cannot be written; returns the paths.
 
     Args:
-        outputs: {how to name it in a message, e.g. ``"--json"``: the file to write}; None values are skipped.
+        outputs: {how to name it in a message, e.g. ``"--json"``: the file to write}, or ``(label, file)`` pairs
+            (one label for many files: ``[("--attention", "maps/dog.png"), ...]``); None files are skipped.
         overwrite: replace existing files (else an existing one is refused).
         inputs: files the command reads: an output naming one of them is refused even with ``overwrite``.
 
@@ -50,7 +54,8 @@ def check_outputs(
             or lies where no file can be written.
     """
     checked: dict[Path, str] = {}
-    for label, path in outputs.items():
+    pairs = outputs.items() if isinstance(outputs, Mapping) else outputs
+    for label, path in pairs:
         if path is None:
             continue
         path = Path(path)
