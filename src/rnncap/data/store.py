@@ -27,6 +27,11 @@ Layout (M photos, K captions, T = max_length + 2, F pooled feature size, L grid 
     features/pooled  (M, F) float16    globally pooled CNN features (created by Store.begin_features)
     features/grid    (M, L, C) float16 optional spatial features, e.g. L = 81 cells of a 9x9 grid, C = 1280
 
+Opening a file checks every attribute, dataset and index relation above (:mod:`rnncap.data.store_checks`: the
+dtypes, the dimensions, M and K agreeing between datasets, captions/image within images/, the vocabulary's
+special ids; token ids as a split reads them), so that damage is a :class:`StoreError` naming the field, never an
+IndexError or KeyError later on.
+
 Features are float16 to halve the file (COCO's grid features are 25 GB as it is); values beyond float16's range
 (65504) are refused rather than stored as infinity.
 
@@ -38,7 +43,6 @@ and flushed, so that an interrupted extraction loses at most the batch in flight
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from functools import cached_property
@@ -48,15 +52,19 @@ from types import TracebackType
 import h5py
 import numpy as np
 
+from rnncap.data.store_checks import (
+    StoreError,
+    check_caption_image,
+    check_image_ids,
+    check_layout,
+    check_tokens,
+    read_attrs,
+)
 from rnncap.train.data import CaptionData
 
 FORMAT = "rnncap-prepared-1"
 _F16_MAX = float(np.finfo(np.float16).max)
 _BLOCK_BYTES = 64 << 20  # features read 64 MiB at a time: memory stays bounded on COCO's 123k photos
-
-
-class StoreError(ValueError):
-    """A prepared file that is missing, damaged, of another format, or not ready for the request."""
 
 
 def open_store(path: str | os.PathLike, writable: bool = False, root: str | os.PathLike | None = None) -> Store:
@@ -93,19 +101,22 @@ class Store:
                     f"{self.path} is not an rnncap prepared file (format {self._f.attrs.get('format')!r}, "
                     f"expected {FORMAT!r})"
                 )
-            self.word_to_idx: dict[str, int] = json.loads(self._f.attrs["vocab"])
-            self.max_length = int(self._f.attrs["max_length"])
+            # Every attribute, dataset and index relation checked once here: the readers below trust them.
+            self.word_to_idx, self.max_length = read_attrs(self.path, self._f)
+            check_layout(self.path, self._f, self.max_length)
             stored_root = str(self._f.attrs["root"])
             self.root = Path(root) if root is not None else (Path(stored_root) if stored_root else None)
             self.name = str(self._f.attrs["name"])
             self.image_ids: list[str] = list(self._f["images/id"].asstr()[()])
+            check_image_ids(self.path, self.image_ids)
             self._split = self._f["images/split"].asstr()[()].astype(str)
+            self._caption_image = check_caption_image(self.path, self._f["captions/image"][()], self.num_images)
         except StoreError:
             self._f.close()
             raise
-        except (KeyError, ValueError) as e:
+        except (KeyError, ValueError, TypeError, OSError) as e:  # what the checks above did not foresee
             self._f.close()
-            raise StoreError(f"{self.path} is damaged or incomplete: {e!r}") from e
+            raise StoreError(f"{self.path} is damaged or incomplete: {type(e).__name__}: {e}") from e
 
     # ---- context manager -------------------------------------------------------------------------------------
 
@@ -133,8 +144,16 @@ class Store:
 
     def image_paths(self, indices: Sequence[int] | np.ndarray | None = None) -> list[Path]:
         """Where the photos at ``indices`` (default all) are: the stored relative paths joined to the root."""
-        chosen = self._paths if indices is None else self._paths[np.asarray(indices, dtype=np.int64)]
+        chosen = self._paths if indices is None else self._paths[self._check_indices(indices)]
         return [self.root / p if self.root is not None else Path(p) for p in chosen]
+
+    def _check_indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """(B,) photo indices as int64, refused unless each is a row of images/ (IndexError, as for a list)."""
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() >= self.num_images):
+            bad = int(idx.min() if idx.min() < 0 else idx.max())
+            raise IndexError(f"{self.path}: photo index {bad} is outside the {self.num_images} photos of images/")
+        return idx
 
     @cached_property
     def _paths(self) -> np.ndarray:
@@ -144,7 +163,7 @@ class Store:
     def splits(self) -> dict[str, dict[str, int]]:
         """Per split: ``images``, ``captions``, ``done`` (features written) and ``failed`` (unreadable photos)."""
         ok, done = self._f["images/ok"][()], self._f["features/done"][()]
-        per_caption = self._split[self._f["captions/image"][()]]
+        per_caption = self._split[self._caption_image]
         out = {}
         for split in dict.fromkeys(self._split.tolist()):
             mine = self._split == split
@@ -323,10 +342,10 @@ class Store:
         """See :func:`load_split`."""
         selected = self._select(split, allow_partial)
         features = self._read_rows("pooled", selected, np.float32)
-        caption_image = self._f["captions/image"][()]
+        caption_image = self._caption_image
         keep = selected[caption_image]
         new_row = np.cumsum(selected) - 1  # photo index -> row in this split's features
-        tokens = self._f["captions/tokens"][()][keep]
+        tokens = check_tokens(self.path, self._f["captions/tokens"][()][keep], max(self.word_to_idx.values()) + 1)
         return CaptionData(features=features, captions=tokens, image_idxs=new_row[caption_image[keep]])
 
     def load_grid(self, split: str, allow_partial: bool = False) -> np.ndarray:
@@ -339,7 +358,7 @@ class Store:
     def load_references(self, split: str, allow_partial: bool = False) -> dict[str, list[str]]:
         """See :func:`load_references`."""
         selected = self._select(split, allow_partial)
-        caption_image = self._f["captions/image"][()]
+        caption_image = self._caption_image
         raw = self._f["captions/raw"].asstr()[()]
         refs: dict[str, list[str]] = {self.image_ids[i]: [] for i in np.flatnonzero(selected)}
         for caption, image in zip(raw[selected[caption_image]], caption_image[selected[caption_image]], strict=True):
