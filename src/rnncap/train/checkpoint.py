@@ -1,20 +1,32 @@
-"""The files of a training run and the trainer state file that a resume reads (format ``rnncap-trainer-1``).
+"""The files of a training run and the trainer state file that a resume reads (format ``rnncap-trainer-2``).
 
 Written to the run's folder at the end of every epoch, each atomically (a temporary file renamed over the old):
 
-- ``trainer_state.npz``: everything a resume needs in one file, so that it can never be half new and half old:
-  arrays ``param/<name>`` (the current parameters), ``best/<name>`` (those of the best epoch, with keep-best),
-  ``optim/<name>/<key>`` (the optimizer's state arrays), ``__format__`` and ``__state__``, one JSON string with
-  the epoch, the config, the model's config, the scorer, the best score, the shuffling generator's state, the
-  optimizer's numbers and the history. Read with ``allow_pickle=False``.
 - ``model.npz``: the current model (``model.save``); ``best.npz``: the model of the best epoch so far.
 - ``history.json``: the history (see :meth:`rnncap.train.Trainer.train`); ``loss.png``: its curves.
+- ``trainer_state.npz``, written LAST: the commit of the epoch. It holds everything a resume needs, so that it can
+  never be half new and half old: arrays ``param/<name>`` (the current parameters), ``best/<name>`` (those of the
+  best epoch, whenever there is a score), ``optim/<name>/<key>`` (the optimizer's state arrays), ``__format__``
+  and ``__state__``, one JSON string with the epoch, the config, the model's config, vocabulary and metadata, the
+  scorer, the best score, the shuffling generator's state, the optimizer's numbers and the history. Read with
+  ``allow_pickle=False``.
+
+Why a kill at any instant loses nothing: every file is replaced by an atomic rename, the state file last, and a
+resume reads the state file alone (the model too is rebuilt from it) and first writes the other files again from
+it (:func:`write_run_files`). A kill before the state's rename leaves the previous epoch committed (the other files
+perhaps one epoch ahead, rewritten on resume); a kill after it leaves the new one (the others written already).
+A rerun that has no epoch left to train still rewrites them, so no file stays behind the state.
+
+Folders of format ``rnncap-trainer-1`` (rnncap 0.2 and before: no vocabulary or metadata in the state, best
+parameters only with keep-best) still resume; their model's vocabulary and metadata come from ``model.npz``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import zipfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,12 +40,14 @@ if TYPE_CHECKING:
     from rnncap.models.base import CaptionModel
     from rnncap.train.scoring import Scorer
 
-STATE_FORMAT = "rnncap-trainer-1"
+STATE_FORMAT = "rnncap-trainer-2"
+OLD_STATE_FORMATS = ("rnncap-trainer-1",)  # still read: resumed as before, their vocabulary from model.npz
 STATE_FILE = "trainer_state.npz"
 MODEL_FILE = "model.npz"
 BEST_FILE = "best.npz"
 HISTORY_FILE = "history.json"
 PLOT_FILE = "loss.png"
+RUN_FILES = (MODEL_FILE, BEST_FILE, HISTORY_FILE, PLOT_FILE, STATE_FILE)  # in the order an epoch writes them
 
 History = dict[str, list]
 
@@ -43,7 +57,8 @@ class TrainerState:
     """What ``trainer_state.npz`` holds; see the module docstring.
 
     ``score_name``, ``score_key`` and ``higher_is_better`` record the scorer (:func:`scorer_record`), so that a
-    resume can refuse to choose the best epoch otherwise than the run did.
+    resume can refuse to choose the best epoch otherwise than the run did. ``word_to_idx`` and ``metadata`` are
+    None in a state of format ``rnncap-trainer-1``.
     """
 
     epoch: int  # epochs completed
@@ -59,6 +74,8 @@ class TrainerState:
     params: dict[str, np.ndarray]
     best_params: dict[str, np.ndarray] | None
     optim_configs: dict[str, dict[str, Any]]  # per parameter: hyper-parameters and the rule's state
+    word_to_idx: dict[str, int] | None = None  # model.word_to_idx
+    metadata: dict[str, Any] | None = None  # model.metadata
 
 
 def scorer_record(scorer: Scorer | None) -> tuple[str | None, str | None, bool]:
@@ -92,6 +109,8 @@ def write_state(path: Path, state: TrainerState) -> None:
         "rng_state": state.rng_state,
         "optimizer": optimizer,
         "history": state.history,
+        "word_to_idx": state.word_to_idx,
+        "metadata": state.metadata,
     }
     arrays["__format__"] = np.array(STATE_FORMAT)
     arrays["__state__"] = np.array(json.dumps(numbers, allow_nan=False))
@@ -110,7 +129,7 @@ def read_state(path: Path) -> TrainerState:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-        if str(arrays.pop("__format__", "")) != STATE_FORMAT:
+        if str(arrays.pop("__format__", "")) not in (STATE_FORMAT, *OLD_STATE_FORMATS):
             raise ValueError(f"not a trainer state file (expected format {STATE_FORMAT!r})")
         numbers = json.loads(str(arrays.pop("__state__")))
         return _state_from(arrays, numbers)
@@ -141,18 +160,91 @@ def _state_from(arrays: dict[str, np.ndarray], numbers: dict[str, Any]) -> Train
         params=params,
         best_params=group("best/") or None,
         optim_configs=optim_configs,
+        word_to_idx=numbers.get("word_to_idx"),
+        metadata=numbers.get("metadata"),
     )
 
 
-def write_run_files(out_dir: Path, state: TrainerState, model: CaptionModel, improved: bool) -> None:
-    """Write an epoch's files but the plot; the state file first, as it alone decides where a resume starts."""
+def write_run_files(
+    out_dir: Path, state: TrainerState, model: CaptionModel, best_changed: bool, draw: Callable[[], object] | None
+) -> None:
+    """Write an epoch's files from ``state``: model, best model (when ``best_changed``), history, plot (``draw``),
+    and the state file last, which commits them (see the module docstring).
+
+    ``model`` gives the configuration, vocabulary and metadata of the model files; their weights are the state's.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_state(out_dir / STATE_FILE, state)
-    model.save(out_dir / MODEL_FILE)
-    if improved:
-        model.save(out_dir / BEST_FILE)
+    remove_debris(out_dir)
+    _save_weights(model, state.params, out_dir / MODEL_FILE)
+    if best_changed and state.best_params is not None:
+        _save_weights(model, state.best_params, out_dir / BEST_FILE)
     text = json.dumps(state.history, indent=1, allow_nan=False)
     atomic_write(out_dir / HISTORY_FILE, lambda f: f.write(text.encode()))
+    if draw is not None:
+        draw()
+    write_state(out_dir / STATE_FILE, state)
+
+
+def _save_weights(model: CaptionModel, params: dict[str, np.ndarray], path: Path) -> None:
+    """``model`` with ``params`` for weights saved to ``path``, the model itself left as it is."""
+    from rnncap.models.serialization import write_model_file  # the models load only with the trainer
+
+    write_model_file(path, model.config(), model.word_to_idx, params, None, model.metadata)
+
+
+def remove_debris(out_dir: Path) -> None:
+    """Remove the temporary files that a kill in the middle of a write left (``rnncap.files``' ``.NAME.*.tmp``)."""
+    for name in RUN_FILES:
+        for debris in out_dir.glob(f".{name}.*.tmp"):
+            debris.unlink(missing_ok=True)
+
+
+def model_from_state(state: TrainerState, out_dir: Path) -> CaptionModel:
+    """The model of a checkpoint with its current parameters: rebuilt from the state file alone, or for a state of
+    format ``rnncap-trainer-1`` (no vocabulary in it) loaded from the folder's ``model.npz``.
+
+    Raises:
+        ValueError: the state names no model this version knows (or its old ``model.npz`` cannot be read).
+    """
+    from rnncap.models import MODELS, ModelFileError, load_model  # the models load only with the trainer
+
+    if state.word_to_idx is None:
+        try:
+            model = load_model(out_dir / MODEL_FILE)
+        except ModelFileError as exc:
+            raise ValueError(
+                f"{out_dir}: a run of format {OLD_STATE_FORMATS[0]!r} needs its model file: {exc}"
+            ) from exc
+    else:
+        kwargs = dict(state.model_config)
+        model_class = MODELS.get(kwargs.pop("model", None))
+        if model_class is None:
+            raise ValueError(f"{out_dir / STATE_FILE}: a model of config {state.model_config}, unknown here")
+        model = model_class(state.word_to_idx, **kwargs)
+        model.metadata = dict(state.metadata or {})
+    check_model(state, model, out_dir)
+    model.params = {name: value.astype(model.dtype, copy=False) for name, value in state.params.items()}
+    return model
+
+
+def check_out_dir(out_dir: Path, files: Iterable[str] = RUN_FILES) -> None:
+    """Raise ValueError unless a run can write ``files`` in the folder ``out_dir`` (which may not exist yet).
+
+    Checked before any work, so that a run never trains an epoch to fail at its first checkpoint.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"the run folder {out_dir} is an existing file, not a folder: choose another folder")
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"cannot create the run folder {out_dir}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write the run folder {out_dir}: {existing} is not writable")
+    for name in files:
+        path = out_dir / name
+        if path.exists() and not path.is_file():
+            raise ValueError(f"{path} is in the way of the run's file {name}: it is not a file")
 
 
 # ---------------------------------------------------------------------- what a resume checks
@@ -174,6 +266,8 @@ def check_model(state: TrainerState, model: CaptionModel, where: Path) -> None:
         raise ValueError(
             f"{where}: the checkpoint holds parameters {sorted(state.params)}, the model has {sorted(model.params)}"
         )
+    if state.word_to_idx is not None and model.word_to_idx != state.word_to_idx:
+        raise ValueError(f"{where}: the model's vocabulary is not the run's ({len(state.word_to_idx)} words)")
 
 
 def continued_config(state: TrainerState, config: TrainConfig | None, where: Path) -> TrainConfig:

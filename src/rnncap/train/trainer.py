@@ -17,7 +17,8 @@ a running product, so that a resumed run computes the very same floats.
 
 The best epoch is chosen by a :class:`~rnncap.train.scoring.Scorer`: the validation loss by default, or a
 ``score_fn``. At the end of every epoch the files of :mod:`rnncap.train.checkpoint` go to ``out_dir``, and with
-``config.plot`` the loss curves to ``loss.png`` (:func:`rnncap.report.plots.plot_history`). If the loss or a
+``config.plot`` the loss curves to ``loss.png`` (:func:`rnncap.report.plots.plot_history`), the state file last,
+as the commit of the epoch: a kill at any instant leaves the previous checkpoint or the new one. If the loss or a
 gradient turns NaN or infinite, training stops with :class:`TrainingDiverged` before anything is written, so the
 files of the last good epoch stay as they were.
 
@@ -37,17 +38,18 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from rnncap.models import CaptionModel, load_model
+from rnncap.models import CaptionModel
 from rnncap.optim import clip_grad_norm, get_update_rule, global_norm, resolve_hyperparameters
 from rnncap.train.checkpoint import (
-    MODEL_FILE,
     PLOT_FILE,
     STATE_FILE,
     History,
     TrainerState,
     check_model,
+    check_out_dir,
     check_scorer,
     continued_config,
+    model_from_state,
     read_state,
     scorer_record,
     write_run_files,
@@ -108,6 +110,8 @@ class Trainer:
         self.train_data = _check_split(model, train, "train")
         self.val_data = None if val is None else _check_split(model, val, "val")
         self.out_dir = None if out_dir is None else Path(out_dir)
+        if self.out_dir is not None:
+            check_out_dir(self.out_dir)  # now, not after the first epoch
         self.scorer = choose_scorer(val is not None, scorer, score_fn, higher_is_better, score_key)
         self.keep_best = self.scorer is not None if self.config.keep_best is None else self.config.keep_best
         if self.keep_best and self.scorer is None:
@@ -123,6 +127,7 @@ class Trainer:
         self.best_params: dict[str, np.ndarray] | None = None
         # After train() swaps the best parameters in, the last ones wait here for a further train() call.
         self._last_params: dict[str, np.ndarray] | None = None
+        self._resumed_from: TrainerState | None = None  # set by resume: the run's files are written again from it
 
     # ------------------------------------------------------------------ training
 
@@ -149,6 +154,11 @@ class Trainer:
         """
         if self._last_params is not None:
             self.model.params, self._last_params = self._last_params, None
+        if self._resumed_from is not None and self.out_dir is not None:
+            # A kill may have left files one checkpoint ahead of the state read: write them again from it, as read.
+            draw = self._draw if self.config.plot else None
+            write_run_files(self.out_dir, self._resumed_from, self.model, True, draw)
+            self._resumed_from = None
         while self.epoch < self.config.num_epochs and not self.stopped_early:
             self._train_epoch()
         if self.keep_best and self.best_params is not None:
@@ -175,8 +185,8 @@ class Trainer:
         if score is not None and self.scorer is not None and self.scorer.better(score.value, self.best_score):
             improved = True
             self.best_score, self.best_epoch = score.value, epoch
-            if self.keep_best:
-                self.best_params = {name: value.copy() for name, value in self.model.params.items()}
+            # Kept with or without keep_best: the state file holds them, so that best.npz can be written again.
+            self.best_params = {name: value.copy() for name, value in self.model.params.items()}
         self.epoch = epoch
         for key, value in (
             ("epoch", epoch),
@@ -289,14 +299,18 @@ class Trainer:
             params=self.model.params,
             best_params=self.best_params,
             optim_configs=self.optim_configs,
+            word_to_idx=self.model.word_to_idx,
+            metadata=self.model.metadata,
         )
-        write_run_files(self.out_dir, state, self.model, improved)
-        if self.config.plot:
-            # Imported here: drawing is presentation (rnncap.report), asked for by config.plot, and loads matplotlib.
-            from rnncap.report.plots import plot_history
+        write_run_files(self.out_dir, state, self.model, improved, self._draw if self.config.plot else None)
 
-            label = None if self.scorer is None else self.scorer.label
-            plot_history(self.history, self.out_dir / PLOT_FILE, score_label=label)
+    def _draw(self) -> None:
+        assert self.out_dir is not None  # only called with one
+        # Imported here: drawing is presentation (rnncap.report), asked for by config.plot, and loads matplotlib.
+        from rnncap.report.plots import plot_history
+
+        label = None if self.scorer is None else self.scorer.label
+        plot_history(self.history, self.out_dir / PLOT_FILE, score_label=label)
 
     @classmethod
     def resume(
@@ -315,13 +329,16 @@ class Trainer:
         """Continue the run checkpointed in ``out_dir`` from its last completed epoch.
 
         With the same data and config (``num_epochs`` aside), the continued run is bit for bit the run that was
-        never interrupted: same parameters, same history except ``epoch_time``.
+        never interrupted: same parameters, same history except ``epoch_time``. Only the state file is read (the
+        commit of the last checkpoint, see :mod:`rnncap.train.checkpoint`); the first :meth:`train` writes the
+        folder's other files again from it, so that a kill at any instant of a checkpoint costs nothing.
 
         Args:
             out_dir: a directory a :class:`Trainer` with ``out_dir`` wrote.
             train, val: the data of the run.
-            model: the model to continue training, in place; None: the model saved in ``model.npz``.
-                Its configuration must be the checkpoint's; its parameters are replaced by the checkpoint's.
+            model: the model to continue training, in place; None: the checkpoint's, rebuilt from the state file.
+                Its configuration and vocabulary must be the checkpoint's; its parameters are replaced by the
+                checkpoint's.
             config: None: the checkpoint's. A different one applies from the next epoch (e.g. more epochs or a
                 new learning rate); the update rule must stay, its state carries over.
             scorer, score_fn, higher_is_better, score_key: as in :class:`Trainer`; a run that chose its best by a
@@ -334,7 +351,7 @@ class Trainer:
         """
         out_dir = Path(out_dir)
         state = read_state(out_dir / STATE_FILE)
-        model = load_model(out_dir / MODEL_FILE) if model is None else model
+        model = model_from_state(state, out_dir) if model is None else model
         check_model(state, model, out_dir)
         config = continued_config(state, config, out_dir)
         if score_fn is not None:
@@ -353,6 +370,7 @@ class Trainer:
         )
         check_scorer(state, trainer.scorer, out_dir)
         trainer._restore(state)
+        trainer._resumed_from = state
         return trainer
 
     def _restore(self, state: TrainerState) -> None:
