@@ -115,6 +115,31 @@ class AttentionCaptioner(CaptionModel):
 
     attends = True
 
+    @classmethod
+    def param_shapes(cls, settings: AttentionConfig, vocab_size: int) -> dict[str, tuple[int, ...]]:
+        """The shape of every parameter of a model of ``settings`` over ``vocab_size`` words, allocating nothing
+        (what :meth:`load` checks a file against before it builds anything); the shapes ``__init__`` draws."""
+        D, W, H, A = settings.input_dim, settings.wordvec_dim, settings.hidden_dim, settings.attention_dim
+        V = vocab_size
+        return {
+            "W_init_h": (D, H),
+            "b_init_h": (H,),
+            "W_init_c": (D, H),
+            "b_init_c": (H,),
+            "W_feat": (D, A),
+            "b_feat": (A,),
+            "W_h_att": (H, A),
+            "w_att": (A,),
+            "W_beta": (H, 1),
+            "b_beta": (1,),
+            "W_embed": (V, W),
+            "Wx": (W + D, 4 * H),
+            "Wh": (H, 4 * H),
+            "b": (4 * H,),
+            "W_vocab": (H, V),
+            "b_vocab": (V,),
+        }
+
     @property
     def feature_shape(self) -> tuple[int, int]:
         """(L, D): the shape of one image's features."""

@@ -65,6 +65,12 @@ class CaptionModel(abc.ABC):
         """A model with random weights for the vocabulary ``word_to_idx``; ``kwargs`` are the fields of its config
         dataclass, ``dtype`` and ``rng``: what :meth:`load` and :func:`rnncap.models.build_model` pass."""
 
+    @classmethod
+    @abc.abstractmethod
+    def param_shapes(cls, settings: Any, vocab_size: int) -> dict[str, tuple[int, ...]]:
+        """Every parameter's shape for ``settings`` (an instance of ``settings_class``) and V = ``vocab_size``,
+        computed without allocating: what :meth:`load` checks a file's arrays against before building a model."""
+
     @property
     @abc.abstractmethod
     def feature_shape(self) -> tuple[int, ...]:
@@ -200,14 +206,31 @@ class CaptionModel(abc.ABC):
         kwargs = {key: value for key, value in config.items() if key != "model"}
         if dtype is not None:
             kwargs["dtype"] = dtype
+        # The stored arrays are checked against the shapes the configuration implies before anything is built,
+        # so that a crafted size (hidden_dim 10**9) is refused at once instead of allocating its weights.
+        check_params(path, stored, cls._file_param_shapes(path, config, kwargs, word_to_idx))
         try:
             model = cls(word_to_idx, **kwargs)
         except (TypeError, ValueError) as exc:
             raise ModelFileError(f"{path}: configuration {config} does not describe a {cls.__name__}: {exc}") from exc
-        check_params(path, stored, model.params)
         model.params = {name: stored[name].astype(model.dtype) for name in model.params}
         model.metadata = metadata
         return model
+
+    @classmethod
+    def _file_param_shapes(
+        cls, path: str | os.PathLike, config: dict[str, Any], kwargs: dict[str, Any], word_to_idx: dict[str, int]
+    ) -> dict[str, tuple[int, ...]]:
+        """The parameter shapes a file's configuration implies (``kwargs``: its constructor arguments)."""
+        names = {item.name for item in fields(cls.settings_class)}
+        try:
+            unknown = sorted(kwargs.keys() - names - {"dtype"})
+            if unknown:
+                raise TypeError(f"unexpected settings {unknown}")
+            settings = cls.settings_class(**{key: value for key, value in kwargs.items() if key in names})
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: configuration {config} does not describe a {cls.__name__}: {exc}") from exc
+        return cls.param_shapes(settings, len(word_to_idx))
 
     # ------------------------------------------------------------------ input checks
 

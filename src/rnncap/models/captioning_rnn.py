@@ -87,6 +87,23 @@ class CaptioningRNN(CaptionModel):
         }
         self.params = {name: value.astype(self.dtype) for name, value in params.items()}
 
+    @classmethod
+    def param_shapes(cls, settings: RNNConfig, vocab_size: int) -> dict[str, tuple[int, ...]]:
+        """The shape of every parameter of a model of ``settings`` over ``vocab_size`` words, allocating nothing
+        (what :meth:`load` checks a file against before it builds anything); the shapes ``__init__`` draws."""
+        D, W, H, V = settings.input_dim, settings.wordvec_dim, settings.hidden_dim, vocab_size
+        kH = CELLS[settings.cell_type].gates * H
+        return {
+            "W_embed": (V, W),
+            "W_proj": (D, H),
+            "b_proj": (H,),
+            "Wx": (W, kH),
+            "Wh": (H, kH),
+            "b": (kH,),
+            "W_vocab": (H, V),
+            "b_vocab": (V,),
+        }
+
     @property
     def feature_shape(self) -> tuple[int]:
         """(D,): one image's pooled feature vector."""

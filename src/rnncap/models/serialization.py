@@ -47,10 +47,15 @@ def write_model_file(
 
     Returns:
         The path written.
+
+    Raises:
+        ModelFileError: a weight is NaN or infinite, or past the range of ``weights_dtype`` (float16 ends at
+            65504): a file the loader would refuse is never written, and nothing is written in its place.
     """
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
+    check_storable(path, params, weights_dtype)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {
         "__format__": np.array(FORMAT),
@@ -62,6 +67,28 @@ def write_model_file(
         arrays[PARAM_PREFIX + name] = value if weights_dtype is None else value.astype(weights_dtype)
     # Written as it is read, without pickles (explicit, so that no key of **arrays can stand for allow_pickle).
     return atomic_write(path, lambda f: np.savez(f, allow_pickle=False, **arrays))
+
+
+def check_storable(path: Path, params: dict[str, np.ndarray], weights_dtype: np.dtype | type | None) -> None:
+    """Refuse weights that would make a file the loader refuses: NaN or infinite, or (cast to a floating
+    ``weights_dtype``) past its largest finite value, where the cast would turn them infinite."""
+    limit = None
+    if weights_dtype is not None and np.issubdtype(np.dtype(weights_dtype), np.floating):
+        limit = float(np.finfo(weights_dtype).max)
+    for name, value in params.items():
+        finite = np.isfinite(value)
+        if not finite.all():
+            raise ModelFileError(
+                f"refusing to write {path}: parameter {name} holds {value.size - np.count_nonzero(finite)} NaN or "
+                "infinite values (a diverged model?)"
+            )
+        largest = float(np.abs(value).max()) if value.size else 0.0
+        if limit is not None and largest > limit:
+            raise ModelFileError(
+                f"refusing to write {path}: parameter {name} reaches {largest:.6g}, past the largest "
+                f"{np.dtype(weights_dtype).name} value {limit:g}, so its weights would be stored as infinities "
+                "(a diverged model?)"
+            )
 
 
 class ModelFile(NamedTuple):
@@ -101,17 +128,18 @@ def read_model_file(path: str | os.PathLike) -> ModelFile:
     return ModelFile(config, word_to_idx, params, metadata)
 
 
-def check_params(path: str | os.PathLike, stored: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
-    """Refuse stored weights whose names, shapes or values do not fit the freshly built model ``expected``."""
+def check_params(path: str | os.PathLike, stored: dict[str, np.ndarray], expected: dict[str, tuple[int, ...]]) -> None:
+    """Refuse stored weights whose names, shapes or values do not fit the parameter shapes ``expected`` (name ->
+    shape, from the file's configuration)."""
     missing, unexpected = expected.keys() - stored.keys(), stored.keys() - expected.keys()
     if missing or unexpected:
         raise ModelFileError(
             f"{path}: parameters do not match the model: missing {sorted(missing)}, unexpected {sorted(unexpected)}"
         )
     for name, value in stored.items():
-        if value.shape != expected[name].shape:
+        if value.shape != tuple(expected[name]):
             raise ModelFileError(
-                f"{path}: parameter {name} has shape {value.shape}, the configuration expects {expected[name].shape}"
+                f"{path}: parameter {name} has shape {value.shape}, the configuration expects {tuple(expected[name])}"
             )
         if not np.issubdtype(value.dtype, np.floating):
             raise ModelFileError(f"{path}: parameter {name} has dtype {value.dtype}, expected floating point")

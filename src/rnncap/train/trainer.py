@@ -56,6 +56,7 @@ from rnncap.train.checkpoint import (
 )
 from rnncap.train.config import TrainConfig
 from rnncap.train.data import CaptionData
+from rnncap.train.divergence import divergence_reason, know_nothing_loss
 from rnncap.train.scoring import Score, ScoreFn, Scorer, choose_scorer
 
 
@@ -246,10 +247,12 @@ class Trainer:
             norm = global_norm(grads)
         else:
             norm = clip_grad_norm(grads, self.config.max_grad_norm)
-        if not (math.isfinite(loss) and math.isfinite(norm)):
+        know_nothing = know_nothing_loss(captions, self.model.null_id, self.model.vocab_size)
+        reason = divergence_reason(loss, norm, self.history["iteration_loss"], know_nothing)
+        if reason is not None:  # the rule and its factor: rnncap.train.divergence
             raise TrainingDiverged(
-                f"training diverged at epoch {epoch}, iteration {iteration}/{num_batches}: loss {loss}, "
-                f"gradient norm {norm}. {self._advice(learning_rate)}",
+                f"training diverged at epoch {epoch}, iteration {iteration}/{num_batches}: {reason}. "
+                f"{self._advice(learning_rate)}",
                 epoch,
                 iteration,
                 loss,
