@@ -147,7 +147,9 @@ def test_fit_trains_the_attention_model_on_the_grid(data: Path, tmp_path: Path) 
 def test_a_continued_attention_run_reads_the_grid_whatever_the_settings(data: Path, tmp_path: Path) -> None:
     whole = fit(data, tmp_path / "whole", ATTENTION, _config(num_epochs=2))
     fit(data, tmp_path / "parts", ATTENTION, _config(num_epochs=1))
-    continued = fit(data, tmp_path / "parts", SMALL, _config(num_epochs=2))  # SMALL: the saved model decides
+    with pytest.raises(ValueError, match="the model: the attention model in the run, a recurrent network"):
+        fit(data, tmp_path / "parts", SMALL, _config(num_epochs=2))  # another model is refused, not ignored
+    continued = fit(data, tmp_path / "parts", None, _config(num_epochs=2))  # None: the run's model
     assert continued.resumed and isinstance(continued.model, AttentionCaptioner)
     assert continued.history["metrics"] == whole.history["metrics"]
     for name, value in whole.model.params.items():

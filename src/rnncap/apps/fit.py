@@ -17,7 +17,9 @@ the initial weights are seeded by ``TrainConfig.seed``.
 After every epoch the model writes greedy captions for the validation photos and is scored with BLEU-4 and CIDEr-D
 (``rnncap.metrics``, no Java); the best epoch is the one with the best ``select_by`` (CIDEr by default, the metric
 that tracks human judgement of captions best; "val_loss" chooses by the validation loss instead). Running the
-same command again on the same ``out_dir`` continues an interrupted run from its last completed epoch.
+same command again on the same ``out_dir`` continues an interrupted run from its last completed epoch, bit for bit,
+and only then: a rerun with another data file (by content), another model or other training settings (more epochs
+aside) stops and names what differs (:mod:`rnncap.apps.continuation`). The run folder is checked before any work.
 
 Besides the Trainer's files, ``out_dir`` gets ``best-float16.npz``: the best model with float16 weights, half
 the size, the form a model ships in.
@@ -33,12 +35,21 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rnncap.apps.continuation import (
+    data_differences,
+    data_fingerprint,
+    model_differences,
+    refusal,
+    run_settings,
+    train_differences,
+)
 from rnncap.apps.run_config import RunConfig
 from rnncap.data.store import Store, StoreError, open_store
 from rnncap.decode import caption_features
 from rnncap.metrics import evaluate
-from rnncap.models import AttentionConfig, CaptionModel, ModelConfig, RNNConfig, build_model, load_model
-from rnncap.train import BEST_FILE, MODEL_FILE, STATE_FILE, CaptionData, History, MetricScorer, TrainConfig, Trainer
+from rnncap.models import AttentionConfig, CaptionModel, ModelConfig, RNNConfig, build_model
+from rnncap.train import BEST_FILE, STATE_FILE, CaptionData, History, MetricScorer, TrainConfig, Trainer
+from rnncap.train.checkpoint import RUN_FILES, TrainerState, check_out_dir, model_from_state, read_state
 
 SELECT_BY = ("CIDEr", "BLEU-4", "val_loss")
 SHIPPED_FILE = "best-float16.npz"
@@ -73,49 +84,93 @@ def fit(
     Args:
         data: a file written by ``rnncap prepare``.
         out_dir: the run's folder: checkpoints, ``best.npz``, ``best-float16.npz``, history and plots.
-        settings: the new model's config, ``RNNConfig()`` by default; ignored when a run in ``out_dir`` is
-            continued (its saved model decides which features are read).
-        config: the training settings; default ``TrainConfig()``.
+        settings: the new model's config, ``RNNConfig()`` by default. When a run in ``out_dir`` is continued,
+            None means the run's, and a config given must be the run's (its sizes but the data's).
+        config: the training settings; default ``TrainConfig()``. When a run is continued, None means the
+            run's, and a config given must be the run's but for ``num_epochs``, ``patience``, ``progress`` and
+            ``plot`` (:data:`rnncap.apps.continuation.CONTINUABLE`).
         train_split, val_split: split names in ``data``.
         select_by: "CIDEr", "BLEU-4" (greedy captions of ``val_split``) or "val_loss".
         resume: continue the run already in ``out_dir``; False refuses to touch an existing run.
 
     Raises:
         ValueError: an unknown ``select_by``, splits missing from ``data``, an attention model on a file without
-            grid features, or a run in ``out_dir`` that cannot be continued (or may not: ``resume=False``).
+            grid features, a run folder that cannot be written, or a run in ``out_dir`` that cannot be continued
+            (other data, model or settings; or may not be: ``resume=False``).
     """
     if select_by not in SELECT_BY:
         raise ValueError(f"select_by must be one of {list(SELECT_BY)}, got {select_by!r}")
-    settings = RNNConfig() if settings is None else settings
-    config = TrainConfig() if config is None else config
     out_dir = Path(out_dir)
-    resumed = (out_dir / STATE_FILE).exists()
-    if resumed and not resume:
-        raise ValueError(f"{out_dir} already holds a training run; continue it or choose another folder")
-    model = load_model(out_dir / MODEL_FILE) if resumed else None
+    check_out_dir(out_dir, (*RUN_FILES, SHIPPED_FILE))  # before any work, not after the first epoch
+    state = read_state(out_dir / STATE_FILE) if (out_dir / STATE_FILE).exists() else None
+    if state is not None and not resume:
+        raise ValueError(
+            f"{out_dir} already holds a training run; continue it (without --fresh), or choose another folder"
+        )
+    model = None if state is None else model_from_state(state, out_dir)
     grid = model.reads_grid if model is not None else isinstance(settings, AttentionConfig)
     inputs = _read_inputs(Path(data), train_split, val_split, grid)
+    fingerprint = data_fingerprint(
+        inputs.word_to_idx, inputs.encoder, {train_split: inputs.train, val_split: inputs.val}, inputs.references
+    )
     scorer = None
     if select_by != "val_loss":
         scorer = greedy_scorer(inputs.val, inputs.references, inputs.max_length, key=select_by)
 
-    if model is not None:
+    if model is not None and state is not None:
+        _check_continues(out_dir, state, model, inputs, fingerprint, Path(data), settings, config)
+        model.metadata["data_fingerprint"] = fingerprint  # a 0.2 run's first record of it
         trainer = Trainer.resume(out_dir, inputs.train, inputs.val, model=model, config=config, scorer=scorer)
     else:
-        model = build_model(_sized_for(settings, inputs.train.features), inputs.word_to_idx, rng=config.seed)
-        # What a captioner needs besides the weights: which CNN's features the model reads, how long to decode.
-        model.metadata = {"encoder": inputs.encoder, "max_length": inputs.max_length, "data": Path(data).name}
+        config = TrainConfig() if config is None else config
+        settings = _sized_for(RNNConfig() if settings is None else settings, inputs.train.features)
+        model = build_model(settings, inputs.word_to_idx, rng=config.seed)
+        # What a captioner needs besides the weights: which CNN's features the model reads, how long to decode,
+        # and which data it learnt from (by name, and by content: what a rerun must match to continue the run).
+        model.metadata = {
+            "encoder": inputs.encoder,
+            "max_length": inputs.max_length,
+            "data": Path(data).name,
+            "data_fingerprint": fingerprint,
+        }
         trainer = Trainer(model, inputs.train, inputs.val, config, out_dir, scorer=scorer)
 
     start = time.perf_counter()
     history = trainer.train()
     seconds = time.perf_counter() - start
     best_path, shipped_path = _save_best(trainer, out_dir, select_by, val_split)
-    return FitResult(trainer.model, history, trainer.best_epoch, best_path, shipped_path, seconds, resumed)
+    return FitResult(trainer.model, history, trainer.best_epoch, best_path, shipped_path, seconds, state is not None)
+
+
+def _check_continues(
+    out_dir: Path,
+    state: TrainerState,
+    model: CaptionModel,
+    inputs: _Inputs,
+    fingerprint: str,
+    data: Path,
+    settings: ModelConfig | None,
+    config: TrainConfig | None,
+) -> None:
+    """Raise ValueError, naming every difference, unless this rerun continues the run in ``out_dir``."""
+    differences = data_differences(model, inputs.word_to_idx, fingerprint, data)
+    if settings is not None:
+        differences += model_differences(model.settings, settings)
+    if config is not None:
+        differences += train_differences(TrainConfig(**state.config), config)
+    if differences:
+        raise ValueError(refusal(out_dir, differences))
 
 
 def fit_run(run: RunConfig, *, resume: bool = True) -> FitResult:
-    """:func:`fit` with the settings of ``run`` (e.g. :func:`load_run_config`), in ``run.run_dir``."""
+    """:func:`fit` with the settings of ``run`` (e.g. :func:`load_run_config`), in ``run.run_dir``.
+
+    A run already in ``run.run_dir`` is continued with its own settings where ``run`` gives none
+    (:meth:`RunConfig.continuing`): a rerun of the same command continues, one with a setting changed is refused.
+    """
+    state_file = run.run_dir / STATE_FILE
+    if resume and state_file.is_file():
+        run = run.continuing(*run_settings(read_state(state_file)))
     return fit(
         run.data_file,
         run.run_dir,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ class RunConfig:
         data: the prepared file; None: not chosen yet (a run needs it).
         out_dir: the run's folder; None: :func:`default_run_dir`.
         train_split, val_split, select_by: as in :func:`rnncap.apps.fit.fit`.
+        given: the keys of :data:`RUN_KEYS` whose values were given (by a run file or the command line), the
+            others being defaults: a run continued takes the run's own for those (:meth:`continuing`).
     """
 
     settings: ModelConfig = field(default_factory=RNNConfig)
@@ -65,6 +67,7 @@ class RunConfig:
     train_split: str = "train"
     val_split: str = "dev"
     select_by: str = "CIDEr"
+    given: frozenset[str] = frozenset()
 
     @property
     def data_file(self) -> Path:
@@ -101,7 +104,35 @@ class RunConfig:
             settings = RNNConfig(**{name: v for name, v in model.items() if name not in ("attention_dim", "alpha_reg")})
         train = TrainConfig.from_options({key: options[key] for key in TOML_KEYS if key in options})
         run = {name: options[key] for key, (name, _) in _FIT_KEYS.items() if key in options}
-        return cls(settings, train, **run)
+        return cls(settings, train, **run, given=frozenset(options))
+
+    def continuing(self, settings: ModelConfig, train: TrainConfig) -> RunConfig:
+        """This run on top of a saved one's ``settings`` and ``train``: what was given is this run's, the rest the
+        saved run's, so that a rerun of the same command (or with fewer options) continues it.
+
+        A kind of model given that is not the saved one (``attention``, or a ``cell`` other than the attention
+        model's LSTM) keeps this run's settings whole: :func:`rnncap.apps.fit.fit` then names the difference.
+        ``progress`` and ``plot`` stay this run's: they show, they do not train.
+        """
+        settings, train = self._continued_settings(settings), self._continued_train(train)
+        return replace(self, settings=settings, train=train, out_dir=self.run_dir)  # the folder of the saved run
+
+    def _continued_settings(self, saved: ModelConfig) -> ModelConfig:
+        saved_attention = isinstance(saved, AttentionConfig)
+        attention = isinstance(self.settings, AttentionConfig) if "attention" in self.given else saved_attention
+        cell = self.settings.cell_type if isinstance(self.settings, RNNConfig) else "lstm"
+        if attention != saved_attention or (saved_attention and "cell" in self.given and cell != "lstm"):
+            return self.settings
+        names = {item.name for item in fields(saved)}
+        given = {_MODEL_KEYS[key][0] for key in self.given if key in _MODEL_KEYS} & names
+        return replace(saved, **{name: getattr(self.settings, name) for name in given})
+
+    def _continued_train(self, saved: TrainConfig) -> TrainConfig:
+        given = {TOML_KEYS[key][0] for key in self.given if key in TOML_KEYS and key != "lr"}
+        values = {name: getattr(self.train, name) for name in given}
+        if "lr" in self.given:
+            values["optim_config"] = saved.optim_config | {"learning_rate": self.train.optim_config["learning_rate"]}
+        return replace(saved, **values, progress=self.train.progress, plot=self.train.plot)
 
 
 def load_run_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:

@@ -5,7 +5,9 @@ rnncap train --data flickr8k.h5 --attention [--attention-dim 512] [--alpha-reg 1
 
 Every option can also come from a TOML file (``--config``), keys named as the options (``hidden = 512``,
 ``lr_decay = 0.9``, ``attention = true``); options given on the command line win. The file is read, and the
-defaults are taken, by :func:`rnncap.apps.fit.load_run_config`.
+defaults are taken, by :func:`rnncap.apps.fit.load_run_config`. On a run folder that holds a run, the options
+given by neither are the run's (:meth:`rnncap.apps.run_config.RunConfig.continuing`), and those given must match
+it (:mod:`rnncap.apps.continuation`).
 """
 
 from __future__ import annotations
@@ -33,8 +35,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         description="Train a captioner on a file written by `rnncap prepare`. After every epoch it reports the "
         "validation loss and the greedy captions' BLEU-4 and CIDEr on the validation split, and keeps the best "
         "epoch. The run folder gets best.npz (the best model), best-float16.npz (the same, half the size, to "
-        "ship), model.npz and trainer_state.npz (the last epoch, to continue), history.json and loss.png. Running "
-        "the same command again continues an interrupted run.",
+        "ship), model.npz and trainer_state.npz (the last epoch, to continue), history.json and loss.png; a kill at "
+        "any moment loses at most the epoch in progress. Running the same command again (or with options left "
+        "out: they are the run's) continues an interrupted run; another data file or a changed model or training "
+        "option (--epochs and --patience aside) stops and names what differs. --out must be a folder.",
     )
     option = train.add_argument
     option("--config", type=Path, help="a TOML file of option values, keys named like the options (lr_decay = 0.9)")

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -373,6 +373,8 @@ class Trainer:
         )
         check_scorer(state, trainer.scorer, out_dir)
         trainer._restore(state)
+        if state.word_to_idx is None:  # format 1: what it lacks is the model's, so that it is rewritten as format 2
+            state = replace(state, word_to_idx=model.word_to_idx, metadata=model.metadata)
         trainer._resumed_from = state
         return trainer
 
