@@ -4,6 +4,7 @@ round trip of every model class is in test_contract.py)."""
 from __future__ import annotations
 
 import json
+import time
 import zipfile
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 
 from helpers import make_vocab
 from rnncap import CaptioningRNN, ModelFileError
-from rnncap.models import load_model
+from rnncap.models import AttentionCaptioner, AttentionConfig, RNNConfig, build_model, load_model
 
 
 @pytest.fixture
@@ -163,3 +164,63 @@ def test_file_is_a_plain_zip_of_npy(model, tmp_path):
     with zipfile.ZipFile(path) as archive:
         names = set(archive.namelist())
     assert {"__format__.npy", "__config__.npy", "__vocab__.npy", "param/Wx.npy"} <= names
+
+
+# ---------------------------------------------------------------------- files the loader would refuse are never written
+
+
+def test_save_refuses_non_finite_weights_and_leaves_no_file(model, tmp_path):
+    good = model.save(tmp_path / "m.npz")
+    before = good.read_bytes()
+    model.params["W_vocab"][0, 0] = np.inf
+    with pytest.raises(ModelFileError, match=r"refusing to write .*m\.npz: parameter W_vocab holds 1 NaN or infinite"):
+        model.save(tmp_path / "m.npz")
+    with pytest.raises(ModelFileError, match="W_vocab holds 1 NaN"):
+        model.save(tmp_path / "new.npz", weights_dtype=np.float16)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"] and good.read_bytes() == before  # old file untouched
+
+
+def test_float16_export_refuses_weights_past_its_range(model, tmp_path):
+    model.params["Wh"][1, 2] = 1e6  # finite in float32, infinite once cast to float16
+    with pytest.raises(ModelFileError, match=r"parameter Wh reaches 1e\+06, past the largest float16 value 65504"):
+        model.save(tmp_path / "half.npz", weights_dtype=np.float16)
+    assert list(tmp_path.iterdir()) == []
+    assert CaptioningRNN.load(model.save(tmp_path / "full.npz")).params["Wh"][1, 2] == 1e6  # float32 holds it
+
+
+# ---------------------------------------------------------------------- crafted sizes are refused before building
+
+
+@pytest.mark.parametrize("hidden_dim", [10**9, 8000])
+def test_crafted_sizes_are_refused_before_anything_is_built(model, tmp_path, hidden_dim):
+    """A config naming a huge hidden size is refused from the stored shapes at once, not after allocating it."""
+    path = model.save(tmp_path / "m.npz")
+    _rewrite(path, __config__=np.array(json.dumps({**model.config(), "hidden_dim": hidden_dim})))
+    start = time.perf_counter()
+    with pytest.raises(
+        ModelFileError, match=rf"W_proj has shape \(6, 4\), the configuration expects \(6, {hidden_dim}\)"
+    ):
+        load_model(path)
+    assert time.perf_counter() - start < 0.5
+
+
+def test_crafted_sizes_of_an_attention_model_are_refused_before_building(tmp_path):
+    model = AttentionCaptioner(
+        make_vocab(5), input_dim=6, num_locations=4, wordvec_dim=3, hidden_dim=4, attention_dim=5
+    )
+    path = model.save(tmp_path / "m.npz")
+    _rewrite(path, __config__=np.array(json.dumps({**model.config(), "attention_dim": 10**9})))
+    start = time.perf_counter()
+    with pytest.raises(ModelFileError, match=r"W_feat has shape \(6, 5\), the configuration expects \(6, 1000000000\)"):
+        AttentionCaptioner.load(path)
+    assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize(
+    "settings", [RNNConfig(5, 4, 6, cell) for cell in ("rnn", "lstm", "gru")] + [AttentionConfig(5, 3, 4, 6, 7)]
+)
+def test_param_shapes_are_the_shapes_a_model_builds(settings):
+    model = build_model(settings, make_vocab(7))
+    assert type(model).param_shapes(settings, model.vocab_size) == {
+        name: value.shape for name, value in model.params.items()
+    }
