@@ -74,3 +74,28 @@ def test_bad_overrides() -> None:
         load_run_config(overrides={"hiden": 16})
     with pytest.raises(ValueError, match=r"unknown options \['hiden'\]"):
         RunConfig.from_options({"hiden": 16})
+
+
+def test_a_continued_run_takes_the_saved_settings_where_none_are_given() -> None:
+    saved_model = RNNConfig(cell_type="gru", wordvec_dim=8, hidden_dim=16, dropout=0.1)
+    saved_train = TrainConfig(num_epochs=2, optim_config={"learning_rate": 0.05, "beta1": 0.8}, keep_best=True)
+    run = load_run_config(None, {"data": "toy.h5", "epochs": 5, "hidden": 64})
+    assert run.given == {"data": Path("toy.h5"), "epochs": 5, "hidden": 64}
+    continued = run.continuing(saved_model, saved_train)
+    assert continued.settings == RNNConfig(cell_type="gru", wordvec_dim=8, hidden_dim=64, dropout=0.1)
+    assert continued.train == TrainConfig(
+        num_epochs=5, optim_config={"learning_rate": 0.05, "beta1": 0.8}, keep_best=True
+    )
+    assert continued.run_dir == Path("runs/toy-lstm")  # the folder that holds the saved run, not runs/toy-gru
+    lr = load_run_config(None, {"data": "toy.h5", "lr": 0.01}).continuing(saved_model, saved_train)
+    assert lr.train.optim_config == {"learning_rate": 0.01, "beta1": 0.8}
+
+    attention = AttentionConfig(wordvec_dim=8, hidden_dim=16, attention_dim=8)
+    assert load_run_config(None, {"data": "t.h5", "alpha_reg": 0.5}).continuing(attention, saved_train).settings == (
+        AttentionConfig(wordvec_dim=8, hidden_dim=16, attention_dim=8, alpha_reg=0.5)
+    )  # no --attention given: the saved run's kind
+    gru = load_run_config(None, {"data": "t.h5", "cell": "gru"})
+    assert gru.continuing(attention, saved_train).settings == gru.settings  # another kind: kept whole, for fit to name
+    assert load_run_config(None, {"data": "t.h5", "attention": True}).continuing(saved_model, saved_train).settings == (
+        AttentionConfig()
+    )

@@ -56,8 +56,8 @@ class RunConfig:
         data: the prepared file; None: not chosen yet (a run needs it).
         out_dir: the run's folder; None: :func:`default_run_dir`.
         train_split, val_split, select_by: as in :func:`rnncap.apps.fit.fit`.
-        given: the keys of :data:`RUN_KEYS` whose values were given (by a run file or the command line), the
-            others being defaults: a run continued takes the run's own for those (:meth:`continuing`).
+        given: the option values given (by a run file or the command line), keyed as in :data:`RUN_KEYS`; the
+            other settings are defaults, and a run continued takes the run's own for them (:meth:`continuing`).
     """
 
     settings: ModelConfig = field(default_factory=RNNConfig)
@@ -67,7 +67,7 @@ class RunConfig:
     train_split: str = "train"
     val_split: str = "dev"
     select_by: str = "CIDEr"
-    given: frozenset[str] = frozenset()
+    given: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def data_file(self) -> Path:
@@ -104,7 +104,7 @@ class RunConfig:
             settings = RNNConfig(**{name: v for name, v in model.items() if name not in ("attention_dim", "alpha_reg")})
         train = TrainConfig.from_options({key: options[key] for key in TOML_KEYS if key in options})
         run = {name: options[key] for key, (name, _) in _FIT_KEYS.items() if key in options}
-        return cls(settings, train, **run, given=frozenset(options))
+        return cls(settings, train, **run, given=dict(options))
 
     def continuing(self, settings: ModelConfig, train: TrainConfig) -> RunConfig:
         """This run on top of a saved one's ``settings`` and ``train``: what was given is this run's, the rest the
@@ -120,18 +120,16 @@ class RunConfig:
     def _continued_settings(self, saved: ModelConfig) -> ModelConfig:
         saved_attention = isinstance(saved, AttentionConfig)
         attention = isinstance(self.settings, AttentionConfig) if "attention" in self.given else saved_attention
-        cell = self.settings.cell_type if isinstance(self.settings, RNNConfig) else "lstm"
-        if attention != saved_attention or (saved_attention and "cell" in self.given and cell != "lstm"):
+        if attention != saved_attention or (saved_attention and self.given.get("cell", "lstm") != "lstm"):
             return self.settings
         names = {item.name for item in fields(saved)}
-        given = {_MODEL_KEYS[key][0] for key in self.given if key in _MODEL_KEYS} & names
-        return replace(saved, **{name: getattr(self.settings, name) for name in given})
+        given = {_MODEL_KEYS[key][0]: value for key, value in self.given.items() if key in _MODEL_KEYS}
+        return replace(saved, **{name: value for name, value in given.items() if name in names})
 
     def _continued_train(self, saved: TrainConfig) -> TrainConfig:
-        given = {TOML_KEYS[key][0] for key in self.given if key in TOML_KEYS and key != "lr"}
-        values = {name: getattr(self.train, name) for name in given}
+        values = {TOML_KEYS[key][0]: value for key, value in self.given.items() if key in TOML_KEYS and key != "lr"}
         if "lr" in self.given:
-            values["optim_config"] = saved.optim_config | {"learning_rate": self.train.optim_config["learning_rate"]}
+            values["optim_config"] = saved.optim_config | {"learning_rate": self.given["lr"]}
         return replace(saved, **values, progress=self.train.progress, plot=self.train.plot)
 
 
