@@ -5,6 +5,7 @@ difference. Unusable run folders are refused before any work. Real runs on a tin
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -127,3 +128,51 @@ def test_train_out_that_is_a_file_fails_before_any_work(data: Path, tmp_path: Pa
     assert main(["train", "--data", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "run")]) == 1
     assert "best-float16.npz is in the way of the run's file" in capsys.readouterr().err
     assert a_file.read_text() == "keep me"
+
+
+class Killed(BaseException):
+    """Stands for a kill: a BaseException, so that no ``except Exception`` of the code under test stops it."""
+
+
+def test_a_kill_at_any_file_write_of_fit_loses_nothing(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed before or after each rename of a one-epoch fit (the epoch's files, then best.npz again with the
+    run's facts and its float16 copy), then run again: the files of a run never interrupted."""
+    config = TrainConfig(**{**CONFIG.__dict__, "plot": False})
+    real_replace, renamed = os.replace, []
+
+    def counting(src: str, dst: str) -> None:
+        real_replace(src, dst)
+        renamed.append(Path(dst).name)
+
+    monkeypatch.setattr(os, "replace", counting)
+    whole = fit(data, tmp_path / "whole", SMALL, config)
+    monkeypatch.undo()
+    assert renamed == ["model.npz", "best.npz", "history.json", "trainer_state.npz", "best.npz", "best-float16.npz"]
+    renames = len(renamed)
+    for target in range(renames):
+        for before in (True, False):
+            done: list[str] = []
+
+            def replace(src: str, dst: str, target: int = target, before: bool = before, done: list = done) -> None:
+                if len(done) == target and before:
+                    raise Killed
+                real_replace(src, dst)
+                done.append(Path(dst).name)
+                if len(done) == target + 1 and not before:
+                    raise Killed
+
+            out = tmp_path / f"killed-{target}-{before}"
+            monkeypatch.setattr(os, "replace", replace)
+            with pytest.raises(Killed):
+                fit(data, out, SMALL, config)
+            monkeypatch.undo()
+            result = fit(data, out, SMALL, config)
+            assert result.history["metrics"] == whole.history["metrics"], (target, before)
+            for file in ("model.npz", "best.npz", "best-float16.npz"):
+                ours, theirs = load_model(out / file), load_model(tmp_path / "whole" / file)
+                assert all(np.array_equal(ours.params[n], theirs.params[n]) for n in theirs.params), (file, target)
+                assert ours.metadata.keys() == theirs.metadata.keys(), (file, target)
+            history = json.loads((out / "history.json").read_text())
+            assert history["metrics"] == whole.history["metrics"]
