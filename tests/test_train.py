@@ -577,3 +577,50 @@ def test_the_data_readers_import_caption_data_without_the_trainer():
     code = "import sys, rnncap.data.store, rnncap.data.cs231n; print('rnncap.train.trainer' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------------- divergence before NaN (rnncap.train.divergence)
+
+
+def test_a_huge_learning_rate_stops_at_the_first_jump_of_the_loss(tmp_path, train_data, val_data):
+    """Adam at 1e3 keeps every loss finite but thousands of times the loss of guessing each word: the run stops at
+    the next minibatch (it used to finish and ship a garbage model), and the last good checkpoint stays."""
+    good = _config(num_epochs=2)
+    Trainer(_model(), train_data, val_data, config=good, out_dir=tmp_path).train()
+    huge = dataclasses.replace(good, num_epochs=6, optim_config={"learning_rate": 1e3})
+    trainer = Trainer.resume(tmp_path, train_data, val_data, config=huge)
+    before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    with pytest.raises(TrainingDiverged, match=r"epoch 3, iteration 2/3: loss \S+ is more than 20 times") as caught:
+        trainer.train()
+    assert np.isfinite(caught.value.loss) and "last good checkpoint (epoch 2)" in str(caught.value)
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
+    assert Trainer.resume(tmp_path, train_data, val_data).epoch == 2
+
+
+def test_a_huge_learning_rate_in_the_first_epoch_writes_nothing(tmp_path, train_data):
+    config = _config(optim_config={"learning_rate": 1e3})
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, iteration 2/3: .*No epoch had completed"):
+        Trainer(_attention_model(), _data(1, 20, 40, grid=True), config=config, out_dir=tmp_path / "run").train()
+    with pytest.raises(TrainingDiverged, match=r"epoch 1, iteration 2/3: .*No epoch had completed"):
+        Trainer(_model("gru"), train_data, config=config, out_dir=tmp_path / "run").train()
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("cell_type", ["rnn", "lstm", "gru", "attention"])
+def test_normal_training_never_trips_the_divergence_check(train_data, cell_type):
+    """The project's recipe (TrainConfig's defaults, dropout 0.5) over many epochs, and small batches at five times
+    its learning rate, run to the end, every minibatch loss well below the factor times its running median."""
+    from rnncap.train.divergence import LOSS_FACTOR, WINDOW
+
+    recipe = TrainConfig(num_epochs=60, patience=None, progress=False, plot=False)  # one batch of 40 an epoch
+    small_batches = dataclasses.replace(recipe, num_epochs=15, batch_size=2, optim_config={"learning_rate": 1e-2})
+    for config in (recipe, small_batches):
+        if cell_type == "attention":
+            model, data = _attention_model(dropout=0.5), _data(1, 20, 40, grid=True)
+        else:
+            model, data = _model(cell_type, dropout=0.5), train_data
+        losses = Trainer(model, data, config=config).train()["iteration_loss"]
+        assert len(losses) == config.num_epochs * -(-40 // config.batch_size)  # every minibatch of every epoch
+        # The running median alone is a lower bound of the level the rule compares with.
+        ratios = [losses[i] / np.median(losses[max(0, i - WINDOW) : i]) for i in range(1, len(losses))]
+        assert max(ratios) < LOSS_FACTOR / 3
