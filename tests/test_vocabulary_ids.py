@@ -1,5 +1,5 @@
 """A vocabulary that gives two words one id is refused wherever rnncap reads one: a model file, the prepared file's
-writer, a prepared file whose vocabulary was altered afterwards (when a model is built over it)."""
+writer, a prepared file whose vocabulary was altered afterwards (on open, and so before training)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from helpers import make_model, make_prepared
 from rnncap.apps.fit import fit
 from rnncap.cli import main
-from rnncap.data import ImageRecord, create_store, prepare_records
+from rnncap.data import ImageRecord, create_store, open_store, prepare_records
 from rnncap.models import RNNConfig, load_model
 from rnncap.train import TrainConfig
 
@@ -53,6 +53,8 @@ def test_training_on_a_prepared_file_whose_vocabulary_shares_an_id_is_refused(tm
     with h5py.File(data, "r+") as f:
         vocab, first, second, idx = _second_word_takes_the_firsts_id(json.loads(f.attrs["vocab"]))
         f.attrs["vocab"] = json.dumps(vocab)
+    with pytest.raises(ValueError, match=f"{data}.*gives id {idx} to both '{first}' and '{second}'"):
+        open_store(data)  # the store's own check on open names the file
     settings = RNNConfig(input_dim=8, wordvec_dim=8, hidden_dim=8)
     with pytest.raises(ValueError, match=f"gives id {idx} to both '{first}' and '{second}'"):
         fit(data, tmp_path / "run", settings, TrainConfig(num_epochs=1, batch_size=4, plot=False, progress=False))
