@@ -29,7 +29,7 @@ test: lint typecheck
 # Captions the example photos with the model that ships in the package (the attention model) and writes an HTML
 # gallery of them with, for each photo, where the model looked for each word.
 demo: $(STAMP)
-	$(VENV)/bin/rnncap caption examples/photos --attention runs/demo/maps --html runs/demo/gallery.html
+	$(VENV)/bin/rnncap caption examples/photos --attention runs/demo/maps --html runs/demo/gallery.html --overwrite
 
 # Trains a small captioner from scratch on generated pictures, in seconds.
 demo-shapes: $(STAMP)

@@ -244,7 +244,7 @@ def test_the_gallery_shows_the_attention_maps(attention_model_file, photos, tmp_
     assert status == 0 and f"wrote {gallery}" in err
     page = gallery.read_text()
     assert page.count('<img class="extra"') == 2 and "where the model looked for each word" in page
-    caption(capsys, photos["jpeg"], "--model", attention_model_file, "--html", gallery)
+    caption(capsys, photos["jpeg"], "--model", attention_model_file, "--html", gallery, "--overwrite")
     assert '<img class="extra"' not in gallery.read_text()  # maps only when asked for
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rnncap.apps.paths import FoundPhotos, attention_map_paths, find_photos
-from rnncap.cli.args import add_model_option, positive
+from rnncap.cli.args import add_model_option, add_overwrite_option, positive
 
 if TYPE_CHECKING:
     from rnncap.apps.caption_results import CaptionResult
@@ -80,12 +80,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="also draw where the model looked for each word (attention models only): a .png file for one photo, "
         "else a folder of one PNG per photo",
     )
+    add_overwrite_option(caption, "existing --html and --attention files")
     caption.set_defaults(run=_run_caption)
 
 
 def _run_caption(args: argparse.Namespace) -> int:
     from rnncap.apps.caption_results import write_caption_gallery
     from rnncap.apps.captioner import Captioner
+    from rnncap.apps.outputs import check_outputs
     from rnncap.cli import EXIT_ERROR
 
     found = find_photos(args.photos)
@@ -96,6 +98,8 @@ def _run_caption(args: argparse.Namespace) -> int:
         print(f"rnncap caption: error: nothing to caption: {found.problems[0].sentence()}{more}", file=sys.stderr)
         return EXIT_ERROR
     maps = None if args.attention is None else _map_paths(args.attention, found)
+    outputs = [("--html", args.html), *(("--attention", path) for path in maps or ())]
+    check_outputs(outputs, overwrite=args.overwrite, inputs=found.photos)  # before the model loads and captions
     captioner = Captioner.from_pretrained(args.model)
     results = captioner.caption_files(
         found,
