@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 from rnncap.train.checkpoint import BEST_FILE, HISTORY_FILE, MODEL_FILE, PLOT_FILE, STATE_FILE, History
 from rnncap.train.config import TrainConfig
 from rnncap.train.data import CaptionData
+from rnncap.train.divergence import TrainingDiverged
 from rnncap.train.scoring import MetricScorer, Score, ScoreFn, Scorer, ValLossScorer
 
 if TYPE_CHECKING:
-    from rnncap.train.trainer import Trainer, TrainingDiverged
+    from rnncap.train.trainer import Trainer
 
 __all__ = [
     "BEST_FILE",
@@ -40,10 +41,10 @@ __all__ = [
 def __getattr__(name: str) -> Any:
     # The trainer brings tqdm and the models: imported on first use, so that the data readers, which import
     # rnncap.train.data (and so this package), do not load them.
-    if name in ("Trainer", "TrainingDiverged"):
-        from rnncap.train import trainer
+    if name == "Trainer":
+        from rnncap.train.trainer import Trainer
 
-        return getattr(trainer, name)
+        return Trainer
     if name == "plot_history":  # its home is rnncap.report.plots (presentation); kept here for existing callers
         from rnncap.report.plots import plot_history
 

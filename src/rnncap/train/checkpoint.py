@@ -300,3 +300,18 @@ def check_scorer(state: TrainerState, scorer: Scorer | None, where: Path) -> Non
             f"{name or 'nothing'} (score_key={key!r}, higher_is_better={higher_is_better}): pass the same "
             "validation data and score_fn"
         )
+
+
+def new_history() -> History:
+    """An empty history: the lists a run appends to, per minibatch and per completed epoch."""
+    return {
+        "iteration_loss": [],  # one per minibatch
+        "epoch": [],  # the per-epoch lists below have one entry per completed epoch
+        "iterations": [],  # minibatches done by the end of the epoch: the x of per-epoch points in a plot
+        "learning_rate": [],
+        "train_loss": [],  # mean minibatch loss over the epoch, per caption
+        "val_loss": [],  # None without validation data
+        "score": [],  # None without a score
+        "metrics": [],  # what a score_fn returned by name, or None
+        "epoch_time": [],  # seconds of training and validation
+    }

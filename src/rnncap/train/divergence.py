@@ -29,6 +29,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
+
+class TrainingDiverged(RuntimeError):  # noqa: N818 (named for the event, like StopIteration)
+    """The loss or a gradient became NaN or infinite, or the loss jumped far above its level (the rule above);
+    nothing of that epoch was written to disk."""
+
+    def __init__(self, message: str, epoch: int, iteration: int | None, loss: float | None) -> None:
+        super().__init__(message)
+        self.epoch, self.iteration, self.loss = epoch, iteration, loss
+
+
 #: A minibatch loss above this many times its level (see the module docstring) is divergence.
 LOSS_FACTOR = 20.0
 #: Minibatch losses in the running median.

@@ -19,8 +19,9 @@ The best epoch is chosen by a :class:`~rnncap.train.scoring.Scorer`: the validat
 ``score_fn``. At the end of every epoch the files of :mod:`rnncap.train.checkpoint` go to ``out_dir``, and with
 ``config.plot`` the loss curves to ``loss.png`` (:func:`rnncap.report.plots.plot_history`), the state file last,
 as the commit of the epoch: a kill at any instant leaves the previous checkpoint or the new one. If the loss or a
-gradient turns NaN or infinite, training stops with :class:`TrainingDiverged` before anything is written, so the
-files of the last good epoch stay as they were.
+gradient turns NaN or infinite, or the loss jumps far above its level (:mod:`rnncap.train.divergence`), training
+stops with :class:`TrainingDiverged` before the update and before anything is written, so the files of the last
+good epoch stay as they were.
 
 References: Stanford CS231n assignment 3, ``captioning_solver.py`` (update rules per parameter, ``lr_decay`` per
 epoch); karpathy/nanoGPT ``train.py`` (config dataclass, checkpoint and resume).
@@ -50,22 +51,15 @@ from rnncap.train.checkpoint import (
     check_scorer,
     continued_config,
     model_from_state,
+    new_history,
     read_state,
     scorer_record,
     write_run_files,
 )
 from rnncap.train.config import TrainConfig
 from rnncap.train.data import CaptionData
-from rnncap.train.divergence import divergence_reason, know_nothing_loss
+from rnncap.train.divergence import TrainingDiverged, divergence_reason, know_nothing_loss
 from rnncap.train.scoring import Score, ScoreFn, Scorer, choose_scorer
-
-
-class TrainingDiverged(RuntimeError):  # noqa: N818 (named for the event, like StopIteration)
-    """The loss, a gradient or a parameter became NaN or infinite; nothing of that epoch was written to disk."""
-
-    def __init__(self, message: str, epoch: int, iteration: int | None, loss: float | None) -> None:
-        super().__init__(message)
-        self.epoch, self.iteration, self.loss = epoch, iteration, loss
 
 
 class Trainer:
@@ -122,7 +116,7 @@ class Trainer:
         self.optim_configs: dict[str, dict[str, Any]] = {name: {} for name in model.params}
         self._rng = np.random.default_rng(self.config.seed)
         self.epoch = 0  # epochs completed
-        self.history = _new_history()
+        self.history = new_history()
         self.best_score: float | None = None
         self.best_epoch: int | None = None
         self.best_params: dict[str, np.ndarray] | None = None
@@ -390,20 +384,6 @@ class Trainer:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def _new_history() -> History:
-    return {
-        "iteration_loss": [],  # one per minibatch
-        "epoch": [],  # the per-epoch lists below have one entry per completed epoch
-        "iterations": [],  # minibatches done by the end of the epoch: the x of per-epoch points in a plot
-        "learning_rate": [],
-        "train_loss": [],  # mean minibatch loss over the epoch, per caption
-        "val_loss": [],  # None without validation data
-        "score": [],  # None without a score
-        "metrics": [],  # what a score_fn returned by name, or None
-        "epoch_time": [],  # seconds of training and validation
-    }
 
 
 def _summary(train_loss: float, val_loss: float | None, score: Score | None, scorer: Scorer | None) -> dict[str, str]:
