@@ -28,6 +28,7 @@ from typing import Literal, Protocol, overload
 import numpy as np
 from tqdm.auto import tqdm
 
+from rnncap.checks import check_positive_int
 from rnncap.text import decode_captions
 
 State = tuple[np.ndarray, ...]  # a decoder's recurrent state: arrays whose first axis is the hypotheses (or images)
@@ -79,7 +80,7 @@ def greedy_search(
         (N, max_length) int32 token ids; after a caption's ``<END>`` the row holds ``<NULL>``. With
         ``return_attention``, also (N, max_length, L) weights, zero where the row holds ``<NULL>``.
     """
-    _check_positive("max_length", max_length)
+    check_positive_int("max_length", max_length)
     _check_attention(model, return_attention)
     state = model.init_state(features)
     N = state[0].shape[0]
@@ -161,9 +162,9 @@ def beam_search(
         (N, max_length) int32 token ids of each image's best hypothesis, ``<NULL>`` after ``<END>``. With
         ``return_attention``, also (N, max_length, L) weights, zero where the row holds ``<NULL>``.
     """
-    _check_positive("max_length", max_length)
+    check_positive_int("max_length", max_length)
     _check_attention(model, return_attention)
-    _check_positive("beam_size", beam_size)
+    check_positive_int("beam_size", beam_size)
     if length_penalty < 0:
         raise ValueError(f"length_penalty must be >= 0, got {length_penalty}")
     B = int(beam_size)
@@ -319,8 +320,7 @@ def search_batches(
     ``attention_rows`` photos, their (B, max_length, L) attention weights (else None): only the photos whose
     weights are wanted pay for them. ``progress`` None shows the bar only on a terminal.
     """
-    if not isinstance(batch_size, int | np.integer) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    check_positive_int("batch_size", batch_size)
     disable = None if progress is None else not progress
     with tqdm(total=len(features), desc=desc, unit="photo", disable=disable) as bar:
         for start in range(0, len(features), batch_size):
@@ -393,8 +393,3 @@ def _forbid_special_tokens(model: Decodable, log_probs: np.ndarray) -> np.ndarra
     if model.unk_id is not None:
         log_probs[:, model.unk_id] = -np.inf
     return log_probs
-
-
-def _check_positive(name: str, value: int) -> None:
-    if not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")

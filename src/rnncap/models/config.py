@@ -12,19 +12,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
-from rnncap.checks import is_real
+from rnncap.checks import check_positive_int, is_real
 from rnncap.nn import CELLS
 
 
 def _check_common(config: Any, positive: tuple[str, ...]) -> None:
     """Check the sizes and the dropout of ``config`` and make them plain ints and a float (the file is JSON)."""
     for name in positive:
-        value = getattr(config, name)
-        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        object.__setattr__(config, name, int(value))
+        object.__setattr__(config, name, check_positive_int(name, getattr(config, name)))
     dropout = config.dropout
     if not is_real(dropout) or not 0 <= dropout < 1:
         raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")

@@ -21,9 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from rnncap.checks import is_real
+from rnncap.checks import is_integer, is_real
 from rnncap.optim import DEFAULTS, resolve_hyperparameters
 
 
@@ -73,7 +71,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is None and name in ("val_batch_size", "patience"):
                 continue
-            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < minimum:
+            if not is_integer(value) or value < minimum:
                 raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
             # NumPy integers become ints: the config is saved as JSON.
             object.__setattr__(self, name, int(value))
