@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+_TEMPORARY = ".tmp"  # the temporary file of ``path`` is ``.NAME.<pid>.<random>.tmp`` beside it
+
 
 @contextmanager
 def replacing(path: str | os.PathLike) -> Iterator[Path]:
@@ -23,7 +25,7 @@ def replacing(path: str | os.PathLike) -> Iterator[Path]:
     For writers that take a file name (h5py, torch.onnx.export). The temporary file is removed in any case.
     """
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}{_TEMPORARY}")
     try:
         yield tmp
         os.replace(tmp, path)
@@ -37,3 +39,10 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], object]) 
     with replacing(path) as tmp, open(tmp, "xb") as f:
         write(f)
     return path
+
+
+def leftover_temporaries(path: str | os.PathLike) -> list[Path]:
+    """The temporary files of ``path`` that writers killed before their rename left behind (none in normal use:
+    a writer that fails removes its own)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{path.name}.*{_TEMPORARY}"))

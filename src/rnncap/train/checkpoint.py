@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rnncap.files import atomic_write
+from rnncap.files import atomic_write, leftover_temporaries
 from rnncap.train.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -193,9 +193,9 @@ def _save_weights(model: CaptionModel, params: dict[str, np.ndarray], path: Path
 
 
 def remove_debris(out_dir: Path) -> None:
-    """Remove the temporary files that a kill in the middle of a write left (``rnncap.files``' ``.NAME.*.tmp``)."""
+    """Remove the temporary files that kills in the middle of writes left (see rnncap.files.leftover_temporaries)."""
     for name in RUN_FILES:
-        for debris in out_dir.glob(f".{name}.*.tmp"):
+        for debris in leftover_temporaries(out_dir / name):
             debris.unlink(missing_ok=True)
 
 
