@@ -226,8 +226,10 @@ def test_coco_bad_input(tmp_path: Path) -> None:
         read_coco(root)
     ann.write_text(good)
 
+    for photo in (root / "train2014").iterdir():  # no photo at all: the wrong folder, not a partial download
+        photo.unlink()
     (root / "val2014" / "COCO_val2014_000000000042.jpg").unlink()
-    with pytest.raises(FileNotFoundError, match=r"1 of 3 COCO photos .* missing from .*val2014 \(e.g. COCO_val2014_0"):
+    with pytest.raises(FileNotFoundError, match=r"3 of 3 COCO photos .* are missing .*COCO_val2014_0.*is --root right"):
         read_coco(root)
     (root / "val2014").rmdir()
     with pytest.raises(FileNotFoundError, match=r"COCO photo folder for split 'val': .*val2014 not found"):
@@ -250,11 +252,58 @@ def test_coco_karpathy_bad_input(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"1 empty caption\(s\).*COCO_val2014_000000000042.jpg sentence 1: ''"):
         read_coco(root, karpathy=split_file)
     split_file.write_text(json.dumps({"images": [{**image, "sentences": [{"raw": "A dog."}]}]}))
-    with pytest.raises(ValueError, match=r"has no photos in split\(s\) \['train', 'test'\]"):
-        read_coco(root, karpathy=split_file)
+    with pytest.raises(
+        ValueError, match=r"has no photos in split\(s\) \['train', 'test'\] \(splits in the file: \['val'\]\)"
+    ):
+        read_coco(root, karpathy=split_file, splits=("train", "val", "test"))
+    assert read_coco(root, karpathy=split_file).split_counts() == {"val": 1}  # by default the splits the file has
     assert read_coco(root, karpathy=split_file, splits=("val",)).records[0].image_id == "42"
     with pytest.raises(ValueError, match=r"unknown split\(s\) \['restval'\]"):
         read_coco(root, karpathy=split_file, splits=("restval",))
+
+
+def test_coco_partial_download_skips_the_missing_photos(tmp_path: Path) -> None:
+    """A json naming photos that are not on disk costs only those photos, each listed in skipped."""
+    root = make_coco(tmp_path / "c")
+    (root / "train2014" / "COCO_train2014_000000000009.jpg").unlink()
+    dataset = read_coco(root)
+    assert [r.image_id for r in dataset] == ["3", "42"]
+    assert f"COCO_train2014_000000000009.jpg: photo not found in {root / 'train2014'}" in dataset.skipped
+    split_file = tmp_path / "dataset_coco.json"
+    images = [
+        {"filepath": "train2014", "filename": f"COCO_train2014_{i:012d}.jpg", "cocoid": i, "split": "train"}
+        for i in (3, 9)
+    ]
+    split_file.write_text(json.dumps({"images": [{**im, "sentences": [{"raw": "A dog."}]} for im in images]}))
+    dataset = read_coco(root, karpathy=split_file)
+    assert [r.image_id for r in dataset] == ["3"]
+    assert dataset.skipped == (f"COCO_train2014_000000000009.jpg: photo not found in {root / 'train2014'}",)
+    (root / "train2014" / "COCO_train2014_000000000003.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match=r"2 of 2 COCO photos named in dataset_coco.json are missing"):
+        read_coco(root, karpathy=split_file)
+
+
+COCO_SUBSET = SHARED / "coco-subset"
+needs_coco_subset = pytest.mark.skipif(not COCO_SUBSET.is_dir(), reason=f"real COCO subset not found at {COCO_SUBSET}")
+
+
+@needs_coco_subset
+def test_coco_real_subset_karpathy_reads_the_splits_the_file_has() -> None:
+    dataset = read_coco(COCO_SUBSET, year=2017, karpathy=COCO_SUBSET / "dataset_coco.json")
+    assert dataset.name == "coco2017-karpathy"
+    assert dataset.split_counts() == {"train": 2493, "val": 300}
+    with pytest.raises(
+        ValueError, match=r"no photos in split\(s\) \['test'\] \(splits in the file: \['train', 'val'\]"
+    ):
+        read_coco(COCO_SUBSET, year=2017, karpathy=COCO_SUBSET / "dataset_coco.json", splits=("test",))
+
+
+@needs_coco_subset
+def test_coco_real_subset_official_layout() -> None:
+    dataset = read_coco(COCO_SUBSET, year=2017)
+    assert dataset.name == "coco2017"
+    assert dataset.split_counts() == {"train": 130, "val": 2663}
+    assert sum(len(r.captions) for r in dataset) == 13971
 
 
 # ---- folder ---------------------------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ them into the same file format, so that one trainer reads both.
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,8 +21,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from rnncap.apps.outputs import check_writable
+from rnncap.apps.paths import model_path
 from rnncap.data import Dataset, ImageRecord, create_store, open_store, prepare_records, read_cs231n, summary_line
-from rnncap.text import decode_captions
+from rnncap.models.serialization import read_model_file
+from rnncap.text import check_special_ids, decode_captions
 
 if TYPE_CHECKING:
     from rnncap.encoders.encoder import Backend
@@ -64,6 +68,7 @@ def prepare_dataset(
     grid: bool = True,
     overwrite: bool = False,
     progress: bool = True,
+    word_to_idx: Mapping[str, int] | None = None,
 ) -> PrepareResult:
     """Prepare ``dataset``: vocabulary from its train split, encoded captions, and CNN features of every photo.
 
@@ -79,12 +84,15 @@ def prepare_dataset(
         grid: also store the spatial grid features (for attention models).
         overwrite: replace a file that holds other data, or features of another encoder.
         progress: show a progress bar.
+        word_to_idx: encode with this vocabulary (e.g. :func:`read_vocabulary` of a trained model) instead of
+            building one from the train split: a test set for an existing model needs no train split.
 
     Raises:
         OutputError: ``out`` is a folder or cannot be written (checked before anything is read or encoded).
+        ValueError: no ``word_to_idx`` and no train split to build the vocabulary from.
     """
     check_writable(out, "out")
-    prepared = prepare_records(dataset, min_count=min_count, max_length=max_length)
+    prepared = prepare_records(dataset, min_count=min_count, max_length=max_length, word_to_idx=word_to_idx)
     created = create_store(out, dataset, *prepared, root=dataset.root, name=dataset.name, overwrite=overwrite)
     result = extract_into_store(
         out,
@@ -97,6 +105,40 @@ def prepare_dataset(
         progress=progress,
     )
     return PrepareResult(Path(out), summary_line(dataset, prepared), created, *result)
+
+
+def read_vocabulary(source: str | os.PathLike) -> dict[str, int]:
+    """The vocabulary (word_to_idx) of a shipped model's name, a model file or a vocabulary JSON file.
+
+    Args:
+        source: ``flickr8k-attention`` or another shipped model (:func:`rnncap.apps.paths.model_path`), a model
+            ``.npz``, or a ``.json`` holding ``word_to_idx`` itself or CS231n's ``{"idx_to_word", "word_to_idx"}``.
+
+    Raises:
+        ModelFileError: no such model, or an unreadable model file.
+        ValueError: a JSON file that is unreadable or not a vocabulary (the special tokens at their standard ids,
+            every id an integer naming one word).
+    """
+    path = Path(source)
+    if path.suffix.lower() != ".json":
+        return read_model_file(model_path(source)).word_to_idx
+    if not path.is_file():
+        raise FileNotFoundError(f"vocabulary file {path} not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"vocabulary file {path} is not valid JSON: {exc}") from exc
+    if isinstance(data, dict) and isinstance(data.get("word_to_idx"), dict):
+        data = data["word_to_idx"]  # CS231n's coco2014_vocab.json
+    if not isinstance(data, dict) or not all(
+        isinstance(word, str) and isinstance(idx, int) and not isinstance(idx, bool) for word, idx in data.items()
+    ):
+        raise ValueError(
+            f"vocabulary file {path} must hold a JSON object of word -> integer id (word_to_idx), "
+            'or CS231n\'s {"idx_to_word": [...], "word_to_idx": {...}}'
+        )
+    check_special_ids(data, f"vocabulary file {path}")
+    return data
 
 
 def extract_into_store(

@@ -4,6 +4,7 @@ rnncap prepare flickr8k --root DIR [--splits train,dev] --out FILE
 rnncap prepare coco --root DIR --year 2014 [--karpathy FILE] --out FILE
 rnncap prepare cs231n --root DIR --out FILE
 rnncap prepare folder --root DIR [--captions FILE] --out FILE
+rnncap prepare flickr8k --root DIR --splits test --vocab flickr8k-lstm --out FILE   (a test set for a model)
 """
 
 from __future__ import annotations
@@ -91,6 +92,13 @@ def _add_extraction_options(source: argparse.ArgumentParser) -> None:
     )
     source.add_argument("--max-length", type=positive, default=16, help="words kept per caption (default 16)")
     source.add_argument(
+        "--vocab",
+        metavar="MODEL_OR_VOCAB",
+        help="encode the captions with this vocabulary instead of building one from the train split: a shipped "
+        "model's name (flickr8k-attention), a model .npz or a vocabulary JSON (word_to_idx, or CS231n's); "
+        "prepares a test set for an existing model, no train split needed",
+    )
+    source.add_argument(
         "--no-grid",
         dest="grid",
         action="store_false",
@@ -100,10 +108,11 @@ def _add_extraction_options(source: argparse.ArgumentParser) -> None:
 
 def _run_prepare_photos(args: argparse.Namespace) -> None:
     from rnncap.apps.outputs import check_writable
-    from rnncap.apps.prepare import prepare_dataset
+    from rnncap.apps.prepare import prepare_dataset, read_vocabulary
     from rnncap.data import read_coco, read_flickr8k, read_folder
 
     check_writable(args.out, "--out")  # before reading the data set (COCO: a minute); the file's rule is create_store's
+    word_to_idx = None if args.vocab is None else read_vocabulary(args.vocab)
     if args.source == "flickr8k":
         dataset = read_flickr8k(args.root, splits=args.splits)
     elif args.source == "coco":
@@ -121,14 +130,26 @@ def _run_prepare_photos(args: argparse.Namespace) -> None:
         workers=args.workers,
         grid=args.grid,
         overwrite=args.overwrite,
+        word_to_idx=word_to_idx,
     )
     print(f"found {result.summary}")
+    _print_skipped(dataset.skipped)
     if not result.created:
         print(f"{result.path} already held this data: continued its feature extraction")
     print(f"encoded {result.encoded:,} photos in {result.seconds:.0f} s ({result.images_per_second:.1f} photos/s)")
     for image_id, reason in result.failed:
         print(f"skipped unreadable photo {image_id}: {reason}")
     print(f"wrote {result.path}")
+
+
+def _print_skipped(skipped: tuple[str, ...], shown: int = 5) -> None:
+    """The reader's skipped entries (missing photos, photos without captions): the count and the first few."""
+    if not skipped:
+        return
+    more = f" (first {shown} shown)" if len(skipped) > shown else ""
+    print(f"skipped {len(skipped):,} entries of the data set{more}:")
+    for line in skipped[:shown]:
+        print(f"  {line}")
 
 
 def _run_prepare_cs231n(args: argparse.Namespace) -> None:

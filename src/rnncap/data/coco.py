@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from rnncap.data.records import Dataset, ImageRecord, check_captions, check_files_exist, load_json, require_dir
+from rnncap.data.records import Dataset, ImageRecord, check_captions, drop_missing_photos, load_json, require_dir
 
 OFFICIAL_SPLITS = ("train", "val")
 KARPATHY_SPLITS = ("train", "val", "test")
@@ -42,17 +42,19 @@ def read_coco(
         root: the folder holding ``annotations/`` and the ``{train,val}{year}/`` photo folders.
         year: 2014 or 2017 (only the file names differ).
         karpathy: path of Karpathy's ``dataset_coco.json``; with it the splits are Karpathy's (restval -> train).
-        splits: which splits to read; default all of them (official: train, val; Karpathy: train, val, test).
+        splits: which splits to read; default all of them (official: train, val; Karpathy: those the split file
+            has, of train, val, test). A split asked for that the files lack is an error.
 
     Returns:
         A :class:`Dataset` named ``coco{year}`` or ``coco{year}-karpathy``: one record per photo, ids the numeric
         COCO ids as strings, grouped by split in the order of ``splits`` and sorted by id within a split.
-        Captions referring to a photo the file does not list, and photos with no caption, are skipped.
+        Captions referring to a photo the file does not list, photos with no caption, and photos the json names
+        that are not on disk (a partial download) are skipped, each listed in ``skipped``; none on disk is an error.
     """
     root = Path(root)
     require_dir(root, "COCO folder")
     if karpathy is not None:
-        return _read_karpathy(root, year, Path(karpathy), tuple(splits or KARPATHY_SPLITS))
+        return _read_karpathy(root, year, Path(karpathy), tuple(splits or ()))
     splits = tuple(splits or OFFICIAL_SPLITS)
     _check_split_names(splits, OFFICIAL_SPLITS, "official COCO captions (test has none; use Karpathy's splits)")
     records: list[ImageRecord] = []
@@ -61,8 +63,8 @@ def read_coco(
         split_records, split_skipped = _read_official_split(root, year, split)
         records += split_records
         skipped += split_skipped
-    check_files_exist([r.path for r in records], "COCO photos named in the annotations")
-    return Dataset(f"coco{year}", root, tuple(records), tuple(skipped))
+    records, missing = drop_missing_photos(records, "COCO photos named in the annotations")
+    return Dataset(f"coco{year}", root, tuple(records), tuple(skipped + missing))
 
 
 def _read_official_split(root: Path, year: int, split: str) -> tuple[list[ImageRecord], list[str]]:
@@ -106,8 +108,9 @@ def _read_official_split(root: Path, year: int, split: str) -> tuple[list[ImageR
 
 
 def _read_karpathy(root: Path, year: int, split_file: Path, splits: tuple[str, ...]) -> Dataset:
-    """The Karpathy-split reader behind :func:`read_coco`."""
-    _check_split_names(splits, KARPATHY_SPLITS, "Karpathy's COCO split (restval is read as train)")
+    """The Karpathy-split reader behind :func:`read_coco`; no ``splits``: those the file has."""
+    if splits:
+        _check_split_names(splits, KARPATHY_SPLITS, "Karpathy's COCO split (restval is read as train)")
     data = load_json(split_file)
     try:
         entries = [
@@ -124,6 +127,10 @@ def _read_karpathy(root: Path, year: int, split_file: Path, splits: tuple[str, .
             f"{split_file} is not Karpathy's dataset_coco.json: expected 'images' with 'filepath', 'filename', "
             f"'cocoid', 'split' and 'sentences' [{{'raw'}}] ({type(e).__name__}: {e})"
         ) from e
+    present = [split for split in KARPATHY_SPLITS if split in {entry[0] for entry in entries}]
+    splits = splits or tuple(present)
+    if not splits:
+        raise ValueError(f"{split_file} has no photos in any of the splits {list(KARPATHY_SPLITS)} (or restval)")
     entries = [entry for entry in entries if entry[0] in splits]
     check_captions(
         split_file,
@@ -136,10 +143,13 @@ def _read_karpathy(root: Path, year: int, split_file: Path, splits: tuple[str, .
             by_split[split].append(ImageRecord(image_id, path, split, sentences))
     empty = [split for split, recs in by_split.items() if not recs]
     if empty:
-        raise ValueError(f"{split_file} has no photos in split(s) {empty}")
+        raise ValueError(
+            f"{split_file} has no photos in split(s) {empty} (splits in the file: {present}); "
+            "ask only for those (--splits), or leave --splits out for all of them"
+        )
     records = [r for split in splits for r in sorted(by_split[split], key=lambda r: int(r.image_id))]
-    check_files_exist([r.path for r in records], f"COCO photos named in {split_file.name}")
-    return Dataset(f"coco{year}-karpathy", root, tuple(records), tuple(skipped))
+    records, missing = drop_missing_photos(records, f"COCO photos named in {split_file.name}")
+    return Dataset(f"coco{year}-karpathy", root, tuple(records), tuple(skipped + missing))
 
 
 def _check_split_names(splits: tuple[str, ...], allowed: tuple[str, ...], what: str) -> None:

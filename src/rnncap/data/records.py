@@ -121,7 +121,8 @@ def prepare_records(
             splits = sorted({r.split for r in records})
             raise ValueError(
                 f"no {vocab_split!r} split to build the vocabulary from (splits present: {splits}); "
-                "read the training split too, or pass an existing word_to_idx"
+                "read the training split too, or use an existing vocabulary: a trained model's or a vocabulary "
+                "JSON (rnncap prepare ... --vocab MODEL_OR_VOCAB)"
             )
         word_to_idx = build_vocab((t for t, keep in zip(tokenized, in_split, strict=True) if keep), min_count)
     tokens = encode(tokenized, word_to_idx, max_length)
@@ -170,6 +171,34 @@ def check_captions(source: Path, entries: Iterable[tuple[str, str]]) -> None:
 
 def check_files_exist(paths: Sequence[Path], what: str, hint: str = "") -> None:
     """Raise if any of ``paths`` is missing; lists each folder once, so 100k photos cost one listing per folder."""
+    missing = _missing_paths(paths)
+    if missing:
+        raise FileNotFoundError(_missing_message(missing, len(paths), what) + hint)
+
+
+def drop_missing_photos(records: Sequence[ImageRecord], what: str) -> tuple[list[ImageRecord], list[str]]:
+    """The records whose photo is on disk, and one skipped line per record whose photo is not.
+
+    A partial download (the usual state of a COCO folder) costs only its missing photos; a data set none of whose
+    photos is there is a wrong folder, not a partial download, and raises.
+
+    Args:
+        records: the records a reader built from its annotation file.
+        what: the photos, in words, for the error (e.g. "COCO photos named in dataset_coco.json").
+
+    Raises:
+        FileNotFoundError: every photo is missing.
+    """
+    missing = set(_missing_paths([r.path for r in records]))
+    if records and len(missing) == len(records):
+        raise FileNotFoundError(_missing_message(sorted(missing), len(records), what) + "; is --root right?")
+    kept = [r for r in records if r.path not in missing]
+    skipped = [f"{r.path.name}: photo not found in {r.path.parent}" for r in records if r.path in missing]
+    return kept, skipped
+
+
+def _missing_paths(paths: Sequence[Path]) -> list[Path]:
+    """The ``paths`` that are not files on disk, in order; each folder listed once."""
     listings: dict[Path, set[str]] = {}
     missing = []
     for path in paths:
@@ -178,8 +207,11 @@ def check_files_exist(paths: Sequence[Path], what: str, hint: str = "") -> None:
             listings[folder] = set(os.listdir(folder)) if folder.is_dir() else set()
         if path.name not in listings[folder]:
             missing.append(path)
-    if missing:
-        folders = {p.parent for p in missing}
-        where = f" from {missing[0].parent}" if len(folders) == 1 else ""
-        shown = ", ".join(p.name if where else str(p) for p in missing[:_SHOW])
-        raise FileNotFoundError(f"{len(missing)} of {len(paths)} {what} are missing{where} (e.g. {shown}){hint}")
+    return missing
+
+
+def _missing_message(missing: Sequence[Path], total: int, what: str) -> str:
+    folders = {p.parent for p in missing}
+    where = f" from {missing[0].parent}" if len(folders) == 1 else ""
+    shown = ", ".join(p.name if where else str(p) for p in missing[:_SHOW])
+    return f"{len(missing)} of {total} {what} are missing{where} (e.g. {shown})"
