@@ -1,5 +1,6 @@
 """Parity with PyTorch: the NumPy CaptioningRNN and its torch twin (``torch_twin.py``) agree on the loss, on
-the gradient of every parameter, and on greedy and beam-search captions, for the RNN, the LSTM and the GRU.
+the gradient of every parameter, and on greedy and beam-search captions, for the RNN, the LSTM and the GRU, with the
+image as the initial state (CS231n) and as the first input (Show and Tell).
 
 float64 comparisons are tight (1e-6 relative, in practice ~1e-13): any mistake in a hand-written backward
 pass, a gate order or the loss normalisation shows up as an O(1) difference. float32 is checked too, looser.
@@ -17,14 +18,27 @@ from helpers import assert_same_loss_and_gradients, make_vocab, parity_captions,
 from rnncap import CaptioningRNN  # noqa: E402
 
 CELLS = ["rnn", "lstm", "gru"]
+IMAGE_INPUTS = ["init", "first_word"]
+image_inputs = pytest.mark.parametrize("image_input", IMAGE_INPUTS)
 N, T, D, W, H, V = 7, 9, 10, 8, 12, 20  # T time steps: captions are (N, T + 1)
 NULL, START, END = 0, 1, 2
 
 
-def make_model(cell_type: str, dtype=np.float64, seed: int = 0, std: float = 0.3) -> CaptioningRNN:
+def make_model(
+    cell_type: str, dtype=np.float64, seed: int = 0, std: float = 0.3, image_input: str = "init"
+) -> CaptioningRNN:
     """A model whose every parameter is re-drawn with standard deviation ``std``: no zero biases, no tiny
-    embeddings, so that every gradient is O(1) and relative errors mean something."""
-    model = CaptioningRNN(make_vocab(V - 4), input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell_type, dtype=dtype)
+    embeddings, so that every gradient is O(1) and relative errors mean something. W != H, so that a projection
+    of the wrong width for ``image_input`` cannot pass."""
+    model = CaptioningRNN(
+        make_vocab(V - 4),
+        input_dim=D,
+        wordvec_dim=W,
+        hidden_dim=H,
+        cell_type=cell_type,
+        dtype=dtype,
+        image_input=image_input,
+    )
     redraw_weights(model, np.random.default_rng(seed), std)
     return model
 
@@ -39,25 +53,32 @@ def make_batch(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
     return features, captions
 
 
+def twin_of(model: CaptioningRNN, dtype=torch.float64) -> torch_twin.TorchCaptioner:
+    """The torch twin holding ``model``'s weights, with its cell and image input."""
+    return torch_twin.from_numpy_params(model.params, model.cell_type, dtype, model.image_input)
+
+
 def twin_loss_and_grads(model: CaptioningRNN, features: np.ndarray, captions: np.ndarray):
     dtype = torch.float64 if model.dtype == np.float64 else torch.float32
-    twin = torch_twin.from_numpy_params(model.params, model.cell_type, dtype)
+    twin = twin_of(model, dtype)
     loss = twin(torch.from_numpy(features).to(dtype), torch.from_numpy(captions).long())
     loss.backward()
     return loss.item(), torch_twin.grads_as_numpy(twin)
 
 
+@image_inputs
 @pytest.mark.parametrize("cell_type", CELLS)
-def test_loss_and_gradients_match_torch_float64(cell_type):
-    model = make_model(cell_type)
+def test_loss_and_gradients_match_torch_float64(cell_type, image_input):
+    model = make_model(cell_type, image_input=image_input)
     features, captions = make_batch()
     ours, theirs = model.loss(features, captions), twin_loss_and_grads(model, features, captions)
     assert_same_loss_and_gradients(model, ours, theirs, loss_rtol=1e-10, grad_rtol=1e-6)
 
 
+@image_inputs
 @pytest.mark.parametrize("cell_type", CELLS)
-def test_loss_and_gradients_match_torch_float32(cell_type):
-    model = make_model(cell_type, dtype=np.float32)
+def test_loss_and_gradients_match_torch_float32(cell_type, image_input):
+    model = make_model(cell_type, dtype=np.float32, image_input=image_input)
     features, captions = make_batch()
     features = features.astype(np.float32)
     ours, theirs = model.loss(features, captions), twin_loss_and_grads(model, features, captions)
@@ -79,20 +100,21 @@ def test_loss_divides_by_captions_not_tokens():
     assert loss == pytest.approx(expected, rel=1e-10)
 
 
+@image_inputs
 @pytest.mark.parametrize("cell_type", CELLS)
-def test_weight_mapping_round_trips(cell_type):
-    model = make_model(cell_type)
-    twin = torch_twin.from_numpy_params(model.params, cell_type, torch.float64)
+def test_weight_mapping_round_trips(cell_type, image_input):
+    model = make_model(cell_type, image_input=image_input)
+    twin = twin_of(model)
     back = torch_twin.numpy_params_from_twin(twin)
     for name, value in model.params.items():
         np.testing.assert_array_equal(back[name], value, err_msg=name)
     assert not twin.rnn.bias_hh_l0.requires_grad
 
 
-def decoding_model(cell_type: str) -> CaptioningRNN:
+def decoding_model(cell_type: str, image_input: str = "init") -> CaptioningRNN:
     """A model with confident, varied decisions: larger output weights (no near-ties) and a likely ``<END>``
     (so that some captions end early and the padding rule is exercised)."""
-    model = make_model(cell_type, seed=3, std=0.5)
+    model = make_model(cell_type, seed=3, std=0.5, image_input=image_input)
     model.params["W_vocab"] *= 4
     model.params["b_vocab"][END] += 2.0
     return model
@@ -116,32 +138,27 @@ def greedy_margins(model: CaptioningRNN, features: np.ndarray, captions: np.ndar
     return smallest
 
 
+@image_inputs
 @pytest.mark.parametrize("cell_type", CELLS)
-def test_greedy_samples_match_torch(cell_type):
-    model = decoding_model(cell_type)
+def test_greedy_samples_match_torch(cell_type, image_input):
+    model = decoding_model(cell_type, image_input)
     features = np.random.default_rng(4).standard_normal((16, D))
     ours = model.sample(features, max_length=12)
     assert greedy_margins(model, features, ours) > 1e-6, "a near-tie: pick another seed"
-    theirs = torch_twin.sample(
-        torch_twin.from_numpy_params(model.params, cell_type, torch.float64), torch.from_numpy(features), max_length=12
-    )
+    theirs = torch_twin.sample(twin_of(model), torch.from_numpy(features), max_length=12)
     np.testing.assert_array_equal(ours, theirs)
     ended = (ours == END).any(axis=1)
     assert ended.any() and (ours[ended] == NULL).any(), "no caption ended early: the padding rule is not tested"
     assert not np.isin(ours[:, 0], [NULL, START]).any()
 
 
+@image_inputs
 @pytest.mark.parametrize("cell_type", CELLS)
-def test_beam_search_matches_torch(cell_type):
-    model = decoding_model(cell_type)
+def test_beam_search_matches_torch(cell_type, image_input):
+    model = decoding_model(cell_type, image_input)
     features = np.random.default_rng(5).standard_normal((16, D))
     ours = model.beam_search(features, beam_size=3, max_length=12)
-    theirs = torch_twin.beam_search(
-        torch_twin.from_numpy_params(model.params, cell_type, torch.float64),
-        torch.from_numpy(features),
-        beam_size=3,
-        max_length=12,
-    )
+    theirs = torch_twin.beam_search(twin_of(model), torch.from_numpy(features), beam_size=3, max_length=12)
     np.testing.assert_array_equal(ours, theirs)
 
 

@@ -18,6 +18,10 @@ ours                       torch
 ``W_vocab`` (H, V)         ``vocab.weight`` (V, H) = ``W_vocab.T``; ``b_vocab`` -> ``vocab.bias``
 =========================  ===============================================================================
 
+With ``image_input="first_word"`` (Show and Tell) ``proj`` maps the image to a word vector's width (``W_proj``
+is (D, W)), the image is the recurrent module's first input, before the embedded ``<START>``, from torch's default
+zero state, and the scores of its output are dropped.
+
 Gate blocks: our LSTM uses CS231n's order (i, f, o, g), torch's is (i, f, g, o): the last two blocks swap, and
 the swap is its own inverse. The GRU already uses torch's order (r, z, n); the RNN has one block.
 
@@ -60,7 +64,8 @@ def gate_order(cell_type: str, H: int) -> np.ndarray:
 
 
 class TorchCaptioner(nn.Module):
-    """features (N, D) -> h0 -> RNN/LSTM/GRU over the embedded caption -> vocabulary scores -> masked loss."""
+    """features (N, D) -> h0 (or the first input) -> RNN/LSTM/GRU over the embedded caption -> vocabulary scores ->
+    masked loss."""
 
     def __init__(
         self,
@@ -70,12 +75,16 @@ class TorchCaptioner(nn.Module):
         vocab_size: int,
         cell_type: str = "lstm",
         dtype: torch.dtype = torch.float32,
+        image_input: str = "init",
     ) -> None:
         super().__init__()
+        if image_input not in ("init", "first_word"):
+            raise ValueError(f"image_input must be 'init' or 'first_word', got {image_input!r}")
         self.cell_type = cell_type
+        self.image_input = image_input
         self.hidden_dim = hidden_dim
         self.vocab_size = vocab_size
-        self.proj = nn.Linear(input_dim, hidden_dim)
+        self.proj = nn.Linear(input_dim, hidden_dim if image_input == "init" else wordvec_dim)
         self.embed = nn.Embedding(vocab_size, wordvec_dim)
         self.rnn = _recurrent_module(cell_type, wordvec_dim, hidden_dim)
         self.vocab = nn.Linear(hidden_dim, vocab_size)
@@ -85,15 +94,26 @@ class TorchCaptioner(nn.Module):
         self.to(dtype)
 
     def init_state(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """The state torch's recurrent modules take: ``h0`` (1, N, H), or ``(h0, c0)`` for the LSTM."""
+        """The state before ``<START>`` as torch's recurrent modules take it: ``h0`` (1, N, H), or ``(h0, c0)``
+        for the LSTM; with ``image_input="first_word"`` the state after reading the image from zeros."""
+        if self.image_input == "first_word":
+            _, state = self.rnn(self.proj(features)[:, None, :])  # (N, 1, W) in, from torch's zero state
+            return state
         h0 = self.proj(features).unsqueeze(0)  # (1, N, H)
         return (h0, torch.zeros_like(h0)) if self.cell_type == "lstm" else h0
+
+    def hidden_states(self, features: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """(N, T, H) hidden states after each of the (N, T) input words."""
+        x = self.embed(inputs)  # (N, T, W)
+        if self.image_input == "first_word":
+            x = torch.cat([self.proj(features)[:, None, :], x], dim=1)  # (N, T + 1, W): the image first
+            return self.rnn(x)[0][:, 1:]  # the image step's output predicts nothing
+        return self.rnn(x, self.init_state(features))[0]
 
     def forward(self, features: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
         """Loss of a minibatch: ``features`` (N, D), ``captions`` (N, T+1) int64; summed over words, / N."""
         N = features.shape[0]
-        x = self.embed(captions[:, :-1])  # (N, T, W)
-        h, _ = self.rnn(x, self.init_state(features))  # (N, T, H)
+        h = self.hidden_states(features, captions[:, :-1])  # (N, T, H)
         scores = self.vocab(h)  # (N, T, V)
         targets = captions[:, 1:]
         return (
@@ -111,12 +131,12 @@ class TorchCaptioner(nn.Module):
 
 
 def from_numpy_params(
-    params: dict[str, np.ndarray], cell_type: str, dtype: torch.dtype = torch.float32
+    params: dict[str, np.ndarray], cell_type: str, dtype: torch.dtype = torch.float32, image_input: str = "init"
 ) -> TorchCaptioner:
     """A twin holding ``params`` (our names and layouts, see the module docstring)."""
-    D, H = params["W_proj"].shape
+    D, H = params["W_proj"].shape[0], params["Wh"].shape[0]
     V, W = params["W_embed"].shape
-    twin = TorchCaptioner(D, W, H, V, cell_type, dtype)
+    twin = TorchCaptioner(D, W, H, V, cell_type, dtype, image_input)
     load_numpy_params(twin, params)
     return twin
 

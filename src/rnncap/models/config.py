@@ -26,6 +26,10 @@ def _check_common(config: Any, positive: tuple[str, ...]) -> None:
     object.__setattr__(config, "dropout", float(dropout))
 
 
+IMAGE_INPUTS = ("init", "first_word")
+"""How a :class:`RNNConfig`'s image enters the recurrence: as the initial state, or as the first input."""
+
+
 @dataclass(frozen=True)
 class RNNConfig:
     """A :class:`~rnncap.models.CaptioningRNN`.
@@ -37,6 +41,10 @@ class RNNConfig:
         cell_type: ``"rnn"``, ``"lstm"`` or ``"gru"``.
         dropout: probability of dropping a unit of the word vectors and of the hidden states before the vocabulary
             projection, while training; 0 turns it off.
+        image_input: how the image enters the recurrence. ``"init"`` (CS231n): the projected image is the initial
+            hidden state, ``h0 = features @ W_proj + b_proj`` (H wide), ``c0 = 0``. ``"first_word"`` (Show and
+            Tell): the projected image (W wide, like a word vector) is the cell's input before ``<START>``, from
+            ``h0 = c0 = 0``; its output predicts nothing. Files written before the setting existed are ``"init"``.
     """
 
     input_dim: int = 1280
@@ -44,11 +52,14 @@ class RNNConfig:
     hidden_dim: int = 512
     cell_type: str = "lstm"
     dropout: float = 0.5
+    image_input: str = "init"
 
     def __post_init__(self) -> None:
         _check_common(self, ("input_dim", "wordvec_dim", "hidden_dim"))
         if self.cell_type not in CELLS:
             raise ValueError(f"cell_type must be one of {sorted(CELLS)}, got {self.cell_type!r}")
+        if self.image_input not in IMAGE_INPUTS:
+            raise ValueError(f"image_input must be one of {list(IMAGE_INPUTS)}, got {self.image_input!r}")
 
 
 @dataclass(frozen=True)
