@@ -3,7 +3,8 @@
 A run folder holds one run. A rerun continues it only when it would be the run that was never interrupted:
 
 - the same data, by content: the vocabulary, and the fingerprint of what the run reads (:func:`data_fingerprint`),
-  recorded in the model's metadata (``data_fingerprint``) when the run began;
+  recorded in the model's metadata (``data_fingerprint``) when the run began; a run on several data sets the same
+  data sets in the same order (``data_sets``; the fingerprint covers every one of them, in order);
 - the same model settings (cell, sizes, dropout; attention or not);
 - the same training settings, except those that only say how long to go on or what to show
   (:data:`CONTINUABLE`: more epochs, another patience, the progress bar, the plot).
@@ -55,7 +56,17 @@ def data_fingerprint(
     return digest.hexdigest()
 
 
-def data_differences(model: CaptionModel, word_to_idx: dict[str, int], fingerprint: str, data: Path) -> list[str]:
+def data_set_differences(model: CaptionModel, names: list[str] | None, data: str) -> list[str]:
+    """Whether the run's data sets (metadata ``data_sets``; None: a run on one file) are ``names``, in order."""
+    recorded = model.metadata.get("data_sets")
+    if recorded == names:
+        return []
+    run = "one data file" if recorded is None else f"the data sets {recorded}"
+    now = f"one data file ({data})" if names is None else f"the data sets {names} ({data})"
+    return [f"the data: {run} in the run, {now} now"]
+
+
+def data_differences(model: CaptionModel, word_to_idx: dict[str, int], fingerprint: str, data: Path | str) -> list[str]:
     """What differs between the run's data (``model``'s vocabulary and metadata) and ``data``'s, in words."""
     if model.word_to_idx != word_to_idx:
         return [f"the vocabulary: {_vocabulary_difference(model.word_to_idx, word_to_idx, data)}"]
@@ -68,7 +79,7 @@ def data_differences(model: CaptionModel, word_to_idx: dict[str, int], fingerpri
     return []
 
 
-def _vocabulary_difference(run: dict[str, int], new: dict[str, int], data: Path) -> str:
+def _vocabulary_difference(run: dict[str, int], new: dict[str, int], data: Path | str) -> str:
     """The first word numbered otherwise, or the sizes; e.g. "'dog' is 10 in the run, 14 in b.h5"."""
     for word in sorted(run.keys() & new.keys()):
         if run[word] != new[word]:

@@ -8,6 +8,7 @@ the common case::
     fit("flickr8k.h5", "runs/flickr8k-attention", AttentionConfig(), TrainConfig(num_epochs=15))
 
     fit_run(load_run_config("run.toml"))   # what `rnncap train --config run.toml` does (rnncap.apps.run_config)
+    fit(["flickr8k.h5", "coco.h5"], "runs/flickr8k+coco-attention", AttentionConfig())   # several data sets
 
 The model's config chooses the model: an :class:`~rnncap.models.RNNConfig` trains a CaptioningRNN on the file's
 pooled features (M, D), an :class:`~rnncap.models.AttentionConfig` an AttentionCaptioner (Show, Attend and Tell)
@@ -16,7 +17,16 @@ the initial weights are seeded by ``TrainConfig.seed``.
 
 After every epoch the model writes greedy captions for the validation photos and is scored with BLEU-4 and CIDEr-D
 (``rnncap.metrics``, no Java); the best epoch is the one with the best ``select_by`` (CIDEr by default, the metric
-that tracks human judgement of captions best; "val_loss" chooses by the validation loss instead). Running the
+that tracks human judgement of captions best; "val_loss" chooses by the validation loss instead). The validation
+split is ``val_split`` ("dev" by default; a file without a dev split but with a "val" one, as COCO's, is validated
+on "val").
+
+Several files (``data`` a list) train one model on all their train splits, with one vocabulary built from the
+union of their train captions (:mod:`rnncap.apps.joint`). Each data set is validated on its own split and scored
+on its own: the history's metrics hold ``"<data set>/BLEU-4"`` and ``"<data set>/CIDEr"`` of each (e.g.
+``"coco2017-karpathy/CIDEr"``), and ``"BLEU-4"`` and ``"CIDEr"`` are their **means** over the data sets, each data
+set counting once whatever its size: the best epoch is the one with the best mean (``select_by``). The validation
+loss is over all the validation captions together. Running the
 same command again on the same ``out_dir`` continues an interrupted run from its last completed epoch, bit for bit,
 and only then: a rerun with another data file (by content), another model or other training settings (more epochs
 aside) stops and names what differs (:mod:`rnncap.apps.continuation`). The run folder is checked before any work.
@@ -29,6 +39,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -38,13 +49,15 @@ import numpy as np
 from rnncap.apps.continuation import (
     data_differences,
     data_fingerprint,
+    data_set_differences,
     model_differences,
     refusal,
     run_settings,
     train_differences,
 )
+from rnncap.apps.joint import DEFAULT_VAL_SPLIT, ValPart, read_features, read_joint, val_split_of
 from rnncap.apps.run_config import RunConfig
-from rnncap.data.store import Store, StoreError, open_store
+from rnncap.data.store import Store, open_store
 from rnncap.decode import caption_features
 from rnncap.metrics import evaluate
 from rnncap.models import AttentionConfig, CaptionModel, ModelConfig, RNNConfig, build_model
@@ -69,29 +82,33 @@ class FitResult:
 
 
 def fit(
-    data: str | os.PathLike,
+    data: str | os.PathLike | Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
     settings: ModelConfig | None = None,
     config: TrainConfig | None = None,
     *,
     train_split: str = "train",
-    val_split: str = "dev",
+    val_split: str = DEFAULT_VAL_SPLIT,
     select_by: str = "CIDEr",
     resume: bool = True,
+    min_count: int = 5,
 ) -> FitResult:
     """Train (or continue training) a captioner on a prepared file; see the module docstring.
 
     Args:
-        data: a file written by ``rnncap prepare``.
+        data: a file written by ``rnncap prepare``, or several (a list): one model on all of them.
         out_dir: the run's folder: checkpoints, ``best.npz``, ``best-float16.npz``, history and plots.
         settings: the new model's config, ``RNNConfig()`` by default. When a run in ``out_dir`` is continued,
             None means the run's, and a config given must be the run's (its sizes but the data's).
         config: the training settings; default ``TrainConfig()``. When a run is continued, None means the
             run's, and a config given must be the run's but for ``num_epochs``, ``patience``, ``progress`` and
             ``plot`` (:data:`rnncap.apps.continuation.CONTINUABLE`).
-        train_split, val_split: split names in ``data``.
-        select_by: "CIDEr", "BLEU-4" (greedy captions of ``val_split``) or "val_loss".
+        train_split, val_split: split names in ``data``; a file without ``val_split`` "dev" is validated on "val".
+        select_by: "CIDEr", "BLEU-4" (greedy captions of ``val_split``; with several files, their mean) or
+            "val_loss".
         resume: continue the run already in ``out_dir``; False refuses to touch an existing run.
+        min_count: with several files, words seen fewer times in their train captions together become ``<UNK>``
+            (one file keeps its own vocabulary).
 
     Raises:
         ValueError: an unknown ``select_by``, splits missing from ``data``, an attention model on a file without
@@ -109,16 +126,23 @@ def fit(
         )
     model = None if state is None else model_from_state(state, out_dir)
     grid = model.reads_grid if model is not None else isinstance(settings, AttentionConfig)
-    inputs = _read_inputs(Path(data), train_split, val_split, grid)
-    fingerprint = data_fingerprint(
-        inputs.word_to_idx, inputs.encoder, {train_split: inputs.train, val_split: inputs.val}, inputs.references
+    paths = data_paths(data)
+    inputs = (
+        _read_inputs(paths[0], train_split, val_split, grid)
+        if len(paths) == 1
+        else _read_joint_inputs(paths, train_split, val_split, grid, min_count)
     )
+    fingerprint = inputs.fingerprint
     scorer = None
     if select_by != "val_loss":
-        scorer = greedy_scorer(inputs.val, inputs.references, inputs.max_length, key=select_by)
+        scorer = (
+            greedy_scorer(inputs.val, inputs.parts[0].references, inputs.max_length, key=select_by)
+            if len(paths) == 1
+            else joint_scorer(inputs.parts, inputs.max_length, key=select_by)
+        )
 
     if model is not None and state is not None:
-        _check_continues(out_dir, state, model, inputs, fingerprint, Path(data), settings, config)
+        _check_continues(out_dir, state, model, inputs, fingerprint, paths, settings, config)
         model.metadata["data_fingerprint"] = fingerprint  # a 0.2 run's first record of it
         trainer = Trainer.resume(out_dir, inputs.train, inputs.val, model=model, config=config, scorer=scorer)
     else:
@@ -130,15 +154,18 @@ def fit(
         model.metadata = {
             "encoder": inputs.encoder,
             "max_length": inputs.max_length,
-            "data": Path(data).name,
+            "data": data_label(paths),
             "data_fingerprint": fingerprint,
         }
+        if len(paths) > 1:
+            model.metadata["data_sets"] = inputs.names
         trainer = Trainer(model, inputs.train, inputs.val, config, out_dir, scorer=scorer)
 
     start = time.perf_counter()
     history = trainer.train()
     seconds = time.perf_counter() - start
-    best_path, shipped_path = _save_best(trainer, out_dir, select_by, val_split)
+    val_splits = {part.name: part.split for part in inputs.parts}
+    best_path, shipped_path = _save_best(trainer, out_dir, select_by, val_splits)
     return FitResult(trainer.model, history, trainer.best_epoch, best_path, shipped_path, seconds, state is not None)
 
 
@@ -148,12 +175,15 @@ def _check_continues(
     model: CaptionModel,
     inputs: _Inputs,
     fingerprint: str,
-    data: Path,
+    paths: list[Path],
     settings: ModelConfig | None,
     config: TrainConfig | None,
 ) -> None:
     """Raise ValueError, naming every difference, unless this rerun continues the run in ``out_dir``."""
-    differences = data_differences(model, inputs.word_to_idx, fingerprint, data)
+    names = inputs.names if len(paths) > 1 else None
+    differences = data_set_differences(model, names, data_label(paths)) or data_differences(
+        model, inputs.word_to_idx, fingerprint, paths[0] if len(paths) == 1 else data_label(paths)
+    )
     if settings is not None:
         differences += model_differences(model.settings, settings)
     if config is not None:
@@ -172,7 +202,7 @@ def fit_run(run: RunConfig, *, resume: bool = True) -> FitResult:
     if resume and state_file.is_file():
         run = run.continuing(*run_settings(read_state(state_file)))
     return fit(
-        run.data_file,
+        run.data_files,
         run.run_dir,
         run.settings,
         run.train,
@@ -180,26 +210,48 @@ def fit_run(run: RunConfig, *, resume: bool = True) -> FitResult:
         val_split=run.val_split,
         select_by=run.select_by,
         resume=resume,
+        min_count=run.min_count,
     )
 
 
+def data_paths(data: str | os.PathLike | Sequence[str | os.PathLike]) -> list[Path]:
+    """``data`` as a list of paths: one file, or several in the order given (none is an error)."""
+    paths = [Path(data)] if isinstance(data, str | os.PathLike) else [Path(path) for path in data]
+    if not paths:
+        raise ValueError("a run needs at least one prepared data file")
+    return paths
+
+
+def data_label(paths: Sequence[Path]) -> str:
+    """The run's data by file name, as the model's metadata records it: ``flickr8k.h5+coco.h5``."""
+    return "+".join(path.name for path in paths)
+
+
 class _Inputs(NamedTuple):
-    """What a run reads from the prepared file."""
+    """What a run reads from its prepared file(s)."""
 
     train: CaptionData
-    val: CaptionData
-    references: list[list[str]]  # the human captions of each validation photo, in the order of val.features
+    val: CaptionData  # every data set's validation split, one after the other
+    parts: list[ValPart]  # each data set's validation split and references, scored on its own
     encoder: str
     word_to_idx: dict[str, int]
     max_length: int  # <START>, the words and <END> of the longest training caption
+    fingerprint: str  # of everything above (rnncap.apps.continuation.data_fingerprint)
+    names: list[str]  # the data sets
 
 
 def _read_inputs(data: Path, train_split: str, val_split: str, grid: bool) -> _Inputs:
+    """One file, with its own vocabulary and captions as prepared."""
     with open_store(data) as store:
-        train = _load_split(store, train_split, grid)
-        val = _load_split(store, val_split, grid)
+        val_split = val_split_of(store, val_split)
+        train, val = _load_split(store, train_split, grid), _load_split(store, val_split, grid)
         references = list(store.load_references(val_split).values())
-        return _Inputs(train, val, references, store.encoder, store.word_to_idx, train.captions.shape[1])
+        fingerprint = data_fingerprint(
+            store.word_to_idx, store.encoder, {train_split: train, val_split: val}, references
+        )
+        part = ValPart(store.name or data.stem, val_split, val, references)
+        max_length = train.captions.shape[1]
+        return _Inputs(train, val, [part], store.encoder, store.word_to_idx, max_length, fingerprint, [part.name])
 
 
 def _load_split(store: Store, split: str, grid: bool) -> CaptionData:
@@ -207,14 +259,20 @@ def _load_split(store: Store, split: str, grid: bool) -> CaptionData:
     data = store.load_split(split)
     if not grid:
         return data
-    try:
-        features = store.load_grid(split)
-    except StoreError as exc:  # load_split read the split already: what is left to fail is a missing grid
-        raise StoreError(
-            f"{exc}; the attention model reads the grid: prepare the file again without --no-grid "
-            "(rnncap prepare ... --overwrite), or train a model without attention"
-        ) from exc
-    return CaptionData(features, data.captions, data.image_idxs)
+    return CaptionData(read_features(store, split, grid=True), data.captions, data.image_idxs)
+
+
+def _read_joint_inputs(paths: list[Path], train_split: str, val_split: str, grid: bool, min_count: int) -> _Inputs:
+    """Several files joined (:func:`rnncap.apps.joint.read_joint`); the fingerprint covers each, in order."""
+    joint = read_joint(paths, train_split, val_split, grid, min_count)
+    splits = {"0:train": joint.train} | {f"{i + 1}:{p.name}/{p.split}": p.data for i, p in enumerate(joint.parts)}
+    references = [refs for part in joint.parts for refs in part.references]
+    fingerprint = data_fingerprint(joint.word_to_idx, joint.encoder, splits, references)
+    names = [part.name for part in joint.parts]
+    max_length = joint.train.captions.shape[1]
+    return _Inputs(
+        joint.train, joint.val, joint.parts, joint.encoder, joint.word_to_idx, max_length, fingerprint, names
+    )
 
 
 def _sized_for(settings: ModelConfig, features: np.ndarray) -> ModelConfig:
@@ -225,7 +283,7 @@ def _sized_for(settings: ModelConfig, features: np.ndarray) -> ModelConfig:
     return replace(settings, input_dim=features.shape[1])
 
 
-def _save_best(trainer: Trainer, out_dir: Path, select_by: str, val_split: str) -> tuple[Path, Path]:
+def _save_best(trainer: Trainer, out_dir: Path, select_by: str, val_splits: dict[str, str]) -> tuple[Path, Path]:
     """Save the trained model (the best epoch's) with the facts of the run: ``best.npz`` and its float16 copy."""
     model, history = trainer.model, trainer.history
     best_path = out_dir / BEST_FILE
@@ -235,7 +293,7 @@ def _save_best(trainer: Trainer, out_dir: Path, select_by: str, val_split: str) 
             "epochs": trainer.epoch,
             "best_epoch": trainer.best_epoch,
             "select_by": select_by,
-            "val_split": val_split,
+            "val_split": next(iter(val_splits.values())) if len(val_splits) == 1 else val_splits,
             "val_loss": history["val_loss"][epoch],
             "val_greedy": history["metrics"][epoch],
             "seconds": round(sum(history["epoch_time"]), 1),
@@ -257,12 +315,42 @@ def greedy_scorer(val: CaptionData, references: list[list[str]], max_length: int
     """
     if len(references) != len(val.features):
         raise ValueError(f"{len(references)} reference lists for {len(val.features)} validation photos")
-    image_ids = list(range(len(references)))
-    reference_map = dict(zip(image_ids, references, strict=True))
 
     def score(model: CaptionModel) -> dict[str, float]:
-        captions = caption_features(model, val.features, max_length, beam_size=1, progress=False)
-        scores = evaluate(dict(zip(image_ids, captions, strict=True)), reference_map, metrics=("BLEU", "CIDEr"))
-        return {"BLEU-4": scores["BLEU-4"], "CIDEr": scores["CIDEr"]}
+        return _greedy_scores(model, val.features, references, max_length)
 
     return MetricScorer(score, higher_is_better=True, key=key)
+
+
+def joint_scorer(parts: Sequence[ValPart], max_length: int, key: str = "CIDEr") -> MetricScorer:
+    """A scorer for a run on several data sets: each part's greedy ``"<name>/BLEU-4"`` and ``"<name>/CIDEr"``
+    (0-1), and ``"BLEU-4"`` and ``"CIDEr"`` their means over the parts; the best epoch chosen by ``key`` (a mean,
+    or one data set's ``"<name>/CIDEr"``), higher is better."""
+    for part in parts:
+        if len(part.references) != len(part.data.features):
+            raise ValueError(f"{len(part.references)} reference lists for {len(part.data.features)} {part.name} photos")
+
+    def score(model: CaptionModel) -> dict[str, float]:
+        scores: dict[str, float] = {}
+        for part in parts:
+            for metric, value in _greedy_scores(model, part.data.features, part.references, max_length).items():
+                scores[f"{part.name}/{metric}"] = value
+        for metric in ("BLEU-4", "CIDEr"):
+            scores[metric] = float(np.mean([scores[f"{part.name}/{metric}"] for part in parts]))
+        return scores
+
+    return MetricScorer(score, higher_is_better=True, key=key)
+
+
+def _greedy_scores(
+    model: CaptionModel, features: np.ndarray, references: list[list[str]], max_length: int
+) -> dict[str, float]:
+    """BLEU-4 and CIDEr-D (0-1) of greedy captions of ``features`` (M, ...) against each photo's ``references``."""
+    image_ids = list(range(len(references)))
+    captions = caption_features(model, features, max_length, beam_size=1, progress=False)
+    scores = evaluate(
+        dict(zip(image_ids, captions, strict=True)),
+        dict(zip(image_ids, references, strict=True)),
+        metrics=("BLEU", "CIDEr"),
+    )
+    return {"BLEU-4": scores["BLEU-4"], "CIDEr": scores["CIDEr"]}

@@ -12,7 +12,7 @@ imports neither h5py nor the metrics, so that the command line can build its opt
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,12 @@ _MODEL_KEYS: dict[str, tuple[str, type]] = {
     "alpha_reg": ("alpha_reg", float),
 }
 _FIT_KEYS: dict[str, tuple[str, type]] = {
-    "data": ("data", Path),
+    "data": ("data", Path),  # or several: a list in a run file, --data repeated (read by _data_option)
     "out": ("out_dir", Path),
     "train_split": ("train_split", str),
     "val_split": ("val_split", str),
     "select_by": ("select_by", str),
+    "min_count": ("min_count", int),
 }
 RUN_KEYS: dict[str, type] = {"attention": bool} | {
     key: kind for keys in (_MODEL_KEYS, TOML_KEYS, _FIT_KEYS) for key, (_, kind) in keys.items()
@@ -53,33 +54,43 @@ class RunConfig:
     Attributes:
         settings: the new model's config (its ``input_dim`` and ``num_locations`` come from the data).
         train: the training settings.
-        data: the prepared file; None: not chosen yet (a run needs it).
+        data: the prepared file, or several in order (one model on all: :mod:`rnncap.apps.joint`); None: not
+            chosen yet (a run needs it).
         out_dir: the run's folder; None: :func:`default_run_dir`.
-        train_split, val_split, select_by: as in :func:`rnncap.apps.fit.fit`.
+        train_split, val_split, select_by, min_count: as in :func:`rnncap.apps.fit.fit`.
         given: the option values given (by a run file or the command line), keyed as in :data:`RUN_KEYS`; the
             other settings are defaults, and a run continued takes the run's own for them (:meth:`continuing`).
     """
 
     settings: ModelConfig = field(default_factory=RNNConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    data: Path | None = None
+    data: Path | tuple[Path, ...] | None = None
     out_dir: Path | None = None
     train_split: str = "train"
     val_split: str = "dev"
     select_by: str = "CIDEr"
+    min_count: int = 5
     given: Mapping[str, Any] = field(default_factory=dict)
 
     @property
-    def data_file(self) -> Path:
-        """``data``, which a run cannot do without: ValueError when it is None."""
+    def data_files(self) -> tuple[Path, ...]:
+        """``data`` as a tuple of one file or several; a run cannot do without: ValueError when it is None."""
         if self.data is None:
             raise ValueError("a run needs a data file (data = ... in the run file)")
-        return self.data
+        return self.data if isinstance(self.data, tuple) else (self.data,)
+
+    @property
+    def data_file(self) -> Path:
+        """The one data file of a run on one; ValueError when there is none or there are several."""
+        files = self.data_files
+        if len(files) != 1:
+            raise ValueError(f"this run reads {len(files)} data files, not one: use data_files")
+        return files[0]
 
     @property
     def run_dir(self) -> Path:
         """``out_dir``, else the default folder of this data and model (:func:`default_run_dir`)."""
-        return default_run_dir(self.data_file, self.settings) if self.out_dir is None else self.out_dir
+        return default_run_dir(self.data_files, self.settings) if self.out_dir is None else self.out_dir
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> RunConfig:
@@ -150,12 +161,31 @@ def load_run_config(path: str | os.PathLike | None = None, overrides: Mapping[st
         ValueError: an unreadable file, an unknown key or a bad value (named with the file), or settings that do
             not go together.
     """
-    values = {} if path is None else parse_options(read_toml(path), RUN_KEYS, str(path))
-    values |= parse_options(overrides or {}, RUN_KEYS, "overrides")
+    values = {} if path is None else _parse(read_toml(path), str(path))
+    values |= _parse(overrides or {}, "overrides")
     return RunConfig.from_options(values)
 
 
-def default_run_dir(data: str | os.PathLike, settings: ModelConfig) -> Path:
-    """``runs/<data name>-<cell>`` (``runs/flickr8k-lstm``), or ``runs/<data name>-attention``."""
+def _parse(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """:func:`parse_options` over :data:`RUN_KEYS`, ``data`` aside: one file name or a list of them."""
+    parsed = parse_options({key: v for key, v in values.items() if key != "data"}, RUN_KEYS, source)
+    if "data" in values:
+        parsed["data"] = _data_option(values["data"], source)
+    return parsed
+
+
+def _data_option(value: Any, source: str) -> Path | tuple[Path, ...]:
+    """A ``data`` value: a file name, or a non-empty list of them (one alone reads as the file itself)."""
+    names = list(value) if isinstance(value, list | tuple) else [value]
+    if not names or not all(isinstance(name, str | os.PathLike) and str(name) for name in names):
+        raise ValueError(f"{source}: data must be a file name or a list of file names, got {value!r}")
+    paths = tuple(Path(name) for name in names)
+    return paths[0] if len(paths) == 1 else paths
+
+
+def default_run_dir(data: str | os.PathLike | Sequence[str | os.PathLike], settings: ModelConfig) -> Path:
+    """``runs/<data name>-<cell>`` (``runs/flickr8k-lstm``), or ``runs/<data name>-attention``; several data files
+    join their names with ``+`` (``runs/flickr8k+coco-attention``)."""
     model = "attention" if isinstance(settings, AttentionConfig) else settings.cell_type
-    return RUNS_DIR / f"{Path(data).stem}-{model}"
+    files = [data] if isinstance(data, str | os.PathLike) else list(data)
+    return RUNS_DIR / f"{'+'.join(Path(path).stem for path in files)}-{model}"

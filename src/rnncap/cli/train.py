@@ -2,6 +2,7 @@
 
 rnncap train --data flickr8k.h5 [--out runs/flickr8k-lstm] [--cell lstm] [--hidden 512] ... [--config run.toml]
 rnncap train --data flickr8k.h5 --attention [--attention-dim 512] [--alpha-reg 1.0] ...   (Show, Attend and Tell)
+rnncap train --data flickr8k.h5 --data coco.h5 [--min-count 5] ...   (one model, several data sets)
 
 Every option can also come from a TOML file (``--config``), keys named as the options (``hidden = 512``,
 ``lr_decay = 0.9``, ``attention = true``); options given on the command line win. The file is read, and the
@@ -42,11 +43,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     option = train.add_argument
     option("--config", type=Path, help="a TOML file of option values, keys named like the options (lr_decay = 0.9)")
-    option("--data", type=Path, help="the prepared HDF5 file (required, here or in --config)")
+    option(
+        "--data",
+        type=Path,
+        action="append",
+        help="the prepared HDF5 file (required, here or in --config); repeat it to train one model on several: "
+        "one vocabulary from their train captions together, each validated on its own dev (else val) split, the "
+        "best epoch by the mean of their scores",
+    )
     option(
         "--out",
         type=Path,
-        help=f"the run folder (default: {RUNS_DIR}/<data name>-<cell>, or {RUNS_DIR}/<data name>-attention)",
+        help=f"the run folder (default: {RUNS_DIR}/<data name>-<cell>, or {RUNS_DIR}/<data name>-attention; "
+        "several data files join their names with +)",
     )
     option(
         "--attention",
@@ -103,7 +112,16 @@ def _add_training_options(option: Callable[..., argparse.Action]) -> None:
         help=f"what chooses the best epoch: {run.select_by} (default; of greedy captions), BLEU-4 or val_loss",
     )
     option("--train-split", help=f"split to train on (default {run.train_split})")
-    option("--val-split", help=f"split to validate and select on (default {run.val_split})")
+    option(
+        "--val-split",
+        help=f"split to validate and select on (default {run.val_split}; a file without one, as COCO's: val)",
+    )
+    option(
+        "--min-count",
+        type=positive,
+        help=f"with several --data, words seen fewer times in their train captions become <UNK> (default "
+        f"{run.min_count}, as rnncap prepare's)",
+    )
     option("--seed", type=int, help=f"seeds the initial weights and the shuffling (default {train.seed})")
 
 
@@ -115,18 +133,26 @@ def _run_train(args: argparse.Namespace) -> None:
     if run.data is None:
         args.parser.error("--data is required (on the command line or in the --config file)")
     run = replace(run, train=replace(run.train, progress=True))
-    print(
-        f"training on {run.data} ({run.train_split}), choosing by {run.select_by} on {run.val_split}; "
-        f"run: {run.run_dir}"
-    )
+    data = " + ".join(str(path) for path in run.data_files)
+    print(f"training on {data} ({run.train_split}), choosing by {run.select_by} on {run.val_split}; run: {run.run_dir}")
     result = fit_run(run, resume=not args.fresh)
     history = result.history
-    print("epoch  train_loss  val_loss  " + ("" if run.select_by == "val_loss" else "BLEU-4  CIDEr  (greedy, 0-100)"))
+    names = [name for name in _score_columns(history["metrics"])]
+    print("epoch  train_loss  val_loss  " + "  ".join(names) + ("  (greedy, 0-100)" if names else ""))
     for epoch, train_loss, val_loss, metrics in zip(
         history["epoch"], history["train_loss"], history["val_loss"], history["metrics"], strict=True
     ):
-        scores = "" if metrics is None else f"{100 * metrics['BLEU-4']:6.1f}  {100 * metrics['CIDEr']:5.1f}"
+        scores = "  ".join(
+            f"{'':>{len(name)}}" if metrics is None else f"{100 * metrics[name]:>{len(name)}.1f}" for name in names
+        )
         best = "  <- best" if epoch == result.best_epoch else ""
         print(f"{epoch:5d}  {train_loss:10.3f}  {val_loss:8.3f}  {scores}{best}")
     print(f"trained {len(history['epoch'])} epochs in {sum(history['epoch_time']):.0f} s")
     print(f"wrote {result.best_path} (epoch {result.best_epoch}) and {result.shipped_path} (float16 weights)")
+
+
+def _score_columns(metrics: list[dict[str, float] | None]) -> list[str]:
+    """The columns of the history's scores: BLEU-4 and CIDEr, or with several data sets each data set's
+    (``flickr8k/BLEU-4``, ``flickr8k/CIDEr``, ...) and then their means, which choose the best epoch."""
+    names = next((list(m) for m in metrics if m is not None), [])
+    return [name for name in names if "/" in name] + [name for name in ("BLEU-4", "CIDEr") if name in names]
