@@ -24,12 +24,14 @@ results and their gallery: :mod:`rnncap.apps.caption_results` (both importable f
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
+from rnncap.apps.candidates import Candidate, DetailedCaption, beam_candidates, candidate_lists
 from rnncap.apps.caption_results import AttendedCaption, CaptionResult
 from rnncap.apps.compat import check_spec, grid_maps, model_encoder
 from rnncap.apps.paths import DEFAULT_MODEL, Entry, FoundPhotos, PathProblem, find_images, find_photos, model_path
@@ -37,7 +39,7 @@ from rnncap.decode import search
 from rnncap.encoders import Encoder, load_encoder
 from rnncap.encoders.encoder import Backend
 from rnncap.encoders.preprocess import ImageLike, load_images
-from rnncap.encoders.specs import get_spec
+from rnncap.encoders.specs import EncoderSpec, get_spec
 from rnncap.models import CaptionModel, ModelFileError, load_model
 from rnncap.text import decode_captions
 
@@ -45,8 +47,10 @@ from rnncap.text import decode_captions
 __all__ = [
     "DEFAULT_MODEL",
     "AttendedCaption",
+    "Candidate",
     "CaptionResult",
     "Captioner",
+    "DetailedCaption",
     "FoundPhotos",
     "PathProblem",
     "Photo",
@@ -132,6 +136,11 @@ class Captioner:
         return self._spec.name
 
     @property
+    def encoder_spec(self) -> EncoderSpec:
+        """What the encoder reads and gives: input side, crop fraction, feature size, grid shape."""
+        return self._spec
+
+    @property
     def encoder(self) -> Encoder:
         """The image encoder, loaded on first use (an ONNX Runtime session; seconds the first time, see
         :func:`rnncap.encoders.load_encoder`)."""
@@ -213,6 +222,54 @@ class Captioner:
             attended
             for squares in self._batches(images, batch_size)
             for attended in self._attend_squares(squares, beam_size, max_length)
+        ]
+
+    def caption_detailed(
+        self,
+        images: Sequence[Photo],
+        *,
+        beam_size: int = 3,
+        max_length: int | None = None,
+        attention: bool = False,
+    ) -> list[DetailedCaption]:
+        """Caption photos as one batch, keeping what a server shows: every beam hypothesis with its log-probability,
+        where the model looked (with ``attention``) and how long the batch took.
+
+        Args:
+            images: N photos as for :meth:`caption_many` (a server passes decoded PIL images), encoded together.
+            beam_size, max_length: as for :meth:`caption_many`; ``caption_detailed(p)[i].caption ==
+                caption_many(p)[i]``.
+            attention: also return each caption's :class:`AttendedCaption` (ValueError for a model that does not
+                attend, before any photo is read).
+
+        Returns:
+            N :class:`DetailedCaption`, in order.
+        """
+        if attention:
+            self._check_attention()
+        if not images:
+            return []
+        started = time.perf_counter()
+        squares = np.stack([self._square(image) for image in images])  # (N, S, S, 3)
+        features = self._features(squares)
+        with _blas_threads(len(features) * beam_size):
+            found = beam_candidates(
+                self._model, features, beam_size, self._length(max_length), return_attention=attention
+            )
+        lists = candidate_lists(found, self._model.idx_to_word, self._model.end_id)
+        maps: list[AttendedCaption | None] = [None] * len(images)
+        if found.weights is not None:
+            best = found.tokens[np.arange(len(images)), found.best]  # (N, max_length)
+            maps = [
+                AttendedCaption(" ".join(words), words, weights, square.copy())
+                for (words, weights), square in zip(
+                    grid_maps(self._model, best, found.weights, self._spec.grid_shape), squares, strict=True
+                )
+            ]
+        ms = (time.perf_counter() - started) * 1000
+        return [
+            DetailedCaption(candidates[0].caption, candidates, attended, ms)
+            for candidates, attended in zip(lists, maps, strict=True)
         ]
 
     def caption_files(

@@ -1,0 +1,56 @@
+"""Running the app under uvicorn: loopback by default, a warning for any other host, a graceful stop.
+
+On SIGTERM or SIGINT uvicorn stops accepting connections, lets the requests in flight finish (up to
+``grace_s``), then the app's shutdown lets the batcher caption what it holds; :func:`serve` then returns, and
+``rnncap serve`` exits 0.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import uvicorn
+
+from rnncap.serve.app import ServeSettings, create_app
+from rnncap.serve.models import ServedModels
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) means only this machine: 127.0.0.0/8, ::1 or localhost."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return all(ipaddress.ip_address(info[4][0]).is_loopback for info in socket.getaddrinfo(host, None))
+        except (OSError, ValueError):
+            return False
+
+
+def exposure_warning(host: str) -> str | None:
+    """What to tell a person who binds the server beyond this machine, or None for a loopback host."""
+    if is_loopback(host):
+        return None
+    return (
+        f"serving on {host}: anyone who can reach this machine on the network can send photos to caption; "
+        "there is no authentication (the default, 127.0.0.1, serves this machine only)"
+    )
+
+
+def serve(
+    models: ServedModels, settings: ServeSettings, *, host: str = "127.0.0.1", port: int = 8000, grace_s: float = 30
+) -> None:
+    """Serve until SIGTERM or SIGINT, then finish the requests in flight and return."""
+    app = create_app(models, settings)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=int(grace_s),
+        limit_concurrency=settings.max_queue * 4,  # connections beyond this get 503 before any body is read
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
