@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import make_captions, make_vocab
 
+from helpers import make_captions, make_vocab
 from rnncap.metrics.cider import cider_d
 from rnncap.text import END_ID, idx_to_word_list
 from rnncap.train.rewards import CiderD, caption_tokens

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal, Protocol, overload
+from typing import Literal, NamedTuple, Protocol, overload
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -193,6 +193,71 @@ def beam_search(
         return beams.tokens[rows, best_beam]
     assert attention is not None  # set at step 0 (max_length >= 1)
     return beams.tokens[rows, best_beam], attention[rows, best_beam]
+
+
+class Samples(NamedTuple):
+    """What :func:`sample_captions` draws: K captions for each of N photos, photo n's at rows ``n*K .. n*K + K - 1``.
+
+    Attributes:
+        ids: (N*K, max_length) int32 token ids, ``<NULL>`` after ``<END>``.
+        log_probs: (N*K, max_length) the log-probability of each drawn token under the model (``<END>``
+            included), 0 after it; a row's sum is its caption's log-probability.
+        images: (N*K,) int64 the photo (row of ``features``) of each caption.
+    """
+
+    ids: np.ndarray
+    log_probs: np.ndarray
+    images: np.ndarray
+
+
+def sample_captions(
+    model: Decodable, features: np.ndarray, num_samples: int, max_length: int, rng: np.random.Generator
+) -> Samples:
+    """Draw ``num_samples`` captions per photo from the model's distribution (temperature 1), batched.
+
+    Every step draws one token per row by inverting the cumulative distribution at a uniform number from ``rng``
+    (one number per row and step: a run is a pure function of the generator's state). ``<NULL>``, ``<START>`` and
+    ``<UNK>`` are never drawn (as in the searches: the distribution is renormalised without them); a row that
+    drew ``<END>`` stops (``<NULL>`` after it, log-probability 0). The model runs without dropout (``step`` has
+    none), so that the teacher-forced loss over the same ids computes the very log-probabilities drawn from.
+
+    Args:
+        model: a captioning model; features: (N, ...) as its ``init_state`` takes them.
+        num_samples: K >= 1; max_length: the most tokens per caption, ``<END>`` included.
+        rng: the generator that draws.
+
+    Returns:
+        :class:`Samples` of N*K rows.
+    """
+    check_positive_int("num_samples", num_samples)
+    check_positive_int("max_length", max_length)
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+    state = model.init_state(features)
+    N, K = state[0].shape[0], int(num_samples)
+    images = np.repeat(np.arange(N), K)
+    state = model.select_state(state, images)  # photo n's K rows together, as a beam's
+    ids = np.full((N * K, max_length), model.null_id, dtype=np.int32)
+    log_probs = np.zeros((N * K, max_length), dtype=np.float64)
+    words = np.full(N * K, model.start_id, dtype=np.int32)
+    finished = np.zeros(N * K, dtype=bool)
+    rows = np.arange(N * K)
+    for t in range(max_length):
+        step_log_probs, state = model.step(state, words)
+        allowed = _forbid_special_tokens(model, step_log_probs.astype(np.float64))
+        allowed -= np.logaddexp.reduce(allowed, axis=1, keepdims=True)  # renormalised without the forbidden
+        cdf = np.cumsum(np.exp(allowed), axis=1)  # (N*K, V)
+        drawn = (cdf <= rng.random(N * K)[:, None] * cdf[:, -1:]).sum(axis=1)
+        # Rounding can leave the draw past the last word (or on a word of no mass): take the most likely then.
+        off = (drawn >= allowed.shape[1]) | ~np.isfinite(allowed[rows, np.minimum(drawn, allowed.shape[1] - 1)])
+        drawn = np.where(off, allowed.argmax(axis=1), drawn).astype(np.int32)
+        ids[:, t] = np.where(finished, model.null_id, drawn)
+        log_probs[:, t] = np.where(finished, 0.0, allowed[rows, drawn])
+        finished |= drawn == model.end_id
+        words = drawn
+        if finished.all():
+            break
+    return Samples(ids, log_probs, images.astype(np.int64))
 
 
 @dataclass
@@ -387,9 +452,12 @@ def _top_k(x: np.ndarray, k: int) -> np.ndarray:
     return best
 
 
+def never_drawn(model: Decodable) -> list[int]:
+    """The ids no search or sampler ever emits: ``<NULL>``, ``<START>`` and (if the vocabulary has it) ``<UNK>``."""
+    return [model.null_id, model.start_id] + ([] if model.unk_id is None else [model.unk_id])
+
+
 def _forbid_special_tokens(model: Decodable, log_probs: np.ndarray) -> np.ndarray:
-    """Set the log-probability of ``<NULL>``, ``<START>`` and ``<UNK>`` to -inf, in place; (N, V) -> (N, V)."""
-    log_probs[:, [model.null_id, model.start_id]] = -np.inf
-    if model.unk_id is not None:
-        log_probs[:, model.unk_id] = -np.inf
+    """Set the log-probability of the :func:`never_drawn` ids to -inf, in place; (N, V) -> (N, V)."""
+    log_probs[:, never_drawn(model)] = -np.inf
     return log_probs

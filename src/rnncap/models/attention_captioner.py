@@ -153,8 +153,10 @@ class AttentionCaptioner(CaptionModel):
         captions: np.ndarray,
         compute_grads: bool = True,
         rng: np.random.Generator | None = None,
+        caption_weights: np.ndarray | None = None,
     ) -> tuple[float, dict[str, np.ndarray]]:
-        """Loss and gradients for a minibatch (teacher forcing).
+        """Loss and gradients for a minibatch (teacher forcing), or with ``caption_weights`` the policy-gradient
+        surrogate loss of sampled captions (see :meth:`CaptionModel.loss`; then without the regulariser).
 
         Args:
             features: (N, L, D) grid features (any float dtype; cast to the model's).
@@ -162,6 +164,10 @@ class AttentionCaptioner(CaptionModel):
                 ``captions[:, :-1]`` and predicts ``captions[:, 1:]``; ``<NULL>`` targets are ignored.
             compute_grads: False skips the backward pass (validation) and returns no gradients.
             rng: draws the dropout masks; give it while training. Without it (validation) nothing is dropped.
+            caption_weights: (N,) advantages of sampled captions: the loss becomes
+                ``-sum_n caption_weights[n] * sum_t log q(w_t) / N`` with q the sampler's distribution
+                (:func:`rnncap.decode.sample_captions`), and the doubly stochastic regulariser is left out (the
+                reward alone shapes the fine-tuning, as in self-critical.pytorch).
 
         Returns:
             loss: cross-entropy summed over time steps plus ``alpha_reg`` times the regulariser, averaged over
@@ -181,11 +187,14 @@ class AttentionCaptioner(CaptionModel):
         h, alpha, decoder_cache = attention_lstm_forward(x.transpose(1, 0, 2), features, feat_proj, h0, c0, **weights)
         # h (N, T, H), alpha (N, T, L): views of time-major arrays
 
+        advantages, excluded = self._policy_weights(caption_weights, features.shape[0])
         loss, vocab_cache = vocab_loss_forward(
-            h.transpose(1, 0, 2), ids_out, mask, p["W_vocab"], p["b_vocab"], dropout, rng
+            h.transpose(1, 0, 2), ids_out, mask, p["W_vocab"], p["b_vocab"], dropout, rng, advantages, excluded
         )
-        reg_loss, dalpha = doubly_stochastic_loss(alpha, mask.T, self.alpha_reg)
-        loss += reg_loss
+        dalpha = None
+        if advantages is None:
+            reg_loss, dalpha = doubly_stochastic_loss(alpha, mask.T, self.alpha_reg)
+            loss += reg_loss
         if not compute_grads:
             return loss, {}
 

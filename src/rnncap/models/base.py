@@ -96,7 +96,27 @@ class CaptionModel(abc.ABC):
         rng: np.random.Generator | None = None,
     ) -> tuple[float, dict[str, np.ndarray]]:
         """Teacher-forcing loss of (N, *feature_shape) features and (N, T) captions, and the gradients of every
-        parameter keyed like ``params`` (empty without ``compute_grads``); ``rng`` draws dropout masks."""
+        parameter keyed like ``params`` (empty without ``compute_grads``); ``rng`` draws dropout masks.
+
+        Given ``caption_weights`` (N,) (the advantages of sampled captions, self-critical training; the
+        AttentionCaptioner takes them, CaptioningRNN soon), the loss is the policy-gradient surrogate ``-sum_n caption_weights[n] * sum_t log q(w_t | w_<t, image) / N``, where q is
+        the distribution :func:`rnncap.decode.sample_captions` draws from (the softmax without the tokens it never
+        draws) and the words are ``captions[:, 1:]`` up to ``<END>``; its gradient is the REINFORCE estimate.
+        No other term (regulariser) is added."""
+
+    def _policy_weights(
+        self, caption_weights: np.ndarray | None, batch_size: int
+    ) -> tuple[np.ndarray | None, tuple[int, ...]]:
+        """``caption_weights`` checked ((N,) finite numbers) and the ids the sampler never draws, which the
+        surrogate loss leaves out of its softmax; (None, ()) for plain teacher forcing."""
+        if caption_weights is None:
+            return None, ()
+        weights = np.asarray(caption_weights)
+        if weights.shape != (batch_size,) or not np.issubdtype(weights.dtype, np.number):
+            raise ValueError(f"caption_weights must be ({batch_size},) numbers, one per caption, got {weights.shape}")
+        if not np.isfinite(weights).all():
+            raise ValueError("caption_weights hold NaN or infinite values")
+        return weights.astype(self.dtype), tuple(decode.never_drawn(self))
 
     @abc.abstractmethod
     def init_state(self, features: np.ndarray) -> State:

@@ -15,6 +15,7 @@ Everything is time-major, (T, N, ...): each time step then reads contiguous memo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,8 @@ def vocab_loss_forward(
     b_vocab: np.ndarray,
     dropout: float,
     rng: np.random.Generator | None,
+    caption_weights: np.ndarray | None = None,
+    excluded: Sequence[int] = (),
 ) -> tuple[float, Any]:
     """Softmax loss of the next words, summed over time and averaged over the N captions.
 
@@ -74,6 +77,11 @@ def vocab_loss_forward(
         ids_out: (T, N) target ids; mask: (T, N) which of them count.
         W_vocab: (H, V); b_vocab: (V,).
         dropout: probability of dropping a unit of ``h`` (none without ``rng``).
+        caption_weights: (N,) a weight per caption (None: 1 each): the loss is
+            ``-sum_n caption_weights[n] * sum_t log p(ids_out[t, n]) / N``, the surrogate loss of self-critical
+            training when the weights are the advantages of sampled captions.
+        excluded: ids left out of the softmax (the tokens a sampler never draws), so that ``p`` is the
+            distribution the captions were drawn from; no target may be one of them.
 
     Returns:
         loss, and the cache :func:`vocab_loss_backward` takes.
@@ -84,7 +92,14 @@ def vocab_loss_forward(
     counted = slice(None) if everything_counts else np.flatnonzero(mask.ravel())  # rows of h_flat
     h_counted, drop_cache = _dropout(h_flat[counted], dropout, rng)  # (M, H)
     scores, vocab_cache = affine_forward(h_counted, W_vocab, b_vocab)  # (M, V)
-    weights = np.full(scores.shape[0], 1 / N, dtype=scores.dtype)
+    if len(excluded):
+        if np.isin(ids_out[mask], excluded).any():
+            raise ValueError(f"a target is one of the ids {list(excluded)} that the weighted loss leaves out")
+        scores[:, list(excluded)] = -np.inf  # exp gives 0: no probability, and no gradient
+    if caption_weights is None:
+        weights = np.full(scores.shape[0], 1 / N, dtype=scores.dtype)
+    else:  # row t*N + n of h_flat is caption n's step t
+        weights = np.tile(np.asarray(caption_weights, dtype=scores.dtype) / N, T)[counted]
     loss, dscores = softmax_cross_entropy(scores, ids_out.ravel()[counted], weights, overwrite_x=True)
     return loss, (dscores, vocab_cache, drop_cache, counted, h.shape)
 

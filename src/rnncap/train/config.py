@@ -24,6 +24,41 @@ from typing import Any
 from rnncap.checks import is_integer, is_real
 from rnncap.optim import DEFAULTS, resolve_hyperparameters
 
+BASELINES = ("greedy", "mean")
+
+
+@dataclass(frozen=True)
+class SCSTConfig:
+    """The settings of self-critical fine-tuning (:mod:`rnncap.train.scst`); a :class:`TrainConfig` holding one
+    trains with it.
+
+    Attributes:
+        num_samples: K captions drawn per photo per step.
+        baseline: ``"greedy"`` (the greedy caption's reward, Rennie et al.) or ``"mean"`` (the mean reward of the
+            photo's other K - 1 samples, Luo 2020).
+        max_length: the most tokens a sampled or greedy caption has, ``<END>`` included (16, as
+            self-critical.pytorch's ``max_length``).
+        count_end: score ``<END>`` as a word in the rewards (as self-critical.pytorch; see rnncap.train.rewards).
+    """
+
+    num_samples: int = 5
+    baseline: str = "greedy"
+    max_length: int = 16
+    count_end: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("num_samples", "max_length"):
+            value = getattr(self, name)
+            if not is_integer(value) or value < 1:
+                raise ValueError(f"scst {name} must be an integer >= 1, got {value!r}")
+            object.__setattr__(self, name, int(value))
+        if self.baseline not in BASELINES:
+            raise ValueError(f"scst baseline must be one of {list(BASELINES)}, got {self.baseline!r}")
+        if self.baseline == "mean" and self.num_samples < 2:
+            raise ValueError(f"the mean baseline needs num_samples >= 2, got {self.num_samples}")
+        if self.count_end not in (True, False):
+            raise ValueError(f"scst count_end must be True or False, got {self.count_end!r}")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -45,6 +80,8 @@ class TrainConfig:
             score has nothing to count and trains all ``num_epochs``.
         progress: show a progress bar per epoch; None: only on a terminal.
         plot: draw ``loss.png`` in ``out_dir`` every epoch.
+        scst: self-critical fine-tuning instead of teacher forcing (:mod:`rnncap.train.scst`; ``batch_size``
+            then counts photos); a dict of its fields is read as one (a saved config). None: teacher forcing.
     """
 
     num_epochs: int = 15
@@ -59,8 +96,13 @@ class TrainConfig:
     patience: int | None = 4
     progress: bool | None = None
     plot: bool = True
+    scst: SCSTConfig | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.scst, dict):  # as asdict() saved it in a checkpoint
+            object.__setattr__(self, "scst", SCSTConfig(**self.scst))
+        if self.scst is not None and not isinstance(self.scst, SCSTConfig):
+            raise ValueError(f"scst must be an SCSTConfig or None, got {self.scst!r}")
         for name, minimum in (
             ("num_epochs", 1),
             ("batch_size", 1),
