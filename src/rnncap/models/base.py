@@ -99,9 +99,10 @@ class CaptionModel(abc.ABC):
         parameter keyed like ``params`` (empty without ``compute_grads``); ``rng`` draws dropout masks.
 
         Given ``caption_weights`` (N,) (the advantages of sampled captions, self-critical training; the
-        AttentionCaptioner takes them, CaptioningRNN soon), the loss is the policy-gradient surrogate ``-sum_n caption_weights[n] * sum_t log q(w_t | w_<t, image) / N``, where q is
-        the distribution :func:`rnncap.decode.sample_captions` draws from (the softmax without the tokens it never
-        draws) and the words are ``captions[:, 1:]`` up to ``<END>``; its gradient is the REINFORCE estimate.
+        AttentionCaptioner takes them, CaptioningRNN soon), the loss is the policy-gradient surrogate
+        ``-sum_n caption_weights[n] * sum_t log q(w_t | w_<t, image) / N``, where q is the distribution
+        :func:`rnncap.decode.sample_captions` draws from (the softmax without the tokens it never draws) and the
+        words are ``captions[:, 1:]`` up to ``<END>``; its gradient is the REINFORCE estimate.
         No other term (regulariser) is added."""
 
     def _policy_weights(
