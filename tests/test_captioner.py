@@ -367,3 +367,54 @@ def test_import_rnncap_imports_neither_torch_nor_onnxruntime() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
+
+
+# ---- caption_detailed: what the server shows ---------------------------------------------------------------------
+
+
+def scored(model, features: np.ndarray, words: str, max_length: int) -> float:
+    """The total log-probability of a caption (its words, then <END> if it ended before ``max_length``), step by
+    step through the model."""
+    tokens = [model.word_to_idx[word] for word in words.split()]
+    tokens += [model.end_id] if len(tokens) < max_length else []
+    state, fed, total = model.init_state(features), np.array([model.start_id], dtype=np.int32), 0.0
+    for token in tokens:
+        log_probs, state = model.step(state, fed)
+        total += float(log_probs[0, token])
+        fed = np.array([token], dtype=np.int32)
+    return total
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_detailed_captions_are_caption_many_with_every_candidate_scored(captioner, encoder, photos, beam_size) -> None:
+    images = [photos["jpeg"], photos["png"], photos["gif"]]
+    detailed = captioner.caption_detailed(images, beam_size=beam_size)
+    assert [d.caption for d in detailed] == captioner.caption_many(images, beam_size=beam_size)
+    for path, result in zip(images, detailed, strict=True):
+        assert len(result.candidates) == beam_size and result.candidates[0].caption == result.caption
+        assert len({c.caption for c in result.candidates}) == beam_size  # the beam's distinct hypotheses
+        logprobs = [c.logprob for c in result.candidates]
+        assert logprobs == sorted(logprobs, reverse=True) and logprobs[0] < 0
+        pooled, _ = encoder.encode([load_image(path, encoder.image_size)], with_grid=False)
+        for candidate in result.candidates:
+            assert candidate.logprob == pytest.approx(scored(captioner.model, pooled, candidate.caption, 6), abs=1e-3)
+        assert result.attention is None and result.ms > 0
+    assert len({d.ms for d in detailed}) == 1  # one batch, one time
+
+
+def test_detailed_captions_keep_the_attention_of_the_best(attending, photos) -> None:
+    images = [photos["jpeg"], photos["webp"]]
+    detailed = attending.caption_detailed(images, beam_size=3, attention=True)
+    for result, attended in zip(detailed, attending.caption_many_with_attention(images, beam_size=3), strict=True):
+        assert result.caption == attended.caption and result.attention is not None
+        assert result.attention.words == attended.words
+        np.testing.assert_allclose(result.attention.weights, attended.weights, atol=1e-6)
+        np.testing.assert_array_equal(result.attention.square, attended.square)
+    assert attending.caption_detailed([], attention=True) == []
+
+
+def test_detailed_captions_refuse_attention_from_a_model_that_does_not_attend(captioner, photos) -> None:
+    with pytest.raises(ValueError, match="does not attend"):
+        captioner.caption_detailed([photos["jpeg"]], attention=True)
+    with pytest.raises(ValueError, match="beam_size"):
+        captioner.caption_detailed([photos["jpeg"]], beam_size=0)
