@@ -94,12 +94,13 @@ class CaptionModel(abc.ABC):
         captions: np.ndarray,
         compute_grads: bool = True,
         rng: np.random.Generator | None = None,
+        caption_weights: np.ndarray | None = None,
     ) -> tuple[float, dict[str, np.ndarray]]:
         """Teacher-forcing loss of (N, *feature_shape) features and (N, T) captions, and the gradients of every
         parameter keyed like ``params`` (empty without ``compute_grads``); ``rng`` draws dropout masks.
 
-        Given ``caption_weights`` (N,) (the advantages of sampled captions, self-critical training; the
-        AttentionCaptioner takes them, CaptioningRNN soon), the loss is the policy-gradient surrogate
+        Given ``caption_weights`` (N,) (the advantages of sampled captions, self-critical training), the loss is
+        the policy-gradient surrogate
         ``-sum_n caption_weights[n] * sum_t log q(w_t | w_<t, image) / N``, where q is the distribution
         :func:`rnncap.decode.sample_captions` draws from (the softmax without the tokens it never draws) and the
         words are ``captions[:, 1:]`` up to ``<END>``; its gradient is the REINFORCE estimate.

@@ -133,8 +133,10 @@ class CaptioningRNN(CaptionModel):
         captions: np.ndarray,
         compute_grads: bool = True,
         rng: np.random.Generator | None = None,
+        caption_weights: np.ndarray | None = None,
     ) -> tuple[float, dict[str, np.ndarray]]:
-        """Loss and gradients for a minibatch (teacher forcing).
+        """Loss and gradients for a minibatch (teacher forcing), or with ``caption_weights`` the policy-gradient
+        surrogate loss of sampled captions (see :meth:`CaptionModel.loss`).
 
         Args:
             features: (N, D) image features.
@@ -142,6 +144,8 @@ class CaptioningRNN(CaptionModel):
                 ``captions[:, :-1]`` and predicts ``captions[:, 1:]``; ``<NULL>`` targets are ignored.
             compute_grads: False skips the backward pass (validation) and returns no gradients.
             rng: draws the dropout masks; give it while training. Without it (validation) nothing is dropped.
+            caption_weights: (N,) advantages of sampled captions: each caption's log-probability, under the
+                sampler's distribution, weighted by its own (self-critical training).
 
         Returns:
             loss: summed over time steps, averaged over the N captions.
@@ -156,8 +160,9 @@ class CaptioningRNN(CaptionModel):
         x, h0, inputs_cache = self._inputs_forward(features, ids_in, dropout, rng)  # (S, N, W), (N, H)
         h, rnn_cache = sequence_forward(self.cell, x.transpose(1, 0, 2), h0, p["Wx"], p["Wh"], p["b"])
         skip = x.shape[0] - ids_in.shape[0]  # 1 after an image step, whose output predicts nothing
+        advantages, excluded = self._policy_weights(caption_weights, features.shape[0])
         loss, vocab_cache = vocab_loss_forward(
-            h.transpose(1, 0, 2)[skip:], ids_out, mask, p["W_vocab"], p["b_vocab"], dropout, rng
+            h.transpose(1, 0, 2)[skip:], ids_out, mask, p["W_vocab"], p["b_vocab"], dropout, rng, advantages, excluded
         )
         if not compute_grads:
             return loss, {}

@@ -125,6 +125,5 @@ def scst_step(
         greedy_rewards = index.scores(greedy, images)
     advantage, base = advantages(rewards, K, settings.baseline, greedy_rewards)
     captions = with_start(samples.ids, model.start_id)
-    # CaptioningRNN's loss takes caption_weights once its loss path has them (the contract's signature then too).
-    loss, grads = model.loss(features[samples.images], captions, caption_weights=advantage)  # type: ignore[call-arg]
+    loss, grads = model.loss(features[samples.images], captions, caption_weights=advantage)
     return loss, grads, StepStats(float(rewards.mean()), float(base.mean()))
