@@ -8,7 +8,11 @@ On SIGTERM or SIGINT uvicorn stops accepting connections, lets the requests in f
 from __future__ import annotations
 
 import ipaddress
+import signal
 import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 
@@ -53,4 +57,24 @@ def serve(
         limit_concurrency=settings.max_queue * 4,  # connections beyond this get 503 before any body is read
         server_header=False,
     )
-    uvicorn.Server(config).run()
+    _GracefulServer(config).run()
+
+
+class _GracefulServer(uvicorn.Server):
+    """uvicorn's server, but a stop asked for by SIGTERM or SIGINT ends the process with status 0.
+
+    uvicorn re-raises the signal once it has shut down, so that the process dies of it (status -15, or a
+    KeyboardInterrupt); a stop that finished every request is a success for ``rnncap serve``.
+    """
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+            yield
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
