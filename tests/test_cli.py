@@ -92,6 +92,35 @@ def test_prepare_real_coco_mini(tmp_path, capsys):
         assert store.word_to_idx["<UNK>"] == 3 and "a" in store.word_to_idx
 
 
+def test_prepare_coco_partial_download_reports_the_missing_photos(tmp_path, capsys):
+    """A COCO json naming photos that are not on disk: prepare lists them and prepares the rest."""
+    root = tmp_path / "coco"
+    rng = np.random.default_rng(0)
+    for split, ids in (("train", [1, 2, 3]), ("val", [7, 8])):
+        images = [{"id": i, "file_name": f"{i:012d}.jpg"} for i in ids]
+        (root / f"{split}2017").mkdir(parents=True)
+        for i in ids[:-1]:  # the last photo of each split was never downloaded
+            Image.fromarray(rng.integers(0, 256, size=(40, 50, 3), dtype=np.uint8)).save(
+                root / f"{split}2017/{i:012d}.jpg"
+            )
+        annotations = [
+            {"id": 10 * i + k, "image_id": i, "caption": f"A dog and a cat {k}."} for i in ids for k in (0, 1)
+        ]
+        (root / "annotations").mkdir(exist_ok=True)
+        (root / "annotations" / f"captions_{split}2017.json").write_text(
+            json.dumps({"images": images, "annotations": annotations})
+        )
+    out = tmp_path / "coco.h5"
+    args = ["prepare", "coco", "--root", str(root), "--year", "2017", "--out", str(out), "--min-count", "1"]
+    assert main([*args, "--no-grid", *FAST]) == 0
+    printed = capsys.readouterr().out
+    assert "3 images (train 2, val 1), 6 captions" in printed and "2 skipped" in printed
+    assert "skipped 2 entries of the data set:" in printed
+    assert f"000000000003.jpg: photo not found in {root / 'train2017'}" in printed
+    assert f"000000000008.jpg: photo not found in {root / 'val2017'}" in printed
+    assert load_split(out, "train").features.shape == (2, 1280)
+
+
 @pytest.mark.skipif(not FLICKR.is_dir(), reason=f"real Flickr8k data not found at {FLICKR}")
 def test_prepare_flickr8k_names_the_withheld_split(tmp_path, capsys):
     out = tmp_path / "flickr.h5"

@@ -134,7 +134,10 @@ def _run_train(args: argparse.Namespace) -> None:
         args.parser.error("--data is required (on the command line or in the --config file)")
     run = replace(run, train=replace(run.train, progress=True))
     data = " + ".join(str(path) for path in run.data_files)
-    print(f"training on {data} ({run.train_split}), choosing by {run.select_by} on {run.val_split}; run: {run.run_dir}")
+    choice = f"{run.select_by} on {run.val_split}"
+    if len(run.data_files) > 1:
+        choice = f"the mean {run.select_by} of the data sets, each on its {run.val_split} split (val without one)"
+    print(f"training on {data} ({run.train_split}), choosing by {choice}; run: {run.run_dir}")
     result = fit_run(run, resume=not args.fresh)
     history = result.history
     names = [name for name in _score_columns(history["metrics"])]
