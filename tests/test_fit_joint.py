@@ -168,3 +168,13 @@ def test_run_files_and_default_folders_of_several_data_sets(tmp_path: Path) -> N
     run_file.write_text("data = [1, 2]\n")
     with pytest.raises(ValueError, match="data must be a file name or a list of file names"):
         load_run_config(run_file)
+
+
+def test_one_file_without_a_dev_split_is_validated_on_val(two: list[Path], tmp_path: Path) -> None:
+    """COCO's prepared files have train and val: the default "dev" falls back to "val"; another split must exist."""
+    result = fit(two[1], tmp_path / "run", SMALL, _config(num_epochs=1))
+    assert set(result.history["metrics"][0]) == {"BLEU-4", "CIDEr"}  # one file: the metrics as ever
+    assert load_model(result.best_path).metadata["training"]["val_split"] == "val"
+    assert "data_sets" not in load_model(result.best_path).metadata
+    with pytest.raises(StoreError, match=r"cats.h5 has no split 'test'"):
+        fit(two[1], tmp_path / "other", SMALL, _config(num_epochs=1), val_split="test")
