@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 (the PyTorch idiom)
 from torch import nn
 
-from torch_twin import END_ID, NULL_ID, START_ID, UNK_ID, copy_into, gate_order, require_grads
+from torch_twin import END_ID, NULL_ID, START_ID, UNK_ID, copy_into, gate_order, policy_loss, require_grads
 
 
 class TorchAttentionCaptioner(nn.Module):
@@ -78,23 +78,32 @@ class TorchAttentionCaptioner(nn.Module):
         h, c = self.lstm(torch.cat([x, gate * context], dim=1), (h, c))
         return alpha, h, c
 
-    def forward(self, features: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
-        """Loss of a minibatch: features (N, L, D), captions (N, T+1) int64; summed over words, / N."""
-        N, T = captions.shape[0], captions.shape[1] - 1
+    def scores_and_alphas(self, features: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, list]:
+        """(N, T, V) vocabulary scores after each of the (N, T) input words, and the T (N, L) attention weights."""
         h, c, proj = self.init_state(features)
-        x = self.embed(captions[:, :-1])  # (N, T, W)
+        x = self.embed(inputs)  # (N, T, W)
         hs, alphas = [], []
-        for t in range(T):
+        for t in range(inputs.shape[1]):
             alpha, h, c = self.attend_and_step(features, proj, x[:, t], h, c)
             hs.append(h)
             alphas.append(alpha)
-        scores = self.vocab(torch.stack(hs, dim=1))  # (N, T, V)
+        return self.vocab(torch.stack(hs, dim=1)), alphas
+
+    def forward(self, features: torch.Tensor, captions: torch.Tensor) -> torch.Tensor:
+        """Loss of a minibatch: features (N, L, D), captions (N, T+1) int64; summed over words, / N."""
+        N = captions.shape[0]
+        scores, alphas = self.scores_and_alphas(features, captions[:, :-1])  # (N, T, V)
         targets = captions[:, 1:]
         loss = F.cross_entropy(scores.reshape(-1, self.vocab_size), targets.reshape(-1), reduction="sum",
                                ignore_index=NULL_ID)  # fmt: skip
         counts = (targets != NULL_ID).to(features.dtype).unsqueeze(2)  # (N, T, 1)
         cover = (torch.stack(alphas, dim=1) * counts).sum(dim=1)  # (N, L)
         return (loss + self.alpha_reg * ((1 - cover) ** 2).sum()) / N
+
+
+def policy_forward(twin: TorchAttentionCaptioner, features, captions, weights) -> torch.Tensor:
+    """The self-critical surrogate loss (``torch_twin.policy_loss``, no regulariser) on sampled captions."""
+    return policy_loss(twin.scores_and_alphas(features, captions[:, :-1])[0], captions, weights)
 
 
 def from_numpy_params(

@@ -162,6 +162,24 @@ def load_numpy_params(twin: TorchCaptioner, params: dict[str, np.ndarray]) -> No
     copy_into(targets)
 
 
+def policy_loss(scores: torch.Tensor, captions: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """The self-critical surrogate loss, as a PyTorch user writes it: ``-sum_n weights[n] * sum_t log q(w_t) / N``
+    over the (N, T+1) sampled ``captions`` (``<START>`` first, targets ``captions[:, 1:]``, ``<NULL>`` ignored), where
+    q is the softmax of the (N, T, V) ``scores`` without ``<NULL>``, ``<START>`` and ``<UNK>`` (never sampled)."""
+    never = torch.zeros(scores.shape[-1], dtype=torch.bool)
+    never[[NULL_ID, START_ID, UNK_ID]] = True
+    log_q = F.log_softmax(scores.masked_fill(never, -torch.inf), dim=-1)
+    targets = captions[:, 1:]
+    picked = log_q.gather(2, targets.unsqueeze(2)).squeeze(2)  # (N, T)
+    picked = torch.where(targets != NULL_ID, picked, torch.zeros_like(picked))
+    return -(weights.unsqueeze(1) * picked).sum() / captions.shape[0]
+
+
+def policy_forward(twin: TorchCaptioner, features: torch.Tensor, captions: torch.Tensor, weights: torch.Tensor):
+    """:func:`policy_loss` of a :class:`TorchCaptioner` on sampled captions."""
+    return policy_loss(twin.vocab(twin.hidden_states(features, captions[:, :-1])), captions, weights)
+
+
 def copy_into(targets: dict[torch.Tensor, np.ndarray]) -> None:
     """Copy each array into its tensor, in place (casting to the tensor's dtype), refusing other shapes."""
     with torch.no_grad():
