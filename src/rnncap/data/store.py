@@ -2,7 +2,8 @@
 
 ``rnncap prepare`` writes it in two steps, :func:`~rnncap.data.create_store` (records and captions, seconds; in
 :mod:`rnncap.data.store_create`) and then the feature extraction through :class:`Store` (hours for COCO,
-resumable); the trainer reads a split of it with :func:`load_split`, evaluation its references with
+resumable); the trainer reads a split of it with :func:`load_split` (in memory) or :func:`open_split` (streamed
+batch by batch, :mod:`rnncap.data.stream`: any size in bounded memory), evaluation its references with
 :func:`load_references`.
 
 Layout (M photos, K captions, T = max_length + 2, F pooled feature size, L grid cells, C grid channels)::
@@ -48,6 +49,7 @@ from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
 from types import TracebackType
+from typing import cast
 
 import h5py
 import numpy as np
@@ -60,6 +62,7 @@ from rnncap.data.store_checks import (
     check_tokens,
     read_attrs,
 )
+from rnncap.data.stream import H5Rows
 from rnncap.train.data import CaptionData
 
 FORMAT = "rnncap-prepared-1"
@@ -218,7 +221,8 @@ class Store:
             )
         for key in current:
             del feats[key]  # HDF5 does not reclaim the space until the file is repacked; a restart is rare
-        # Contiguous layout: fixed-size rows written in place, no chunk cache to tune.
+        # Contiguous layout: fixed-size rows written in place, no chunk cache to tune, and each photo's row one run
+        # of bytes, which a streamed batch (rnncap.data.stream) reads in one piece.
         for key, shape in wanted.items():
             feats.create_dataset(key, shape=shape, dtype=np.float16)
         feats["done"][...] = False
@@ -328,32 +332,56 @@ class Store:
         return selected
 
     def _read_rows(self, key: str, selected: np.ndarray, dtype: type) -> np.ndarray:
-        """The rows of features/``key`` where ``selected``, as ``dtype``, read block by block."""
+        """The rows of features/``key`` where ``selected``, as ``dtype``, read block by block into one array
+        allocated once (no concatenation: the split is in memory once, plus one block)."""
         ds = self._f["features"][key]
         step = max(1, _BLOCK_BYTES // (ds.dtype.itemsize * int(np.prod(ds.shape[1:]))))
-        blocks = [
-            ds[start : start + step][selected[start : start + step]].astype(dtype)
-            for start in range(0, ds.shape[0], step)
-            if selected[start : start + step].any()
-        ]
-        return np.concatenate(blocks)
+        out = np.empty((int(selected.sum()), *ds.shape[1:]), dtype=dtype)
+        row = 0
+        for start in range(0, ds.shape[0], step):
+            mine = selected[start : start + step]
+            if mine.any():
+                block = ds[start : start + step][mine]
+                out[row : row + len(block)] = block
+                row += len(block)
+        return out
 
-    def load_split(self, split: str, allow_partial: bool = False) -> CaptionData:
+    def _features(self, key: str, selected: np.ndarray, dtype: type, stream: bool) -> np.ndarray | H5Rows:
+        """The split's rows of features/``key``: in memory as ``dtype``, or streamed (float16 as stored)."""
+        if key not in self._f["features"]:
+            raise StoreError(f"{self.path} holds no {key} features (extracted without a {key})")
+        if stream:
+            return H5Rows(self.path, f"features/{key}", np.flatnonzero(selected))
+        return self._read_rows(key, selected, dtype)
+
+    def load_split(self, split: str, allow_partial: bool = False, stream: bool = False) -> CaptionData:
         """See :func:`load_split`."""
+        return self._caption_data(split, allow_partial, "pooled", stream)
+
+    def open_split(self, split: str, grid: bool = False, allow_partial: bool = False) -> CaptionData:
+        """See :func:`open_split`."""
+        return self._caption_data(split, allow_partial, "grid" if grid else "pooled", stream=True)
+
+    def _caption_data(self, split: str, allow_partial: bool, key: str, stream: bool) -> CaptionData:
         selected = self._select(split, allow_partial)
-        features = self._read_rows("pooled", selected, np.float32)
         caption_image = self._caption_image
         keep = selected[caption_image]
         new_row = np.cumsum(selected) - 1  # photo index -> row in this split's features
         tokens = check_tokens(self.path, self._f["captions/tokens"][()][keep], max(self.word_to_idx.values()) + 1)
-        return CaptionData(features=features, captions=tokens, image_idxs=new_row[caption_image[keep]])
+        features = self._features(key, selected, np.float32 if key == "pooled" else np.float16, stream)
+        try:
+            # A source stands where CaptionData types an ndarray (see CaptionData.features).
+            return CaptionData(cast(np.ndarray, features), tokens, new_row[caption_image[keep]])
+        except BaseException:
+            if isinstance(features, H5Rows):
+                features.close()
+            raise
 
     def load_grid(self, split: str, allow_partial: bool = False) -> np.ndarray:
         """See :func:`load_grid`."""
-        selected = self._select(split, allow_partial)
-        if "grid" not in self._f["features"]:
-            raise StoreError(f"{self.path} holds no grid features (extracted without a grid)")
-        return self._read_rows("grid", selected, np.float16)
+        grid = self._features("grid", self._select(split, allow_partial), np.float16, stream=False)
+        assert isinstance(grid, np.ndarray)  # not streamed: open_split(..., grid=True) streams a grid
+        return grid
 
     def load_references(self, split: str, allow_partial: bool = False) -> dict[str, list[str]]:
         """See :func:`load_references`."""
@@ -366,20 +394,34 @@ class Store:
         return refs
 
 
-def load_split(path: str | os.PathLike, split: str, allow_partial: bool = False) -> CaptionData:
+def load_split(path: str | os.PathLike, split: str, allow_partial: bool = False, stream: bool = False) -> CaptionData:
     """One split as the trainer takes it.
 
     Args:
         path: the prepared file.
         split: e.g. ``"train"``.
         allow_partial: use the photos extracted so far instead of refusing while some are pending.
+        stream: leave the features in the file (an :class:`~rnncap.data.stream.H5Rows`, float16 as stored, read
+            batch by batch; close it with ``CaptionData.close()`` or ``with``) instead of reading them whole.
 
     Returns:
         CaptionData with features (M_split, F) float32 (the readable photos of the split whose features are
         written, in file order), captions (K_split, T) int32, image_idxs (K_split,) rows of those features.
     """
     with open_store(path) as store:
-        return store.load_split(split, allow_partial)
+        return store.load_split(split, allow_partial, stream)
+
+
+def open_split(path: str | os.PathLike, split: str, grid: bool = False, allow_partial: bool = False) -> CaptionData:
+    """One split with its pooled (or, with ``grid``, its grid) features streamed from the file: memory bounded
+    whatever the split's size. The source holds the file open until ``CaptionData.close()`` (or ``with``)::
+
+        with open_split("coco.h5", "train", grid=True) as train:
+            for idx, features, captions in train.batches(order, batch_size=128):
+                ...
+    """
+    with open_store(path) as store:
+        return store.open_split(split, grid, allow_partial)
 
 
 def load_grid(path: str | os.PathLike, split: str, allow_partial: bool = False) -> np.ndarray:
@@ -387,7 +429,8 @@ def load_grid(path: str | os.PathLike, split: str, allow_partial: bool = False) 
 
     Separate from :func:`load_split` because only attention models read it (``CaptionData(grid,
     split.captions, split.image_idxs)`` trains one), and kept float16 because a split's grid is large (Flickr8k
-    train: 1.2 GB as float16; the trainer keeps it so and the model casts each batch).
+    train: 1.2 GB as float16; the trainer keeps it so and the model casts each batch). :func:`open_split` with
+    ``grid=True`` leaves it in the file instead, read batch by batch.
     """
     with open_store(path) as store:
         return store.load_grid(split, allow_partial)
