@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint typecheck demo demo-shapes bench clean
+.PHONY: install browser test lint typecheck demo demo-shapes serve bench bench-serve clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) browser
+
+# The browser of the page's test (tests/test_serve_browser.py): Debian's chromium and chromium-driver, installed with
+# apt-get when missing (as root, else through passwordless sudo). Never fails the build: without them that test skips
+# and says why.
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then \
+		echo "browser: /usr/bin/chromium and /usr/bin/chromedriver are installed"; \
+	elif ! command -v apt-get >/dev/null 2>&1; then \
+		echo "browser: no apt-get here: install chromium and chromedriver yourself, else the browser test skips"; \
+	else \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+		{ $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver; } \
+			|| echo "browser: could not install chromium and chromium-driver: the browser test will skip"; \
+	fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
@@ -23,7 +37,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: lint typecheck
+test: lint typecheck browser
 	$(PY) -m pytest -q
 
 # Captions the example photos with the model that ships in the package (the attention model) and writes an HTML
@@ -35,8 +49,16 @@ demo: $(STAMP)
 demo-shapes: $(STAMP)
 	$(PY) -m rnncap.apps.shapes_demo
 
+# The web page and JSON API on the shipped model, at http://127.0.0.1:8000/ (Ctrl-C stops it; see `rnncap serve -h`).
+serve: $(STAMP)
+	$(VENV)/bin/rnncap serve
+
 bench: $(STAMP)
 	$(PY) benchmarks/bench_engine.py
+
+# The server under load: 1, 4 and 16 concurrent clients on loopback (benchmarks/README.md).
+bench-serve: $(STAMP)
+	$(PY) benchmarks/bench_serve.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .mypy_cache
