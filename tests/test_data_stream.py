@@ -61,14 +61,14 @@ def test_streamed_batches_are_byte_identical_to_in_memory(store_path: Path, grid
     order = np.random.default_rng(7).permutation(len(memory))  # 7 does not divide K: a short last batch
     with open_split(store_path, "train", grid=grid) as streamed:
         assert streamed.streamed and not memory.streamed
-        assert streamed.features.shape == memory.features.shape and streamed.features.dtype == np.float16
+        assert streamed.features.shape == memory.features.shape
+        assert streamed.features.dtype == memory.features.dtype == (np.float16 if grid else np.float32)
         got = list(streamed.batches(order, 7, prefetch=prefetch))
     want = list(memory.batches(order, 7, prefetch=0))
     assert len(got) == len(want) == -(-len(order) // 7)
     for (idx, features, captions), (idx2, features2, captions2) in zip(got, want, strict=True):
         assert np.array_equal(idx, idx2) and captions.tobytes() == captions2.tobytes()
-        # In memory the pooled features are float32 (float16 widened exactly), the grid float16 as stored.
-        assert features.tobytes() == features2.astype(np.float16).tobytes()
+        assert features.dtype == features2.dtype and features.tobytes() == features2.tobytes()
         assert np.array_equal(features, memory.batch(idx)[0])
 
 
@@ -196,3 +196,44 @@ def test_training_on_a_streamed_split_is_bit_for_bit_the_in_memory_run_and_resum
 def without_times(history: dict) -> dict:
     """The history but its epoch times (wall times)."""
     return {key: value for key, value in history.items() if key != "epoch_time"}
+
+
+def test_features_damaged_in_place_are_refused_by_the_batch_that_reads_them(store_path: Path) -> None:
+    """Bytes overwritten without a change of size pass the file check; the model's check of each batch stops them."""
+    import h5py
+
+    with h5py.File(store_path, "r+") as f:
+        f["features/grid"][3, 1, 2] = np.nan  # photo 3 of the train split: its row 3
+    model = AttentionCaptioner(WORDS, DIM, CELLS, 8, 8, attention_dim=8, rng=0)
+    with open_split(store_path, "train", grid=True) as data:
+        rows = np.flatnonzero(data.image_idxs == 3)
+        model.loss(*data.batch(np.flatnonzero(data.image_idxs == 4)))  # the other photos still train
+        with pytest.raises(ValueError, match=r"NaN or infinite values \(rows \[0\]\)"):
+            model.loss(*data.batch(rows))
+
+
+class _Recording:
+    """A FeatureSource over an ndarray that records which thread read each batch."""
+
+    def __init__(self, features: np.ndarray) -> None:
+        self.features, self.readers = features, []
+        self.shape, self.dtype, self.ndim = features.shape, features.dtype, features.ndim
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        self.readers.append(threading.current_thread().name)
+        return self.features[rows]
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("prefetch", [0, 2])
+def test_prefetch_reads_in_the_background_thread(prefetch: int) -> None:
+    source = _Recording(np.arange(24, dtype=np.float32).reshape(6, 4))
+    data = CaptionData(source, np.tile([[1, 4, 2]], (12, 1)), np.arange(12) % 6)
+    got = [features for _, features, _ in data.batches(np.arange(12)[::-1], 5, prefetch=prefetch)]
+    assert [len(f) for f in got] == [5, 5, 2] and np.array_equal(got[0], source.features[[5, 4, 3, 2, 1]])
+    assert source.readers == ["rnncap-prefetch" if prefetch else threading.current_thread().name] * 3

@@ -44,6 +44,7 @@ and flushed, so that an interrupted extraction loses at most the batch in flight
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from functools import cached_property
@@ -346,13 +347,9 @@ class Store:
                 row += len(block)
         return out
 
-    def _features(self, key: str, selected: np.ndarray, dtype: type, stream: bool) -> np.ndarray | H5Rows:
-        """The split's rows of features/``key``: in memory as ``dtype``, or streamed (float16 as stored)."""
+    def _require(self, key: str) -> None:
         if key not in self._f["features"]:
             raise StoreError(f"{self.path} holds no {key} features (extracted without a {key})")
-        if stream:
-            return H5Rows(self.path, f"features/{key}", np.flatnonzero(selected))
-        return self._read_rows(key, selected, dtype)
 
     def load_split(self, split: str, allow_partial: bool = False, stream: bool = False) -> CaptionData:
         """See :func:`load_split`."""
@@ -368,20 +365,23 @@ class Store:
         keep = selected[caption_image]
         new_row = np.cumsum(selected) - 1  # photo index -> row in this split's features
         tokens = check_tokens(self.path, self._f["captions/tokens"][()][keep], max(self.word_to_idx.values()) + 1)
-        features = self._features(key, selected, np.float32 if key == "pooled" else np.float16, stream)
-        try:
+        self._require(key)
+        dtype = np.float32 if key == "pooled" else np.float16  # a grid stays half size: the model casts per batch
+        if not stream:
+            features = self._read_rows(key, selected, dtype)
+            return CaptionData(features=features, captions=tokens, image_idxs=new_row[caption_image[keep]])
+        with contextlib.ExitStack() as closing:  # the file closed again if the split is refused
+            source = closing.enter_context(H5Rows(self.path, f"features/{key}", np.flatnonzero(selected), dtype))
             # A source stands where CaptionData types an ndarray (see CaptionData.features).
-            return CaptionData(cast(np.ndarray, features), tokens, new_row[caption_image[keep]])
-        except BaseException:
-            if isinstance(features, H5Rows):
-                features.close()
-            raise
+            data = CaptionData(cast(np.ndarray, source), tokens, new_row[caption_image[keep]])
+            closing.pop_all()
+        return data
 
     def load_grid(self, split: str, allow_partial: bool = False) -> np.ndarray:
         """See :func:`load_grid`."""
-        grid = self._features("grid", self._select(split, allow_partial), np.float16, stream=False)
-        assert isinstance(grid, np.ndarray)  # not streamed: open_split(..., grid=True) streams a grid
-        return grid
+        selected = self._select(split, allow_partial)
+        self._require("grid")
+        return self._read_rows("grid", selected, np.float16)
 
     def load_references(self, split: str, allow_partial: bool = False) -> dict[str, list[str]]:
         """See :func:`load_references`."""
@@ -401,8 +401,8 @@ def load_split(path: str | os.PathLike, split: str, allow_partial: bool = False,
         path: the prepared file.
         split: e.g. ``"train"``.
         allow_partial: use the photos extracted so far instead of refusing while some are pending.
-        stream: leave the features in the file (an :class:`~rnncap.data.stream.H5Rows`, float16 as stored, read
-            batch by batch; close it with ``CaptionData.close()`` or ``with``) instead of reading them whole.
+        stream: leave the features in the file (an :class:`~rnncap.data.stream.H5Rows`, read batch by batch;
+            close it with ``CaptionData.close()`` or ``with``) instead of reading them whole.
 
     Returns:
         CaptionData with features (M_split, F) float32 (the readable photos of the split whose features are

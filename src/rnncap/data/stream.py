@@ -3,8 +3,8 @@
 :class:`H5Rows` is the :class:`~rnncap.train.data.FeatureSource` that ``Store.load_split(..., stream=True)``,
 ``Store.load_grid(..., stream=True)`` and :func:`rnncap.data.open_split` put in a
 :class:`~rnncap.train.data.CaptionData`: memory stays at a few batches whatever the data set's size (COCO 2014:
-123,287 photos, 25 GB of float16 grids), and the values are the file's, float16 as stored (the model casts each
-batch), byte for byte those that the in-memory loaders return.
+123,287 photos, 25 GB of float16 grids), and the arrays are byte for byte those of the in-memory loaders: grids
+float16 as stored (the model casts each batch), pooled features float32 as ``load_split`` returns them.
 
 The features are stored contiguously (``Store.begin_features``): a photo's row is one run of bytes, so a batch of
 B photos is B small reads, the rows sorted (HDF5 reads selections in file order), repeats read once. Consecutive
@@ -45,9 +45,11 @@ class H5Rows:
         path: the prepared file.
         key: e.g. ``"features/grid"``: a float dataset of (M, ...) rows.
         rows: (M_split,) distinct file rows, in the order this source numbers them (a split's photos in file order).
+        dtype: the dtype of the rows returned; None: as stored (float16). The pooled features of a split read as
+            float32, as ``load_split`` has them in memory: the same arrays, and the same data fingerprint.
     """
 
-    def __init__(self, path: str | os.PathLike, key: str, rows: np.ndarray) -> None:
+    def __init__(self, path: str | os.PathLike, key: str, rows: np.ndarray, dtype: type | None = None) -> None:
         self.path, self.key = Path(path), key
         self._rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         self._f: h5py.File | None = None
@@ -64,7 +66,7 @@ class H5Rows:
             self._f.close()
             raise IndexError(f"{self.path}: rows outside the {self._ds.shape[0]} rows of {key}")
         self.shape: tuple[int, ...] = (len(self._rows), *self._ds.shape[1:])
-        self.dtype: np.dtype = self._ds.dtype
+        self.dtype: np.dtype = np.dtype(self._ds.dtype if dtype is None else dtype)
         self.ndim = len(self.shape)
 
     def __len__(self) -> int:
@@ -75,7 +77,7 @@ class H5Rows:
         return f"H5Rows({str(self.path)!r}, {self.key!r}, shape={self.shape}, dtype={self.dtype}, {state})"
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        """(N, ...) the source's rows ``rows`` (N,) (any order, repeats allowed), ``dtype`` as stored."""
+        """(N, ...) the source's rows ``rows`` (N,) (any order, repeats allowed), as ``dtype``."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
             bad = int(rows.min() if rows.min() < 0 else rows.max())
@@ -83,7 +85,7 @@ class H5Rows:
         if rows.size == 0:
             return np.empty((0, *self.shape[1:]), dtype=self.dtype)
         wanted, inverse = np.unique(self._rows[rows], return_inverse=True)  # sorted, as HDF5 reads them
-        block = self._read(wanted)
+        block = self._read(wanted).astype(self.dtype, copy=False)
         return block if wanted.size == rows.size and np.array_equal(wanted, self._rows[rows]) else block[inverse]
 
     def __getitem__(self, key: Any) -> np.ndarray:

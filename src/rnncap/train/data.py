@@ -166,14 +166,15 @@ class CaptionData:
         slices = [order[start : start + batch_size] for start in range(0, len(order), int(batch_size))]
         if prefetch == 0:
             return ((idx, *self.batch(idx)) for idx in slices)
-        return _read_ahead(lambda idx: (idx, *self.batch(idx)), slices, int(prefetch))
+        return read_ahead(lambda idx: (idx, *self.batch(idx)), slices, int(prefetch))
 
 
 _END = object()
 
 
-def _read_ahead(read: Callable[[Any], Batch], items: Sequence[Any], depth: int) -> Iterator[Batch]:
-    """``read(item)`` for each item, in order, computed by a background thread up to ``depth`` items ahead.
+def read_ahead(read: Callable[[Any], Any], items: Sequence[Any], depth: int) -> Iterator[Any]:
+    """``read(item)`` for each item, in order, computed by a background thread up to ``depth`` items ahead
+    (e.g. a decoder reading the next photos of a streamed split while it searches captions for these).
 
     A thread suffices: h5py and NumPy's copies and matrix products release the GIL for their work, so reading the
     next batch overlaps the training step (measured in benchmarks/bench_scale.py).
