@@ -34,7 +34,20 @@ from rnncap.train.config import SCSTConfig, TrainConfig
 from rnncap.train.data import CaptionData
 from rnncap.train.rewards import CiderD
 
-__all__ = ["SCSTConfig", "StepStats", "advantages", "reward_index", "scst_config", "scst_step", "with_start"]
+SCST_HISTORY = ("iteration_reward", "iteration_baseline", "train_reward", "train_baseline")
+"""The history lists an SCST run adds: per step and per epoch (means over photos), the mean sample reward and
+the mean baseline (CIDEr-D, 0-10 scale)."""
+
+__all__ = [
+    "SCST_HISTORY",
+    "SCSTConfig",
+    "StepStats",
+    "advantages",
+    "reward_index",
+    "scst_config",
+    "scst_step",
+    "with_start",
+]
 
 
 class StepStats(NamedTuple):

@@ -59,7 +59,9 @@ from rnncap.train.checkpoint import (
 from rnncap.train.config import TrainConfig
 from rnncap.train.data import CaptionData
 from rnncap.train.divergence import TrainingDiverged, divergence_reason, know_nothing_loss
+from rnncap.train.rewards import CiderD
 from rnncap.train.scoring import Score, ScoreFn, Scorer, choose_scorer
+from rnncap.train.scst import SCST_HISTORY, reward_index, scst_step
 
 
 class Trainer:
@@ -123,6 +125,10 @@ class Trainer:
         # After train() swaps the best parameters in, the last ones wait here for a further train() call.
         self._last_params: dict[str, np.ndarray] | None = None
         self._resumed_from: TrainerState | None = None  # set by resume: the run's files are written again from it
+        self._rewards: CiderD | None = None
+        if self.config.scst is not None:  # self-critical training: rewards against each photo's own captions
+            self._rewards = reward_index(self.train_data, model.vocab_size, model.end_id, self.config.scst)
+            self.history |= {key: [] for key in SCST_HISTORY}
 
     # ------------------------------------------------------------------ training
 
@@ -170,9 +176,12 @@ class Trainer:
 
         start_time = time.perf_counter()
         disable = None if cfg.progress is None else not cfg.progress
-        K = len(self.train_data)
-        with tqdm(total=K, desc=f"epoch {epoch}/{cfg.num_epochs}", unit="caption", disable=disable) as bar:
-            train_loss = self._run_batches(epoch, learning_rate, bar)
+        scst = cfg.scst is not None
+        K = len(self.train_data.features) if scst else len(self.train_data)
+        unit = "photo" if scst else "caption"
+        with tqdm(total=K, desc=f"epoch {epoch}/{cfg.num_epochs}", unit=unit, disable=disable) as bar:
+            run = self._run_scst_batches if scst else self._run_batches
+            train_loss = run(epoch, learning_rate, bar)
             val_loss, score = self._evaluate(epoch, learning_rate)
             bar.set_postfix(_summary(train_loss, val_loss, score, self.scorer))
 
@@ -211,6 +220,48 @@ class Trainer:
             bar.update(len(idx))
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         return total_loss / K
+
+    def _run_scst_batches(self, epoch: int, learning_rate: float, bar: Any) -> float:
+        """One self-critical pass over the training photos in a fresh order (:mod:`rnncap.train.scst`); records
+        each step's mean reward and baseline; returns the mean surrogate loss per photo."""
+        assert self.config.scst is not None and self._rewards is not None  # only in an SCST run
+        batch_size, M = self.config.batch_size, len(self.train_data.features)
+        order = self._rng.permutation(M)
+        num_batches = math.ceil(M / batch_size)
+        totals = np.zeros(3)  # loss, reward, baseline, each times photos
+        for i in range(num_batches):
+            photos = order[i * batch_size : (i + 1) * batch_size]
+            loss, grads, stats = scst_step(
+                self.model, self.train_data.features[photos], photos, self._rewards, self.config.scst, self._rng
+            )
+            norm = (
+                global_norm(grads)
+                if self.config.max_grad_norm is None
+                else clip_grad_norm(grads, self.config.max_grad_norm)
+            )
+            if not (math.isfinite(loss) and math.isfinite(norm)):  # a surrogate loss has no level to jump from
+                raise TrainingDiverged(
+                    f"training diverged at epoch {epoch}, iteration {i + 1}/{num_batches}: loss {loss}, gradient "
+                    f"norm {norm}. {self._advice(learning_rate)}",
+                    epoch,
+                    i + 1,
+                    loss,
+                )
+            self._update(grads)
+            for key, value in zip(("iteration_loss", *SCST_HISTORY[:2]), (loss, *stats), strict=True):
+                self.history[key].append(value)
+            totals += np.array([loss, *stats]) * len(photos)
+            bar.update(len(photos))
+            bar.set_postfix(reward=f"{stats.reward:.3f}", baseline=f"{stats.baseline:.3f}", refresh=False)
+        self.history["train_reward"].append(totals[1] / M)
+        self.history["train_baseline"].append(totals[2] / M)
+        return float(totals[0] / M)
+
+    def _update(self, grads: dict[str, np.ndarray]) -> None:
+        """One step of the update rule on every parameter."""
+        params = self.model.params
+        for name, w in params.items():
+            params[name], self.optim_configs[name] = self._rule(w, grads[name], self.optim_configs[name])
 
     def _evaluate(self, epoch: int, learning_rate: float) -> tuple[float | None, Score | None]:
         """Check the parameters after an epoch, then compute the validation loss and the score."""
@@ -251,9 +302,7 @@ class Trainer:
                 iteration,
                 loss,
             )
-        params = self.model.params
-        for name, w in params.items():
-            params[name], self.optim_configs[name] = self._rule(w, grads[name], self.optim_configs[name])
+        self._update(grads)
         return loss
 
     def _advice(self, learning_rate: float) -> str:
