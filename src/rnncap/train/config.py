@@ -34,15 +34,16 @@ class SCSTConfig:
 
     Attributes:
         num_samples: K captions drawn per photo per step.
-        baseline: ``"greedy"`` (the greedy caption's reward, Rennie et al.) or ``"mean"`` (the mean reward of the
-            photo's other K - 1 samples, Luo 2020).
+        baseline: ``"mean"`` (default: the mean reward of the photo's other K - 1 samples, Luo 2020, who found it
+            better than the greedy one; it also skips the greedy decoding, a third of a Flickr8k LSTM step) or
+            ``"greedy"`` (the greedy caption's reward, Rennie et al.).
         max_length: the most tokens a sampled or greedy caption has, ``<END>`` included (16, as
             self-critical.pytorch's ``max_length``).
         count_end: score ``<END>`` as a word in the rewards (as self-critical.pytorch; see rnncap.train.rewards).
     """
 
     num_samples: int = 5
-    baseline: str = "greedy"
+    baseline: str = "mean"
     max_length: int = 16
     count_end: bool = True
 

@@ -62,7 +62,7 @@ def scst_config(
     *,
     num_samples: int = 5,
     learning_rate: float = 5e-5,
-    baseline: str = "greedy",
+    baseline: str = "mean",
     max_length: int = 16,
     **fields: Any,
 ) -> TrainConfig:
