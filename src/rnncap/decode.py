@@ -241,18 +241,20 @@ def sample_captions(
     log_probs = np.zeros((N * K, max_length), dtype=np.float64)
     words = np.full(N * K, model.start_id, dtype=np.int32)
     finished = np.zeros(N * K, dtype=bool)
-    rows = np.arange(N * K)
+    rows, never = np.arange(N * K), never_drawn(model)
     for t in range(max_length):
         step_log_probs, state = model.step(state, words)
-        allowed = _forbid_special_tokens(model, step_log_probs.astype(np.float64))
-        allowed -= np.logaddexp.reduce(allowed, axis=1, keepdims=True)  # renormalised without the forbidden
-        cdf = np.cumsum(np.exp(allowed), axis=1)  # (N*K, V)
-        drawn = (cdf <= rng.random(N * K)[:, None] * cdf[:, -1:]).sum(axis=1)
+        probs = np.exp(step_log_probs.astype(np.float64))  # (N*K, V)
+        probs[:, never] = 0.0
+        cdf = np.cumsum(probs, axis=1)
+        total = cdf[:, -1]  # the mass of the drawable words: q = p / total
+        drawn = (cdf <= rng.random(N * K)[:, None] * total[:, None]).sum(axis=1)
         # Rounding can leave the draw past the last word (or on a word of no mass): take the most likely then.
-        off = (drawn >= allowed.shape[1]) | ~np.isfinite(allowed[rows, np.minimum(drawn, allowed.shape[1] - 1)])
-        drawn = np.where(off, allowed.argmax(axis=1), drawn).astype(np.int32)
+        off = drawn >= probs.shape[1]
+        off[~off] = probs[rows[~off], drawn[~off]] == 0
+        drawn = np.where(off, probs.argmax(axis=1), drawn).astype(np.int32)
         ids[:, t] = np.where(finished, model.null_id, drawn)
-        log_probs[:, t] = np.where(finished, 0.0, allowed[rows, drawn])
+        log_probs[:, t] = np.where(finished, 0.0, step_log_probs[rows, drawn] - np.log(total))
         finished |= drawn == model.end_id
         words = drawn
         if finished.all():
