@@ -122,3 +122,18 @@ def test_a_photo_without_captions_is_named() -> None:
     with pytest.raises(ValueError, match="image 1 has no caption"):
         Trainer(model, data, config=scst_config(progress=False))
     assert make_vocab(6)["<END>"] == END
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the NaN scores, on purpose
+def test_a_non_finite_step_stops_before_the_update(tmp_path) -> None:
+    from rnncap.train import TrainingDiverged
+
+    train, model = toy_split(np.random.default_rng(5), "lstm")
+    model.params["b_vocab"] = model.params["b_vocab"] * np.inf  # every score infinite: NaN probabilities
+    before = {name: value.copy() for name, value in model.params.items()}
+    config = scst_config(num_samples=2, max_length=6, num_epochs=1, batch_size=3, progress=False, plot=False)
+    with pytest.raises(TrainingDiverged, match="iteration 1/2: loss nan"):
+        Trainer(model, train, config=config, out_dir=tmp_path).train()
+    for name, value in before.items():
+        np.testing.assert_array_equal(model.params[name], value)
+    assert not any(tmp_path.iterdir())
