@@ -128,6 +128,16 @@ def train_steps(model, data: CaptionData, steps: int, prefetch: int, seed: int =
     return times
 
 
+def read_seconds(data: CaptionData, steps: int, seed: int = 1) -> float:
+    """Seconds per batch of reading alone (no training, no thread): ``steps`` batches of a fresh permutation, rows
+    that the training steps did not read, so that the page cache does not flatter streaming."""
+    order = np.random.default_rng(seed).permutation(len(data))[: steps * BATCH_SIZE]
+    start = time.perf_counter()
+    for _ in data.batches(order, BATCH_SIZE, prefetch=0):
+        pass
+    return (time.perf_counter() - start) / max(1, -(-len(order) // BATCH_SIZE))
+
+
 def measure(path: Path, model_name: str, mode: str, steps: int) -> dict:
     """One measurement, in this (fresh) process: peak RSS and captions/s of ``steps`` training steps."""
     grid = model_name == "attention"
@@ -139,11 +149,13 @@ def measure(path: Path, model_name: str, mode: str, steps: int) -> dict:
     load_seconds = time.perf_counter() - start
     with data:
         times = train_steps(model, data, steps, prefetch=0 if mode in ("memory", "stream0") else 1)
+        read = read_seconds(data, steps)
     steady = times[1:] if len(times) > 1 else times  # the first step warms caches and starts the thread
     return {
         "peak_rss": peak_rss(),
         "captions_per_s": BATCH_SIZE * len(steady) / sum(steady),
         "load_s": load_seconds,
+        "read_ms": 1000 * read,
         "steps": len(times),
         "load_avg": os.getloadavg(),
     }
@@ -201,13 +213,14 @@ def main(argv: list[str] | None = None) -> None:
             seconds = write_store(paths[name], photos, count)
             size = paths[name].stat().st_size
             print(f"wrote {paths[name]}: {photos:,} photos, {count:,} captions, {size / 1e9:.2f} GB in {seconds:.0f} s")
-        print(f"{'store':9} {'model':9} {'features':9} {'peak RSS':>10} {'captions/s':>10} {'load s':>7}  load avg")
+        header = f"{'store':9} {'model':9} {'features':9} {'peak RSS':>10} {'captions/s':>10} {'load s':>7}"
+        print(f"{header} {'read ms':>8}  load avg")
         for store_name, model_name, mode in plan(args.photos):
             r = run_measurement(paths[store_name], model_name, mode, args.steps)
             label = {"memory": "memory", "stream": "streamed", "stream0": "no thread"}[mode]
             print(
                 f"{store_name:9} {model_name:9} {label:9} {r['peak_rss'] / GIB:8.2f} GiB {r['captions_per_s']:10.1f} "
-                f"{r['load_s']:7.1f}  {' '.join(f'{x:.2f}' for x in r['load_avg'])}",
+                f"{r['load_s']:7.1f} {r['read_ms']:8.1f}  {' '.join(f'{x:.2f}' for x in r['load_avg'])}",
                 flush=True,
             )
     finally:  # also after Ctrl-C: the files are benchmark artefacts, 26 GB of them

@@ -237,3 +237,21 @@ def test_prefetch_reads_in_the_background_thread(prefetch: int) -> None:
     got = [features for _, features, _ in data.batches(np.arange(12)[::-1], 5, prefetch=prefetch)]
     assert [len(f) for f in got] == [5, 5, 2] and np.array_equal(got[0], source.features[[5, 4, 3, 2, 1]])
     assert source.readers == ["rnncap-prefetch" if prefetch else threading.current_thread().name] * 3
+
+
+def test_concatenated_sources_read_each_part(tmp_path: Path, store_path: Path) -> None:
+    from rnncap.train.data import ConcatFeatures
+
+    other = write_store(tmp_path / "other.h5", seed=3)
+    with open_split(store_path, "train", grid=True) as a, open_split(other, "val", grid=True) as b:
+        joint = ConcatFeatures([a.features, b.features])
+        whole = np.concatenate([in_memory(store_path, "train", True).features, in_memory(other, "val", True).features])
+        rows = np.array([len(a.features), 0, len(whole) - 1, 3, len(a.features) + 2])
+        assert joint.shape == whole.shape and joint.take(rows).tobytes() == whole[rows].tobytes()
+        with pytest.raises(IndexError, match=r"rows must be in \[0, 29\)"):
+            joint.take(np.array([29]))
+        with pytest.raises(ValueError, match="part 1 holds rows of shape"):
+            ConcatFeatures([a.features, in_memory(other, "val", False).features])
+        joint.close()
+        with pytest.raises(StoreError, match="were closed"):
+            b.batch(np.arange(2))

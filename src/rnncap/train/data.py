@@ -56,6 +56,47 @@ def take_rows(features: Features, rows: np.ndarray) -> np.ndarray:
     return features[rows] if isinstance(features, np.ndarray) else features.take(rows)
 
 
+class ConcatFeatures:
+    """The rows of several feature sources (or arrays) of one shape and dtype, one after the other: the features
+    of a joint run over several prepared files, each streamed from its own (``take`` reads each part's rows)."""
+
+    def __init__(self, parts: Sequence[Features]) -> None:
+        if not parts:
+            raise ValueError("ConcatFeatures needs at least one part")
+        first = parts[0]
+        for i, part in enumerate(parts):
+            if part.shape[1:] != first.shape[1:] or part.dtype != first.dtype:
+                raise ValueError(
+                    f"part {i} holds rows of shape {part.shape[1:]} {part.dtype}, "
+                    f"part 0 {first.shape[1:]} {first.dtype}: a concatenation needs one shape and dtype"
+                )
+        self.parts = list(parts)
+        self._starts = np.cumsum([0] + [len(part) for part in parts])  # (P + 1,)
+        self.shape: tuple[int, ...] = (int(self._starts[-1]), *first.shape[1:])
+        self.dtype: np.dtype = np.dtype(first.dtype)
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """(N, ...) rows ``rows`` (N,) of the concatenation, in that order."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"rows must be in [0, {len(self)}), got {rows.min()}..{rows.max()}")
+        out = np.empty((rows.size, *self.shape[1:]), dtype=self.dtype)
+        part_of = np.searchsorted(self._starts, rows, side="right") - 1  # (N,)
+        for p in np.unique(part_of):
+            mine = part_of == p
+            out[mine] = take_rows(self.parts[p], rows[mine] - self._starts[p])
+        return out
+
+    def close(self) -> None:
+        for part in self.parts:
+            if isinstance(part, FeatureSource):
+                part.close()
+
+
 @dataclass(frozen=True, eq=False)
 class CaptionData:
     """One split of a captioning data set in CS231n's COCO layout: one row per caption, images stored once.
