@@ -8,6 +8,9 @@
     for result in captioner.caption_files(["photos/", "cat.png"]):          # folders expanded; problems reported
         print(result.image, result.caption or result.error)
 
+    [detailed] = captioner.caption_detailed([pil_image], attention=True)   # what `rnncap serve` answers
+    detailed.candidates, detailed.ms                           # every beam hypothesis and its log-probability
+
     attended = Captioner.from_pretrained("runs/attention/best.npz").caption_with_attention("dog.jpg")
     attended.words, attended.weights.shape                     # ('a', 'dog', ...), (T, 9, 9): one map per word
     attended.write("dog-attention.png")                        # each word's map drawn over the photo
