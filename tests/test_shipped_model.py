@@ -56,13 +56,13 @@ def test_the_shipped_file_is_small_float16_and_says_how_it_was_made(shipped: str
 
 def test_example_photos_get_real_sentences(captioner: Captioner) -> None:
     photos = find_images([EXAMPLES])
-    assert len(photos) == 5
+    assert len(photos) == 11  # five scikit-image samples, six COCO val scenes (examples/photos/README.md)
     captions = captioner.caption_many(photos)
     vocabulary = set(captioner.model.word_to_idx) - {NULL, START, END, UNK}
     for caption in captions:
         words = caption.split()
         assert 3 <= len(words) <= 20 and set(words) <= vocabulary, caption
-    assert len(set(captions)) >= 4  # different photos, different captions
+    assert len(set(captions)) >= 9  # different photos, different captions
     assert captions == [captioner.caption(photo) for photo in photos]
 
 
