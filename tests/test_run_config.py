@@ -41,11 +41,12 @@ def test_what_nothing_sets_defaults_as_the_dataclasses_say() -> None:
 
 
 def test_the_keys_are_those_existing_run_files_use() -> None:
-    # min_count is new with several data sets (rnncap.apps.joint); every older key stays
+    # min_count is new with several data sets (rnncap.apps.joint), image_input with the LSTM recipe (issue 10);
+    # every older key stays
     assert sorted(RUN_KEYS) == sorted(
         ["attention", "attention_dim", "alpha_reg", "cell", "wordvec", "hidden", "dropout", "epochs", "batch_size",
          "update_rule", "lr", "lr_decay", "clip", "patience", "select_by", "train_split", "val_split", "seed", "data",
-         "out", "min_count"]
+         "out", "min_count", "image_input"]
     )  # fmt: skip
 
 
@@ -58,6 +59,8 @@ def test_the_keys_are_those_existing_run_files_use() -> None:
         ("data = 3.5\nlr = [1]\n", r"run.toml: lr must be a number, got \[1\]"),
         ('attention = true\ncell = "gru"\n', "the attention model's cell is an LSTM; cell_type 'gru' needs attention"),
         ('cell = "lsmt"\n', "cell_type must be one of"),
+        ('attention = true\nimage_input = "first_word"\n', "image_input is the recurrent network's setting"),
+        ('image_input = "first"\n', r"image_input must be one of \['init', 'first_word'\]"),
         ("dropout = 1.5\n", r"dropout must be in \[0, 1\)"),
         ("lr = -1\n", "learning_rate must be in"),
         ("hidden = \n", "cannot read the config file .*run.toml"),
@@ -100,3 +103,9 @@ def test_a_continued_run_takes_the_saved_settings_where_none_are_given() -> None
     assert load_run_config(None, {"data": "t.h5", "attention": True}).continuing(saved_model, saved_train).settings == (
         AttentionConfig()
     )
+
+
+def test_image_input_chooses_how_the_recurrent_network_reads_the_image() -> None:
+    run = load_run_config(overrides={"image_input": "first_word", "data": Path("flickr8k.h5")})
+    assert run.settings == RNNConfig(image_input="first_word")
+    assert load_run_config(overrides={"data": Path("flickr8k.h5")}).settings.image_input == "init"  # CS231n's

@@ -28,6 +28,7 @@ _MODEL_KEYS: dict[str, tuple[str, type]] = {
     "wordvec": ("wordvec_dim", int),
     "hidden": ("hidden_dim", int),
     "dropout": ("dropout", float),
+    "image_input": ("image_input", str),  # the recurrent network's alone: the attention model starts from its grid
     "attention_dim": ("attention_dim", int),  # the attention model's alone, like alpha_reg
     "alpha_reg": ("alpha_reg", float),
 }
@@ -106,6 +107,11 @@ class RunConfig:
         settings: ModelConfig
         if options.get("attention", False):
             cell_type = model.pop("cell_type", "lstm")
+            if "image_input" in model:
+                raise ValueError(
+                    "image_input is the recurrent network's setting; the attention model's initial state comes "
+                    "from its grid: leave image_input out with attention=True"
+                )
             if cell_type != "lstm":
                 raise ValueError(
                     f"the attention model's cell is an LSTM; cell_type {cell_type!r} needs attention=False"

@@ -23,6 +23,7 @@ import numpy as np
 from rnncap.apps.run_config import RUN_KEYS, RUNS_DIR, RunConfig, load_run_config
 from rnncap.cli.args import positive
 from rnncap.models import AttentionConfig, RNNConfig
+from rnncap.models.config import IMAGE_INPUTS
 from rnncap.nn import CELLS
 from rnncap.optim import UPDATE_RULES
 from rnncap.train import TrainConfig
@@ -91,6 +92,12 @@ def _add_model_options(option: Callable[..., argparse.Action]) -> None:
     option("--wordvec", type=positive, help=f"word vector width W (default {rnn.wordvec_dim})")
     option("--hidden", type=positive, help=f"hidden state width H (default {rnn.hidden_dim})")
     option("--dropout", type=float, help=f"dropout on word vectors and outputs while training (default {rnn.dropout})")
+    option(
+        "--image-input",
+        choices=IMAGE_INPUTS,
+        help="how the image enters the recurrent network: init, its initial state (CS231n), or first_word, its "
+        f"first input before <START> (Show and Tell) (default {rnn.image_input}; not with --attention)",
+    )
 
 
 def _add_training_options(option: Callable[..., argparse.Action]) -> None:
