@@ -5,6 +5,7 @@ requests, and the page's files."""
 from __future__ import annotations
 
 import io
+import platform
 import struct
 import threading
 import time
@@ -18,7 +19,7 @@ from PIL import Image
 from starlette.testclient import TestClient
 
 from rnncap.serve import ServeSettings, create_app, load_served_models
-from rnncap.serve.server import exposure_warning, is_loopback
+from rnncap.serve.server import exposure_warning, is_loopback, steady_memory
 
 PHOTOS = sorted((Path(__file__).resolve().parents[1] / "examples" / "photos").glob("*.jpg"))
 
@@ -298,3 +299,8 @@ def test_the_cli_warns_for_another_host_before_anything_else(capsys) -> None:
     assert "warning: serving on 0.0.0.0" in err and "no-such-model" in err
     assert main(["serve", "--port", "70000"]) == 1
     assert "--port must be from 0 to 65535" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the allocator settings are glibc's")
+def test_the_server_fixes_glibcs_mmap_threshold() -> None:
+    assert steady_memory()  # mallopt accepted both settings (bench_serve.py measures what they are for)

@@ -64,7 +64,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def _run_serve(args: argparse.Namespace) -> int:
     from rnncap.serve import ServeSettings, load_served_models
-    from rnncap.serve.server import exposure_warning, serve
+    from rnncap.serve.server import exposure_warning, serve, steady_memory
 
     if args.max_upload_mb <= 0 or args.timeout <= 0:
         raise ValueError("--max-upload-mb and --timeout must be more than 0")
@@ -79,6 +79,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         timeout_s=args.timeout,
     )
+    steady_memory()  # before the models load: their arrays too
     models = load_served_models(args.model, shipped=not args.only_model)
     print(f"rnncap serve: models {', '.join(models.captioners)} (default {models.default})", file=sys.stderr)
     serve(models, settings, host=args.host, port=args.port)
