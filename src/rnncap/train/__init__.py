@@ -2,7 +2,9 @@
 
 ``from rnncap.train import CaptionData, TrainConfig, Trainer`` is the public entry point. The modules:
 ``data`` (CaptionData), ``config`` (TrainConfig, the one set of training defaults, and TOML), ``trainer`` (the
-loop), ``checkpoint`` (the run's files and the state file a resume reads) and ``scoring`` (Scorer).
+loop), ``checkpoint`` (the run's files and the state file a resume reads), ``scoring`` (Scorer), ``scst`` (self-critical
+fine-tuning: ``scst_config`` makes a TrainConfig whose ``scst`` is an SCSTConfig) and ``rewards`` (CIDEr-D on
+token ids).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from rnncap.train.checkpoint import BEST_FILE, HISTORY_FILE, MODEL_FILE, PLOT_FILE, STATE_FILE, History
-from rnncap.train.config import TrainConfig
+from rnncap.train.config import SCSTConfig, TrainConfig
 from rnncap.train.data import CaptionData
 from rnncap.train.divergence import TrainingDiverged
 from rnncap.train.scoring import MetricScorer, Score, ScoreFn, Scorer, ValLossScorer
@@ -25,6 +27,7 @@ __all__ = [
     "PLOT_FILE",
     "STATE_FILE",
     "CaptionData",
+    "SCSTConfig",
     "History",
     "MetricScorer",
     "Score",
