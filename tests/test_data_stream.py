@@ -255,3 +255,15 @@ def test_concatenated_sources_read_each_part(tmp_path: Path, store_path: Path) -
         joint.close()
         with pytest.raises(StoreError, match="were closed"):
             b.batch(np.arange(2))
+
+
+def test_a_streamed_split_has_the_in_memory_data_fingerprint(store_path: Path) -> None:
+    """So that a run begun in memory continues streamed, and back (the fingerprint samples feature rows)."""
+    from rnncap.apps.continuation import data_fingerprint
+
+    for grid in (False, True):
+        with open_split(store_path, "train", grid=grid) as streamed:
+            memory = in_memory(store_path, "train", grid)
+            assert data_fingerprint(WORDS, "toy", {"train": streamed}, []) == data_fingerprint(
+                WORDS, "toy", {"train": memory}, []
+            )
