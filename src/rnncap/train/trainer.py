@@ -57,7 +57,7 @@ from rnncap.train.checkpoint import (
     write_run_files,
 )
 from rnncap.train.config import TrainConfig
-from rnncap.train.data import CaptionData
+from rnncap.train.data import CaptionData, take_rows
 from rnncap.train.divergence import TrainingDiverged, divergence_reason, know_nothing_loss
 from rnncap.train.rewards import CiderD
 from rnncap.train.scoring import Score, ScoreFn, Scorer, choose_scorer
@@ -232,7 +232,12 @@ class Trainer:
         for i in range(num_batches):
             photos = order[i * batch_size : (i + 1) * batch_size]
             loss, grads, stats = scst_step(
-                self.model, self.train_data.features[photos], photos, self._rewards, self.config.scst, self._rng
+                self.model,
+                take_rows(self.train_data.features, photos),
+                photos,
+                self._rewards,
+                self.config.scst,
+                self._rng,
             )
             norm = (
                 global_norm(grads)
