@@ -18,6 +18,7 @@ import numpy as np
 
 from rnncap.nn.attention import attend, attend_backward, check_mask, gate_context, gate_context_backward, take_scratch
 from rnncap.nn.lstm import lstm_core_backward, lstm_core_forward
+from rnncap.nn.packed import check_active
 from rnncap.nn.recurrent import CoreCache
 
 
@@ -36,6 +37,7 @@ class AttentionLSTMCache(NamedTuple):
     gated: np.ndarray  # (T, N, D) beta * context
     betas: np.ndarray  # (T, N, 1)
     lstm_caches: list[CoreCache]  # T of them
+    counts: np.ndarray  # (T,) active rows per step (N at every step unless packed)
 
 
 class AttentionLSTMGrads(NamedTuple):
@@ -69,6 +71,7 @@ def attention_lstm_forward(
     W_beta: np.ndarray,
     b_beta: np.ndarray,
     mask: np.ndarray | None = None,
+    active: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, AttentionLSTMCache]:
     """The attention decoder over a sequence: at every step attend with ``h_{t-1}``, gate the context, and run the
     LSTM core on ``[x_t; beta * context]``. ``x`` may be a transposed view of a time-major array.
@@ -78,15 +81,18 @@ def attention_lstm_forward(
         h0, c0: (N, H) initial states. Wx: (W + D, 4H) input weights, word rows first, then context rows.
         Wh: (H, 4H); b: (4H,) (gates i, f, o, g). W_h_att: (H, A); w_att: (A,); W_beta: (H, 1); b_beta: (1,).
         mask: (N, L) booleans, True where a location exists; None: every location.
+        active: (T,) non-increasing counts: step t runs rows ``[:active[t]]`` only (a batch sorted by length,
+            see :mod:`rnncap.nn.packed`); None: every row at every step.
 
     Returns:
         h: (N, T, H) hidden states; alpha: (N, T, L) attention weights (both transposed views of time-major
-        arrays); cache for :func:`attention_lstm_backward`.
+        arrays, zero where a row is not active); cache for :func:`attention_lstm_backward`.
     """
     N, T, W = x.shape
     _, L, D = features.shape
     H, A = h0.shape[1], w_att.shape[0]
     check_mask(mask, N, L)
+    counts = np.full(T, N, dtype=np.int64) if active is None else check_active(active, N, T)
     if Wx.shape != (W + D, 4 * H):
         raise ValueError(f"Wx must have shape (W + D, 4H) = ({W + D}, {4 * H}), got {Wx.shape}")
     dtype = feat_proj.dtype
@@ -96,25 +102,30 @@ def attention_lstm_forward(
     a += b
     W_hb = np.concatenate([W_h_att, W_beta], axis=1)  # (H, A + 1)
 
-    hs = np.empty((T + 1, N, H), dtype=dtype)
+    # Zeros, not empty: a packed batch leaves the rows that are not active untouched, and the products and sums
+    # after the backward loop read every row (np.zeros of a large array costs no more than np.empty).
+    hs = np.zeros((T + 1, N, H), dtype=dtype)
     hs[0] = h0
-    s = np.empty((T, N, 1, L, A), dtype=dtype)  # tanh activations of every step, kept for the backward pass
-    alphas = np.empty((T, N, L), dtype=dtype)
-    contexts = np.empty((T, N, D), dtype=dtype)
-    gated = np.empty((T, N, D), dtype=dtype)
-    betas = np.empty((T, N, 1), dtype=dtype)
+    s = np.zeros((T, N, 1, L, A), dtype=dtype)  # tanh activations of every step, kept for the backward pass
+    alphas = np.zeros((T, N, L), dtype=dtype)
+    contexts = np.zeros((T, N, D), dtype=dtype)
+    gated = np.zeros((T, N, D), dtype=dtype)
+    betas = np.zeros((T, N, 1), dtype=dtype)
     c, lstm_caches = c0, []
-    for t in range(T):
-        hb = hs[t] @ W_hb  # (N, A + 1): the query and the gate's pre-activation
-        context, alpha = attend(features, feat_proj, hb[:, None, :A], w_att, mask, s[t])
-        contexts[t], alphas[t] = context[:, 0], alpha[:, 0]
+    for t, n in enumerate(counts):  # rows [:n] are active: the longest captions come first
+        hb = hs[t, :n] @ W_hb  # (n, A + 1): the query and the gate's pre-activation
+        m = None if mask is None else mask[:n]
+        context, alpha = attend(features[:n], feat_proj[:n], hb[:, None, :A], w_att, m, s[t, :n])
+        contexts[t, :n], alphas[t, :n] = context[:, 0], alpha[:, 0]
         beta_pre = hb[:, A:]
         beta_pre += b_beta
-        _, betas[t] = gate_context(beta_pre, contexts[t], out=gated[t])
-        a[t] += gated[t] @ Wx_ctx
-        c, lstm_cache = lstm_core_forward(a[t], hs[t], c, Wh, hs[t + 1])
+        _, betas[t, :n] = gate_context(beta_pre, contexts[t, :n], out=gated[t, :n])
+        a[t, :n] += gated[t, :n] @ Wx_ctx
+        c, lstm_cache = lstm_core_forward(a[t, :n], hs[t, :n], c[:n], Wh, hs[t + 1, :n])
         lstm_caches.append(lstm_cache)
-    cache = AttentionLSTMCache(x_flat, features, Wx, W_hb, w_att, hs, [s], alphas, contexts, gated, betas, lstm_caches)
+    cache = AttentionLSTMCache(
+        x_flat, features, Wx, W_hb, w_att, hs, [s], alphas, contexts, gated, betas, lstm_caches, counts
+    )
     return hs[1:].transpose(1, 0, 2), alphas.transpose(1, 0, 2), cache
 
 
@@ -144,24 +155,28 @@ def attention_lstm_backward(
     dh = dh.transpose(1, 0, 2)  # (T, N, H)
     dalpha = None if dalpha is None else dalpha.transpose(1, 0, 2)  # (T, N, L)
 
-    da = np.empty((T, N, 4 * H), dtype=dh.dtype)  # gradients of every step's gate pre-activations
-    dhb = np.empty((T, N, A + 1), dtype=dh.dtype)  # gradients of the query and of the gate's pre-activation
-    dcontexts = np.empty_like(contexts)
-    de = np.empty_like(alphas)  # gradients of the scores
+    # zeros where a row is not active (a packed batch): the products after the loop read every row
+    da = np.zeros((T, N, 4 * H), dtype=dh.dtype)  # gradients of every step's gate pre-activations
+    dhb = np.zeros((T, N, A + 1), dtype=dh.dtype)  # gradients of the query and of the gate's pre-activation
+    dcontexts = np.zeros_like(contexts)
+    de = np.zeros_like(alphas)  # gradients of the scores
     dw_att = np.zeros(A, dtype=dh.dtype)
     dprev_h = np.zeros((N, H), dtype=dh.dtype)
     dprev_c = np.zeros((N, H), dtype=dh.dtype)
     for t in reversed(range(T)):
-        dprev_h += dh[t]  # gradient reaching h_t: from the output at t and from step t + 1
-        dprev_h, dprev_c = lstm_core_backward(dprev_h, dprev_c, cache.lstm_caches[t], da[t], da[t])
-        dgated = da[t] @ Wx_ctx_T  # (N, D)
-        _, dhb[t, :, A:] = gate_context_backward(dgated, contexts[t], betas[t], dcontext_out=dcontexts[t])
-        dhA, de[t], dw = attend_backward(
-            dcontexts[t], None if dalpha is None else dalpha[t], features, alphas[t], s[t, :, 0], w_att
+        n = cache.counts[t]  # rows past their length keep a zero gradient until their last step
+        dnext_h = dprev_h[:n]
+        dnext_h += dh[t, :n]  # gradient reaching h_t: from the output at t and from step t + 1
+        dnext_h, dprev_c[:n] = lstm_core_backward(dnext_h, dprev_c[:n], cache.lstm_caches[t], da[t, :n], da[t, :n])
+        dgated = da[t, :n] @ Wx_ctx_T  # (n, D)
+        _, dhb[t, :n, A:] = gate_context_backward(dgated, contexts[t, :n], betas[t, :n], dcontext_out=dcontexts[t, :n])
+        dhA, de[t, :n], dw = attend_backward(
+            dcontexts[t, :n], None if dalpha is None else dalpha[t, :n], features[:n], alphas[t, :n], s[t, :n, 0], w_att
         )
-        dhb[t, :, :A] = dhA
+        dhb[t, :n, :A] = dhA
         dw_att += dw
-        dprev_h += dhb[t] @ W_hb.T
+        dnext_h += dhb[t, :n] @ W_hb.T
+        dprev_h[:n] = dnext_h
 
     dx, dWx, dWh, db = _lstm_input_and_weight_grads(cache, da)
     dW_h_att, dW_beta, db_beta = _query_and_gate_weight_grads(cache.hs, dhb)

@@ -102,17 +102,18 @@ def gru_step_backward(dnext_h: np.ndarray, cache: StepCache) -> HiddenStepGrads:
 
 
 def gru_forward(
-    x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray
+    x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray, active: np.ndarray | None = None
 ) -> tuple[np.ndarray, SequenceCache]:
     """The GRU over a sequence.
 
     Args:
         x: (N, T, D); h0: (N, H); Wx: (D, 3H); Wh: (H, 3H); b: (3H,).
+        active: (T,) non-increasing counts of active rows per step (a batch sorted by length), or None.
 
     Returns:
-        h: (N, T, H); cache.
+        h: (N, T, H) (zero where a row is not active); cache.
     """
-    return sequence_forward(GRU, x, h0, Wx, Wh, b)
+    return sequence_forward(GRU, x, h0, Wx, Wh, b, active)
 
 
 def gru_backward(dh: np.ndarray, cache: SequenceCache) -> SequenceGrads:

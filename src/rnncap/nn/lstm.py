@@ -109,17 +109,18 @@ def lstm_step_backward(dnext_h: np.ndarray, dnext_c: np.ndarray, cache: StepCach
 
 
 def lstm_forward(
-    x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray
+    x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray, active: np.ndarray | None = None
 ) -> tuple[np.ndarray, SequenceCache]:
     """The LSTM over a sequence, with initial cell state zero.
 
     Args:
         x: (N, T, D); h0: (N, H); Wx: (D, 4H); Wh: (H, 4H); b: (4H,).
+        active: (T,) non-increasing counts of active rows per step (a batch sorted by length), or None.
 
     Returns:
-        h: (N, T, H); cache.
+        h: (N, T, H) (zero where a row is not active); cache.
     """
-    return sequence_forward(LSTM, x, h0, Wx, Wh, b)
+    return sequence_forward(LSTM, x, h0, Wx, Wh, b, active)
 
 
 def lstm_backward(dh: np.ndarray, cache: SequenceCache) -> SequenceGrads:

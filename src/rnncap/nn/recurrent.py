@@ -27,9 +27,24 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from rnncap.nn.packed import check_active, offsets_of, pack, unpack
+
 CoreCache = tuple[np.ndarray, ...]  # what a core keeps of one step for its backward pass
 StepCache = tuple[np.ndarray, np.ndarray, np.ndarray, CoreCache]  # x, prev_h, Wx, the core's cache
-SequenceCache = tuple[np.ndarray, np.ndarray, np.ndarray, list[CoreCache]]  # x_flat, Wx, hs, the cores' caches
+PaddedCache = tuple[np.ndarray, np.ndarray, np.ndarray, list[CoreCache]]  # x_flat, Wx, hs, the cores' caches
+
+
+class PackedCache(NamedTuple):
+    """What a packed :func:`sequence_forward` keeps (see :mod:`rnncap.nn.packed`); M = sum(counts) rows."""
+
+    x_packed: np.ndarray  # (M, D) the active inputs
+    Wx: np.ndarray  # (D, kH)
+    h_in: np.ndarray  # (M, H) the state every active row reads
+    counts: np.ndarray  # (T,) active rows per step
+    step_caches: list[CoreCache]
+
+
+SequenceCache = PaddedCache | PackedCache
 
 
 class CoreForward(Protocol):
@@ -135,7 +150,13 @@ def step_backward(cell: Cell, dnext_h: np.ndarray, dnext_c: np.ndarray | None, c
 
 
 def sequence_forward(
-    cell: Cell, x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray
+    cell: Cell,
+    x: np.ndarray,
+    h0: np.ndarray,
+    Wx: np.ndarray,
+    Wh: np.ndarray,
+    b: np.ndarray,
+    active: np.ndarray | None = None,
 ) -> tuple[np.ndarray, SequenceCache]:
     """Run ``cell`` over a whole sequence; the LSTM's initial cell state is zero.
 
@@ -145,11 +166,16 @@ def sequence_forward(
 
     Args:
         x: (N, T, D) inputs; h0: (N, H) initial hidden state; Wx: (D, kH); Wh: (H, kH); b: (kH,).
+        active: (T,) non-increasing counts: step t runs rows ``[:active[t]]`` only (a batch sorted by length,
+            see :mod:`rnncap.nn.packed`); None: every row at every step.
 
     Returns:
-        h: (N, T, H) hidden states of all time steps; cache for :func:`sequence_backward`.
+        h: (N, T, H) hidden states of all time steps (zero where a row is not active); cache for
+        :func:`sequence_backward`.
     """
     N, T, D = x.shape
+    if active is not None:
+        return _packed_forward(cell, x, h0, Wx, Wh, b, check_active(active, N, T))
     H = h0.shape[1]
     x_flat = x.transpose(1, 0, 2).reshape(T * N, D)  # (T*N, D), a view for time-major input
     a = x_flat @ Wx  # (T*N, kH): the input part of every step in one GEMM
@@ -176,6 +202,8 @@ def sequence_backward(cell: Cell, dh: np.ndarray, cache: SequenceCache) -> Seque
         :class:`SequenceGrads`: dx (N, T, D) (a transposed view of a time-major array), dh0 (N, H), dWx (D, kH),
         dWh (H, kH), db (kH,).
     """
+    if isinstance(cache, PackedCache):
+        return _packed_backward(cell, dh, cache, N=dh.shape[0])
     x_flat, Wx, hs, step_caches = cache
     T, N, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
     D, kH = Wx.shape
@@ -193,3 +221,50 @@ def sequence_backward(cell: Cell, dh: np.ndarray, cache: SequenceCache) -> Seque
     dWx = x_flat.T @ da_flat
     dWh = hs[:-1].reshape(T * N, H).T @ dah.reshape(T * N, kH)  # every step's input state, no copy
     return SequenceGrads(dx, dprev_h, dWx, dWh, da_flat.sum(axis=0))
+
+
+def _packed_forward(
+    cell: Cell, x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, PackedCache]:
+    """:func:`sequence_forward` on the active rows only: x (N, T, D) -> h (N, T, H), zero where not active."""
+    N, H = h0.shape
+    offsets = offsets_of(counts)
+    x_packed = pack(x.transpose(1, 0, 2), counts)  # (M, D)
+    a = x_packed @ Wx  # (M, kH): the input part of every active step in one GEMM
+    a += b
+    h_in = np.empty((x_packed.shape[0], H), dtype=a.dtype)
+    h_out = np.empty_like(h_in)
+    prev_h, prev_c = h0, (np.zeros_like(h0) if cell.has_cell_state else None)
+    step_caches = []
+    for t, n in enumerate(counts):
+        rows = slice(offsets[t], offsets[t + 1])
+        h_in[rows] = prev_h[:n]  # the longest rows come first: the active ones are a prefix of the last step's
+        prev_c, step_cache = cell.core_forward(
+            a[rows], h_in[rows], None if prev_c is None else prev_c[:n], Wh, h_out[rows]
+        )
+        step_caches.append(step_cache)
+        prev_h = h_out[rows]
+    h = unpack(h_out, counts, N)  # (T, N, H)
+    return h.transpose(1, 0, 2), PackedCache(x_packed, Wx, h_in, counts, step_caches)
+
+
+def _packed_backward(cell: Cell, dh: np.ndarray, cache: PackedCache, N: int) -> SequenceGrads:
+    """:func:`sequence_backward` for a packed forward; dh where a row is not active is ignored."""
+    x_packed, Wx, h_in, counts, step_caches = cache
+    H, kH = h_in.shape[1], Wx.shape[1]
+    offsets = offsets_of(counts)
+    dh_packed = pack(dh.transpose(1, 0, 2), counts)  # (M, H)
+    da = np.empty((x_packed.shape[0], kH), dtype=dh.dtype)
+    dah = np.empty_like(da) if cell.separate_hidden_grad else da
+    dprev_h = np.zeros((N, H), dtype=dh.dtype)  # rows past their length keep 0 until their last step
+    dprev_c = np.zeros((N, H), dtype=dh.dtype) if cell.has_cell_state else None
+    for t in reversed(range(len(counts))):
+        n, rows = counts[t], slice(offsets[t], offsets[t + 1])
+        dnext_h = dprev_h[:n]
+        dnext_h += dh_packed[rows]
+        dnext_c = None if dprev_c is None else dprev_c[:n]
+        dprev_h[:n], new_c = cell.core_backward(dnext_h, dnext_c, step_caches[t], da[rows], dah[rows])
+        if dprev_c is not None:
+            dprev_c[:n] = new_c
+    dx = unpack(da @ Wx.T, counts, N).transpose(1, 0, 2)
+    return SequenceGrads(dx, dprev_h, x_packed.T @ da, h_in.T @ dah, da.sum(axis=0))

@@ -68,17 +68,18 @@ def rnn_step_backward(dnext_h: np.ndarray, cache: StepCache) -> HiddenStepGrads:
 
 
 def rnn_forward(
-    x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray
+    x: np.ndarray, h0: np.ndarray, Wx: np.ndarray, Wh: np.ndarray, b: np.ndarray, active: np.ndarray | None = None
 ) -> tuple[np.ndarray, SequenceCache]:
     """The vanilla RNN over a sequence.
 
     Args:
         x: (N, T, D); h0: (N, H); Wx: (D, H); Wh: (H, H); b: (H,).
+        active: (T,) non-increasing counts of active rows per step (a batch sorted by length), or None.
 
     Returns:
-        h: (N, T, H); cache.
+        h: (N, T, H) (zero where a row is not active); cache.
     """
-    return sequence_forward(RNN, x, h0, Wx, Wh, b)
+    return sequence_forward(RNN, x, h0, Wx, Wh, b, active)
 
 
 def rnn_backward(dh: np.ndarray, cache: SequenceCache) -> SequenceGrads:
