@@ -115,6 +115,19 @@ def test_packed_attention_decoder_equals_padded(masked, rng):
     _assert_close(padded, packed, valid)
 
 
+def test_packed_attention_decoder_without_active_rows_at_the_end(rng):
+    """Steps where no row is active run nothing; an all-padding batch (no active row at all) has zero gradients."""
+    inputs = _decoder_inputs(rng, T)
+    for lengths in (np.array([4, 3, 3, 1, 0]), np.zeros(N, dtype=int)):
+        valid = _valid(lengths, T)
+        dh = rng.standard_normal((N, T, H)) * valid
+        padded = nn.attention_lstm_backward(dh, None, nn.attention_lstm_forward(*inputs)[2])
+        active = active_from_lengths(lengths, T)
+        h, _, cache = nn.attention_lstm_forward(*inputs, active=active)
+        assert not np.any(h[~valid[:, :, 0]])
+        _assert_close(padded, nn.attention_lstm_backward(dh, None, cache), valid)
+
+
 def test_packed_attention_decoder_gradients(rng):
     active = active_from_lengths(LENGTHS, T)
     forward = lambda *inputs: nn.attention_lstm_forward(*inputs, mask=_grid_mask(), active=active)  # noqa: E731

@@ -20,6 +20,8 @@ from rnncap.models.config import AttentionConfig
 from rnncap.models.teacher_forcing import (
     embed_words_backward,
     embed_words_forward,
+    length_order,
+    packed_steps,
     shift_captions,
     vocab_loss_backward,
     vocab_loss_forward,
@@ -176,6 +178,12 @@ class AttentionCaptioner(CaptionModel):
         """
         features = self._check_features(features)
         captions = self._check_captions(captions, features.shape[0])
+        advantages, excluded = self._policy_weights(caption_weights, features.shape[0])
+        # Longest captions first, so that the decoder runs only the rows still active at each step (packed
+        # sequences); the loss and the parameter gradients do not depend on the order of the captions.
+        order, lengths = length_order(captions, self.null_id)
+        features, captions = features[order], captions[order]
+        advantages = None if advantages is None else advantages[order]
         p = self.params
         ids_in, ids_out, mask = shift_captions(captions, self.null_id)  # (T, N) each: time-major
 
@@ -184,10 +192,12 @@ class AttentionCaptioner(CaptionModel):
         x, words_cache = embed_words_forward(ids_in, p["W_embed"], dropout, rng)  # (T, N, W)
         # The decoder's weights by keyword: each parameter is named as the layer's argument it is passed to.
         weights = {name: p[name] for name in ("Wx", "Wh", "b", "W_h_att", "w_att", "W_beta", "b_beta")}
-        h, alpha, decoder_cache = attention_lstm_forward(x.transpose(1, 0, 2), features, feat_proj, h0, c0, **weights)
+        active = packed_steps(lengths, x.shape[0])
+        h, alpha, decoder_cache = attention_lstm_forward(
+            x.transpose(1, 0, 2), features, feat_proj, h0, c0, **weights, active=active
+        )
         # h (N, T, H), alpha (N, T, L): views of time-major arrays
 
-        advantages, excluded = self._policy_weights(caption_weights, features.shape[0])
         loss, vocab_cache = vocab_loss_forward(
             h.transpose(1, 0, 2), ids_out, mask, p["W_vocab"], p["b_vocab"], dropout, rng, advantages, excluded
         )

@@ -23,6 +23,8 @@ from rnncap.models.config import RNNConfig
 from rnncap.models.teacher_forcing import (
     embed_words_backward,
     embed_words_forward,
+    length_order,
+    packed_steps,
     shift_captions,
     vocab_loss_backward,
     vocab_loss_forward,
@@ -153,14 +155,20 @@ class CaptioningRNN(CaptionModel):
         """
         features = self._check_features(features)
         captions = self._check_captions(captions, features.shape[0])
+        advantages, excluded = self._policy_weights(caption_weights, features.shape[0])
+        # Longest captions first, so that the recurrence runs only the rows still active at each step (packed
+        # sequences); the loss and the parameter gradients do not depend on the order of the captions.
+        order, lengths = length_order(captions, self.null_id)
+        features, captions = features[order], captions[order]
+        advantages = None if advantages is None else advantages[order]
         p = self.params
         # Time-major (T, N, ...) inside; the layers receive (N, T, ...) transposed views, so nothing is copied.
         ids_in, ids_out, mask = shift_captions(captions, self.null_id)  # (T, N) each
         dropout = self.dropout if rng is not None else 0.0
         x, h0, inputs_cache = self._inputs_forward(features, ids_in, dropout, rng)  # (S, N, W), (N, H)
-        h, rnn_cache = sequence_forward(self.cell, x.transpose(1, 0, 2), h0, p["Wx"], p["Wh"], p["b"])
         skip = x.shape[0] - ids_in.shape[0]  # 1 after an image step, whose output predicts nothing
-        advantages, excluded = self._policy_weights(caption_weights, features.shape[0])
+        active = packed_steps(lengths + skip, x.shape[0])
+        h, rnn_cache = sequence_forward(self.cell, x.transpose(1, 0, 2), h0, p["Wx"], p["Wh"], p["b"], active)
         loss, vocab_cache = vocab_loss_forward(
             h.transpose(1, 0, 2)[skip:], ids_out, mask, p["W_vocab"], p["b_vocab"], dropout, rng, advantages, excluded
         )

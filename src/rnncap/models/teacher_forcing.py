@@ -5,6 +5,8 @@ What differs between models is only the recurrent network in between (``Captioni
 LSTM), so the word side is here once:
 
 - :func:`shift_captions`: captions -> time-major input ids, target ids and the mask of targets that count;
+- :func:`length_order`: the order that sorts a batch by caption length, for packed sequences
+  (:mod:`rnncap.nn.packed`: the recurrence then skips the padding, forward and backward);
 - :func:`embed_words_forward` / :func:`embed_words_backward`: ids -> word vectors, with dropout;
 - :func:`vocab_loss_forward` / :func:`vocab_loss_backward`: hidden states -> scores -> softmax loss, with dropout,
   computed only where a target counts (the vocabulary projection is the largest product of a training step,
@@ -29,6 +31,7 @@ from rnncap.nn import (
     word_embedding_backward,
     word_embedding_forward,
 )
+from rnncap.nn.packed import active_from_lengths, sort_by_length
 
 
 def shift_captions(captions: np.ndarray, null_id: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -42,6 +45,24 @@ def shift_captions(captions: np.ndarray, null_id: int) -> tuple[np.ndarray, np.n
     mask = captions[:, 1:] != null_id  # (N, T)
     T = int(np.flatnonzero(mask.any(axis=0))[-1]) + 1 if mask.any() else 1
     return captions[:, :T].T, captions[:, 1 : T + 1].T, mask[:, :T].T
+
+
+def length_order(captions: np.ndarray, null_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """The permutation that sorts (N, T+1) captions by length, longest first, and the sorted (N,) lengths.
+
+    A caption's length is the number of steps the decoder must run for it: up to its last target that is not
+    ``<NULL>`` (so that a packed recurrence, which stops each row there, loses no counted target).
+    """
+    counted = captions[:, 1:] != null_id  # (N, T)
+    lengths = np.where(counted.any(axis=1), counted.shape[1] - np.argmax(counted[:, ::-1], axis=1), 0)
+    order = sort_by_length(lengths)
+    return order, lengths[order]
+
+
+def packed_steps(lengths: np.ndarray, T: int) -> np.ndarray | None:
+    """(N,) sorted lengths -> the (T,) counts of active rows for the recurrence's ``active``; None when no row
+    stops early (packing would only copy)."""
+    return None if lengths.min() >= T else active_from_lengths(lengths, T)
 
 
 def embed_words_forward(

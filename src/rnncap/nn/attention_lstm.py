@@ -112,7 +112,7 @@ def attention_lstm_forward(
     gated = np.zeros((T, N, D), dtype=dtype)
     betas = np.zeros((T, N, 1), dtype=dtype)
     c, lstm_caches = c0, []
-    for t, n in enumerate(counts):  # rows [:n] are active: the longest captions come first
+    for t, n in enumerate(counts[counts > 0]):  # rows [:n] are active: the longest captions come first
         hb = hs[t, :n] @ W_hb  # (n, A + 1): the query and the gate's pre-activation
         m = None if mask is None else mask[:n]
         context, alpha = attend(features[:n], feat_proj[:n], hb[:, None, :A], w_att, m, s[t, :n])
@@ -163,7 +163,7 @@ def attention_lstm_backward(
     dw_att = np.zeros(A, dtype=dh.dtype)
     dprev_h = np.zeros((N, H), dtype=dh.dtype)
     dprev_c = np.zeros((N, H), dtype=dh.dtype)
-    for t in reversed(range(T)):
+    for t in reversed(range(len(cache.lstm_caches))):  # the steps that ran: those with an active row
         n = cache.counts[t]  # rows past their length keep a zero gradient until their last step
         dnext_h = dprev_h[:n]
         dnext_h += dh[t, :n]  # gradient reaching h_t: from the output at t and from step t + 1
