@@ -9,8 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers import model_batch, parity_captions, small_model
 from rnncap import nn
 from rnncap.gradcheck import check_layer
+from rnncap.models import attention_captioner, captioning_rnn
+from rnncap.models.teacher_forcing import length_order, packed_steps
 from rnncap.nn.packed import active_from_lengths, check_active, pack, sort_by_length, unpack
 
 N, T, D, H = 5, 6, 3, 4
@@ -205,3 +208,54 @@ def test_bad_active_is_refused(active, message, rng):
 def test_unsorted_lengths_are_refused():
     with pytest.raises(ValueError, match="sorted in descending order"):
         active_from_lengths(np.array([2, 5, 1]), T)
+
+
+# ---- the models' teacher-forced loss runs packed --------------------------------------------------------------
+
+MODELS = [("rnn", {}), ("lstm", {}), ("gru", {}), ("lstm", {"image_input": "first_word"}), ("attention", {})]
+
+
+def _padded(monkeypatch, kind):
+    """The models' loss as before packing: every row at every step (the recurrence's ``active`` left None)."""
+    module = attention_captioner if kind == "attention" else captioning_rnn
+    monkeypatch.setattr(module, "packed_steps", lambda lengths, T: None)
+
+
+@pytest.mark.parametrize(("kind", "settings"), MODELS, ids=["rnn", "lstm", "gru", "lstm-first-word", "attention"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_model_loss_packed_equals_padded(kind, settings, weighted, rng, monkeypatch):
+    """Same loss and gradients to 1e-12 (float64) on captions of 0 to T words, in an unsorted batch."""
+    model = small_model(kind, rng, **settings)
+    captions = parity_captions(rng, 8, model.vocab_size)[[3, 0, 5, 1, 6, 2, 4]]  # not sorted by length
+    captions[captions == 3] = 4  # no <UNK>: the weighted loss leaves it out of the softmax
+    features = rng.standard_normal((len(captions), *model.feature_shape))
+    weights = rng.standard_normal(len(captions)) if weighted else None
+    loss, grads = model.loss(features, captions, caption_weights=weights)
+    _padded(monkeypatch, kind)
+    padded_loss, padded_grads = model.loss(features, captions, caption_weights=weights)
+    assert abs(loss - padded_loss) < 1e-12
+    for name, grad in padded_grads.items():
+        assert np.max(np.abs(grads[name] - grad)) < 1e-12, name
+
+
+@pytest.mark.parametrize("kind", ["lstm", "attention"])
+def test_model_loss_is_the_mean_of_each_captions_own(kind, rng):
+    """Sorting must keep each caption with its photo (and weight): the batch's loss and gradients are the mean of
+    the captions' losses run one at a time (no padding, nothing to sort)."""
+    model = small_model(kind, rng)
+    features, captions = model_batch(model, rng, n=5, t=8)
+    weights = rng.standard_normal(5)
+    loss, grads = model.loss(features, captions, caption_weights=weights)
+    alone = [model.loss(features[i : i + 1], captions[i : i + 1], caption_weights=weights[i : i + 1]) for i in range(5)]
+    assert loss == pytest.approx(np.mean([one[0] for one in alone]), abs=1e-12)
+    for name, grad in grads.items():
+        assert np.max(np.abs(grad - np.mean([one[1][name] for one in alone], axis=0))) < 1e-12, name
+
+
+def test_length_order_counts_up_to_the_last_counted_target():
+    captions = np.array([[1, 5, 2, 0, 0], [1, 5, 6, 7, 2], [1, 0, 5, 2, 0], [1, 2, 0, 0, 0]])
+    order, lengths = length_order(captions, null_id=0)
+    np.testing.assert_array_equal(order, [1, 2, 0, 3])  # a <NULL> inside row 2 does not shorten it
+    np.testing.assert_array_equal(lengths, [4, 3, 2, 1])
+    assert packed_steps(np.array([4, 4]), 4) is None  # nothing to skip: no packing
+    np.testing.assert_array_equal(packed_steps(np.array([4, 2]), 4), [2, 2, 1, 1])
