@@ -21,15 +21,17 @@ grass" tells its reader nothing (the Flickr8k model wrote one in 14% of its gree
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, Protocol, overload
+from typing import Literal, NamedTuple, Protocol, cast, overload
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from rnncap.checks import check_positive_int
 from rnncap.text import decode_captions
+from rnncap.train.data import read_ahead, take_rows
 
 State = tuple[np.ndarray, ...]  # a decoder's recurrent state: arrays whose first axis is the hypotheses (or images)
 Attended = tuple[np.ndarray, np.ndarray]  # (N, max_length) ids and their (N, max_length, L) attention weights
@@ -389,9 +391,18 @@ def search_batches(
     """
     check_positive_int("batch_size", batch_size)
     disable = None if progress is None else not progress
-    with tqdm(total=len(features), desc=desc, unit="photo", disable=disable) as bar:
-        for start in range(0, len(features), batch_size):
-            batch = features[start : start + batch_size]  # (B, ...)
+    starts = range(0, len(features), batch_size)
+
+    def read(start: int) -> np.ndarray:  # (B, ...): a slice of an array, or rows read from a streamed source
+        rows = np.arange(start, min(start + batch_size, len(features)))
+        return features[start : start + batch_size] if isinstance(features, np.ndarray) else take_rows(features, rows)
+
+    # The next batch is read (from disk, for a streamed split) by a thread while this one is searched.
+    with (
+        tqdm(total=len(features), desc=desc, unit="photo", disable=disable) as bar,
+        closing(cast(Generator[np.ndarray, None, None], read_ahead(read, starts, 1))) as batches,
+    ):
+        for start, batch in zip(starts, batches, strict=True):
             weights: np.ndarray | None = None
             if start < attention_rows:
                 ids, weights = search(model, batch, beam_size, max_length, length_penalty, return_attention=True)

@@ -28,6 +28,7 @@ import numpy as np
 from rnncap.models import MODELS, AttentionConfig, CaptionModel, ModelConfig
 from rnncap.train import CaptionData, TrainConfig
 from rnncap.train.checkpoint import TrainerState
+from rnncap.train.data import take_rows
 
 CONTINUABLE = ("num_epochs", "patience", "progress", "plot")
 """TrainConfig fields a rerun may change and still continue the run."""
@@ -52,7 +53,7 @@ def data_fingerprint(
         digest.update(b"\1" + repr(parts).encode())
         digest.update(np.ascontiguousarray(split.captions, dtype=np.int64).tobytes())
         digest.update(np.ascontiguousarray(split.image_idxs, dtype=np.int64).tobytes())
-        digest.update(np.ascontiguousarray(split.features[rows], dtype=np.float32).tobytes())
+        digest.update(np.ascontiguousarray(take_rows(split.features, rows), dtype=np.float32).tobytes())
     return digest.hexdigest()
 
 
@@ -69,7 +70,7 @@ def data_set_differences(model: CaptionModel, names: list[str] | None, data: str
 def data_differences(model: CaptionModel, word_to_idx: dict[str, int], fingerprint: str, data: Path | str) -> list[str]:
     """What differs between the run's data (``model``'s vocabulary and metadata) and ``data``'s, in words."""
     if model.word_to_idx != word_to_idx:
-        return [f"the vocabulary: {_vocabulary_difference(model.word_to_idx, word_to_idx, data)}"]
+        return [f"the vocabulary: {vocabulary_difference(model.word_to_idx, word_to_idx, data)}"]
     recorded = model.metadata.get("data_fingerprint")
     if recorded is not None and recorded != fingerprint:
         return [
@@ -79,7 +80,7 @@ def data_differences(model: CaptionModel, word_to_idx: dict[str, int], fingerpri
     return []
 
 
-def _vocabulary_difference(run: dict[str, int], new: dict[str, int], data: Path | str) -> str:
+def vocabulary_difference(run: dict[str, int], new: dict[str, int], data: Path | str) -> str:
     """The first word numbered otherwise, or the sizes; e.g. "'dog' is 10 in the run, 14 in b.h5"."""
     for word in sorted(run.keys() & new.keys()):
         if run[word] != new[word]:
@@ -140,3 +141,25 @@ def run_settings(state: TrainerState) -> tuple[ModelConfig, TrainConfig]:
         return settings, TrainConfig(**state.config)
     except (KeyError, TypeError) as exc:
         raise ValueError(f"the run's settings do not fit this version's: {exc}") from exc
+
+
+def init_record(path: Path) -> dict[str, Any]:
+    """What names the model an SCST run started from: its path, size and SHA-256 (the run's metadata
+    ``scst_init``), so that a rerun from other weights is refused whatever the file is called."""
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+def init_differences(model: CaptionModel, init: Path | None) -> list[str]:
+    """Whether the run's init model (metadata ``scst_init``) is the file ``init`` now, by content."""
+    recorded = model.metadata.get("scst_init")
+    if init is None:  # not given: the run's
+        return []
+    if recorded is None:
+        return [f"init: the run trained from scratch, it would fine-tune {init} now"]
+    now = init_record(init)
+    if now["sha256"] != recorded.get("sha256"):
+        return [
+            f"init: the run fine-tuned {recorded['path']} (sha256 {recorded['sha256'][:12]}), {init} now holds "
+            f"other weights (sha256 {now['sha256'][:12]})"
+        ]
+    return []

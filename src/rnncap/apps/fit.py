@@ -50,17 +50,27 @@ from rnncap.apps.continuation import (
     data_differences,
     data_fingerprint,
     data_set_differences,
+    init_differences,
+    init_record,
     model_differences,
     refusal,
     run_settings,
     train_differences,
+    vocabulary_difference,
 )
-from rnncap.apps.joint import DEFAULT_VAL_SPLIT, ValPart, read_features, read_joint, val_split_of
+from rnncap.apps.joint import (
+    DEFAULT_VAL_SPLIT,
+    ValPart,
+    read_joint,
+    read_split,
+    val_split_of,
+)
+from rnncap.apps.paths import model_path
 from rnncap.apps.run_config import RunConfig
-from rnncap.data.store import Store, open_store
+from rnncap.data.store import open_store
 from rnncap.decode import caption_features
 from rnncap.metrics import evaluate
-from rnncap.models import AttentionConfig, CaptionModel, ModelConfig, RNNConfig, build_model
+from rnncap.models import AttentionConfig, CaptionModel, ModelConfig, RNNConfig, build_model, load_model
 from rnncap.train import BEST_FILE, STATE_FILE, CaptionData, History, MetricScorer, TrainConfig, Trainer
 from rnncap.train.checkpoint import RUN_FILES, TrainerState, check_out_dir, model_from_state, read_state
 
@@ -92,6 +102,7 @@ def fit(
     select_by: str = "CIDEr",
     resume: bool = True,
     min_count: int = 5,
+    init: str | os.PathLike | None = None,
 ) -> FitResult:
     """Train (or continue training) a captioner on a prepared file; see the module docstring.
 
@@ -109,6 +120,10 @@ def fit(
         resume: continue the run already in ``out_dir``; False refuses to touch an existing run.
         min_count: with several files, words seen fewer times in their train captions together become ``<UNK>``
             (one file keeps its own vocabulary).
+        init: with ``config.scst`` (:func:`rnncap.train.scst.scst_config`), the trained model to fine-tune
+            self-critically: a model file or a shipped model's name. Its settings are the run's (``settings``
+            must be None) and the data's vocabulary must be its own. A rerun that names it must name the same
+            weights (by content).
 
     Raises:
         ValueError: an unknown ``select_by``, splits missing from ``data``, an attention model on a file without
@@ -125,6 +140,9 @@ def fit(
             f"{out_dir} already holds a training run; continue it (without --fresh), or choose another folder"
         )
     model = None if state is None else model_from_state(state, out_dir)
+    init_path = _check_init(init, settings, config, state)
+    if model is None and init_path is not None:
+        model = load_model(init_path)
     grid = model.reads_grid if model is not None else isinstance(settings, AttentionConfig)
     paths = data_paths(data)
     inputs = (
@@ -132,6 +150,25 @@ def fit(
         if len(paths) == 1
         else _read_joint_inputs(paths, train_split, val_split, grid, min_count)
     )
+    try:
+        return _fit_on(inputs, out_dir, state, model, paths, settings, config, select_by, init_path)
+    finally:  # a streamed split holds its file open
+        for split in (inputs.train, inputs.val, *(part.data for part in inputs.parts)):
+            split.close()
+
+
+def _fit_on(
+    inputs: _Inputs,
+    out_dir: Path,
+    state: TrainerState | None,
+    model: CaptionModel | None,
+    paths: list[Path],
+    settings: ModelConfig | None,
+    config: TrainConfig | None,
+    select_by: str,
+    init: Path | None,
+) -> FitResult:
+    """:func:`fit` once its data is read: build, fine-tune or continue the run, train, save the best model."""
     fingerprint = inputs.fingerprint
     scorer = None
     if select_by != "val_loss":
@@ -142,9 +179,16 @@ def fit(
         )
 
     if model is not None and state is not None:
-        _check_continues(out_dir, state, model, inputs, fingerprint, paths, settings, config)
+        _check_continues(out_dir, state, model, inputs, fingerprint, paths, settings, config, init)
         model.metadata["data_fingerprint"] = fingerprint  # a 0.2 run's first record of it
         trainer = Trainer.resume(out_dir, inputs.train, inputs.val, model=model, config=config, scorer=scorer)
+    elif model is not None and init is not None and config is not None:
+        _check_init_fits(model, init, inputs)
+        # The data the fine-tune learns from, by content (what a rerun must match), and the weights it started from.
+        model.metadata |= {"data": data_label(paths), "data_fingerprint": fingerprint, "scst_init": init_record(init)}
+        if len(paths) > 1:
+            model.metadata["data_sets"] = inputs.names
+        trainer = Trainer(model, inputs.train, inputs.val, config, out_dir, scorer=scorer)
     else:
         config = TrainConfig() if config is None else config
         settings = _sized_for(RNNConfig() if settings is None else settings, inputs.train.features)
@@ -178,6 +222,7 @@ def _check_continues(
     paths: list[Path],
     settings: ModelConfig | None,
     config: TrainConfig | None,
+    init: Path | None,
 ) -> None:
     """Raise ValueError, naming every difference, unless this rerun continues the run in ``out_dir``."""
     names = inputs.names if len(paths) > 1 else None
@@ -188,8 +233,38 @@ def _check_continues(
         differences += model_differences(model.settings, settings)
     if config is not None:
         differences += train_differences(TrainConfig(**state.config), config)
+    differences += init_differences(model, init)
     if differences:
         raise ValueError(refusal(out_dir, differences))
+
+
+def _check_init(
+    init: str | os.PathLike | None, settings: ModelConfig | None, config: TrainConfig | None, state: object
+) -> Path | None:
+    """The file of the ``init`` model, after checking that the run fine-tunes it self-critically."""
+    scst = config is not None and config.scst is not None
+    if init is None:
+        if scst and state is None:
+            raise ValueError("self-critical training fine-tunes a trained model: pass init (--init MODEL)")
+        return None
+    if not scst:
+        raise ValueError(f"init {init} is the model that self-critical training starts from: pass an scst config")
+    if settings is not None:
+        raise ValueError("with init the model's settings are the init model's own: pass no model settings")
+    return model_path(init)
+
+
+def _check_init_fits(model: CaptionModel, init: Path, inputs: _Inputs) -> None:
+    """Raise ValueError unless the data is the kind the ``init`` model learnt from: its vocabulary, its encoder."""
+    if model.word_to_idx != inputs.word_to_idx:
+        raise ValueError(
+            f"the data's vocabulary is not the one of the init model {init}: "
+            f"{vocabulary_difference(model.word_to_idx, inputs.word_to_idx, 'the data')}; fine-tune on the data "
+            "the model was trained on (with several files: the same files, whose joint vocabulary it has)"
+        )
+    encoder = model.metadata.get("encoder")
+    if encoder is not None and encoder != inputs.encoder:
+        raise ValueError(f"the init model {init} reads features of {encoder!r}, the data holds {inputs.encoder!r}")
 
 
 def fit_run(run: RunConfig, *, resume: bool = True) -> FitResult:
@@ -204,8 +279,9 @@ def fit_run(run: RunConfig, *, resume: bool = True) -> FitResult:
     return fit(
         run.data_files,
         run.run_dir,
-        run.settings,
+        None if run.scst else run.settings,
         run.train,
+        init=run.init,
         train_split=run.train_split,
         val_split=run.val_split,
         select_by=run.select_by,
@@ -244,7 +320,7 @@ def _read_inputs(data: Path, train_split: str, val_split: str, grid: bool) -> _I
     """One file, with its own vocabulary and captions as prepared."""
     with open_store(data) as store:
         val_split = val_split_of(store, val_split)
-        train, val = _load_split(store, train_split, grid), _load_split(store, val_split, grid)
+        train, val = read_split(store, train_split, grid), read_split(store, val_split, grid)
         references = list(store.load_references(val_split).values())
         fingerprint = data_fingerprint(
             store.word_to_idx, store.encoder, {train_split: train, val_split: val}, references
@@ -252,14 +328,6 @@ def _read_inputs(data: Path, train_split: str, val_split: str, grid: bool) -> _I
         part = ValPart(store.name or data.stem, val_split, val, references)
         max_length = train.captions.shape[1]
         return _Inputs(train, val, [part], store.encoder, store.word_to_idx, max_length, fingerprint, [part.name])
-
-
-def _load_split(store: Store, split: str, grid: bool) -> CaptionData:
-    """A split with its pooled features (M, D) float32, or with ``grid`` its grid features (M, L, D) float16."""
-    data = store.load_split(split)
-    if not grid:
-        return data
-    return CaptionData(read_features(store, split, grid=True), data.captions, data.image_idxs)
 
 
 def _read_joint_inputs(paths: list[Path], train_split: str, val_split: str, grid: bool, min_count: int) -> _Inputs:

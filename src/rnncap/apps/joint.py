@@ -21,8 +21,11 @@ The rules:
 - A data set is named by the store's ``name`` (``flickr8k``, ``coco2017-karpathy``); two stores of the same name
   by their file names.
 
-Features are read here and only here (``store.load_split`` / ``store.load_grid``) and reach the Trainer only as
-:class:`~rnncap.train.CaptionData`, so that streaming them from the stores can replace this function alone.
+Features are read here and only here (:func:`read_split`) and reach the Trainer only as
+:class:`~rnncap.train.CaptionData`: in memory, or streamed from the store (``store.open_split``) when a split's
+features exceed :data:`STREAM_BYTES`; streamed parts are joined by :class:`~rnncap.train.ConcatFeatures`, read
+part by part, so memory stays bounded whatever the data sets' sizes. The caller closes the sources
+(``CaptionData.close``) when the run ends.
 """
 
 from __future__ import annotations
@@ -30,14 +33,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import numpy as np
 
 from rnncap.data.store import Store, StoreError, open_store
 from rnncap.text import build_vocab, encode, tokenize
-from rnncap.train import CaptionData
+from rnncap.train import CaptionData, ConcatFeatures
 
+STREAM_BYTES = 1 << 30
+"""A split whose features take more than this in memory (pooled float32, grids float16; Flickr8k's train grid is
+1.2 GB, COCO 2014's 25 GB) is streamed from its file batch by batch; a smaller one is read whole, which is faster
+(no read per batch, no thread) and still leaves room beside the training on a 24 GiB machine."""
 DEFAULT_VAL_SPLIT = "dev"
 FALLBACK_VAL_SPLIT = "val"  # what a data set without a dev split (COCO) is validated on by default
 
@@ -70,6 +77,22 @@ def val_split_of(store: Store, val_split: str) -> str:
     return val_split
 
 
+def read_split(store: Store, split: str, grid: bool) -> CaptionData:
+    """A split with its pooled features (M, D) float32, or with ``grid`` its grid features (M, L, D) float16: in
+    memory, or streamed from the file (a :class:`~rnncap.data.H5Rows`, to close) above :data:`STREAM_BYTES`."""
+    try:
+        streamed = store.open_split(split, grid=grid)  # opens the rows only: nothing is read yet
+    except StoreError as exc:
+        if grid:
+            raise _grid_hint(exc) from exc
+        raise
+    features = streamed.features
+    if int(np.prod(features.shape)) * features.dtype.itemsize > STREAM_BYTES:
+        return streamed
+    streamed.close()
+    return CaptionData(read_features(store, split, grid), streamed.captions, streamed.image_idxs)
+
+
 def read_features(store: Store, split: str, grid: bool) -> np.ndarray:
     """A split's pooled features (M, D) float32, or with ``grid`` its grid features (M, L, D) float16."""
     if not grid:
@@ -77,10 +100,14 @@ def read_features(store: Store, split: str, grid: bool) -> np.ndarray:
     try:
         return store.load_grid(split)
     except StoreError as exc:
-        raise StoreError(
-            f"{exc}; the attention model reads the grid: prepare the file again without --no-grid "
-            "(rnncap prepare ... --overwrite), or train a model without attention"
-        ) from exc
+        raise _grid_hint(exc) from exc
+
+
+def _grid_hint(exc: StoreError) -> StoreError:
+    return StoreError(
+        f"{exc}; the attention model reads the grid: prepare the file again without --no-grid "
+        "(rnncap prepare ... --overwrite), or train a model without attention"
+    )
 
 
 def read_joint(paths: Sequence[Path], train_split: str, val_split: str, grid: bool, min_count: int = 5) -> JointData:
@@ -101,14 +128,14 @@ def read_joint(paths: Sequence[Path], train_split: str, val_split: str, grid: bo
         word_to_idx = build_vocab((t for tokens in train_tokens for t in tokens), min_count)
         max_length = stores[0].max_length
         train_parts = [
-            _encoded(read_features(store, train_split, grid), refs, word_to_idx, max_length, tokens)
+            _encoded(read_split(store, train_split, grid).features, refs, word_to_idx, max_length, tokens)
             for store, refs, tokens in zip(stores, train_refs, train_tokens, strict=True)
         ]
         parts = []
         for store, name in zip(stores, names, strict=True):
             split = val_split_of(store, val_split)
             references = list(store.load_references(split).values())
-            data = _encoded(read_features(store, split, grid), references, word_to_idx, max_length)
+            data = _encoded(read_split(store, split, grid).features, references, word_to_idx, max_length)
             parts.append(ValPart(name, split, data, references))
         return JointData(
             concatenate(train_parts),
@@ -166,8 +193,12 @@ def concatenate(parts: Sequence[CaptionData]) -> CaptionData:
     offsets = np.cumsum([0] + [len(part.features) for part in parts[:-1]])
     width = max(part.captions.shape[1] for part in parts)
     captions = [np.pad(part.captions, ((0, 0), (0, width - part.captions.shape[1]))) for part in parts]
+    features = [part.features for part in parts]
     return CaptionData(
-        np.concatenate([part.features for part in parts]),
+        # Streamed parts stay in their files, read part by part (a source stands where CaptionData types an array).
+        np.concatenate(features)
+        if all(isinstance(f, np.ndarray) for f in features)
+        else cast(np.ndarray, ConcatFeatures(features)),
         np.concatenate(captions),
         np.concatenate([part.image_idxs + offset for part, offset in zip(parts, offsets, strict=True)]),
     )

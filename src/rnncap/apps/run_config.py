@@ -17,8 +17,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from rnncap.models import AttentionConfig, ModelConfig, RNNConfig
+from rnncap.apps.paths import model_path
+from rnncap.models import AttentionConfig, ModelConfig, RNNConfig, load_model
 from rnncap.train.config import TOML_KEYS, TrainConfig, parse_options, read_toml
+from rnncap.train.scst import scst_config
 
 RUNS_DIR = Path("runs")  # where runs go by default: runs/<data name>-<cell>, runs/<data name>-attention
 
@@ -40,8 +42,16 @@ _FIT_KEYS: dict[str, tuple[str, type]] = {
     "select_by": ("select_by", str),
     "min_count": ("min_count", int),
 }
-RUN_KEYS: dict[str, type] = {"attention": bool} | {
-    key: kind for keys in (_MODEL_KEYS, TOML_KEYS, _FIT_KEYS) for key, (_, kind) in keys.items()
+_SCST_KEYS: dict[str, tuple[str, type]] = {
+    # key in a run file, and option of `rnncap train --scst`: (the field of SCSTConfig, its type)
+    "samples": ("num_samples", int),
+    "baseline": ("baseline", str),
+    "scst_max_length": ("max_length", int),
+}
+SCST_BATCH_SIZE = 50  # photos per update under scst (self-critical.pytorch's batch of 50 photos x 5 samples)
+SCST_LEARNING_RATE = 5e-5  # the fine-tune's default: scst_config's (self-critical.pytorch's)
+RUN_KEYS: dict[str, type] = {"attention": bool, "scst": bool, "init": str} | {
+    key: kind for keys in (_MODEL_KEYS, TOML_KEYS, _FIT_KEYS, _SCST_KEYS) for key, (_, kind) in keys.items()
 }
 """Every key of a run file, with the type of its value: ``attention`` chooses the model, the model's sizes, the
 training settings (:data:`rnncap.train.config.TOML_KEYS`) and what the run reads and chooses by."""
@@ -59,6 +69,8 @@ class RunConfig:
             chosen yet (a run needs it).
         out_dir: the run's folder; None: :func:`default_run_dir`.
         train_split, val_split, select_by, min_count: as in :func:`rnncap.apps.fit.fit`.
+        init: with ``scst``, the trained model to fine-tune: a model file or a shipped model's name (its settings
+            are the run's model settings: ``settings`` is unused).
         given: the option values given (by a run file or the command line), keyed as in :data:`RUN_KEYS`; the
             other settings are defaults, and a run continued takes the run's own for them (:meth:`continuing`).
     """
@@ -71,7 +83,13 @@ class RunConfig:
     val_split: str = "dev"
     select_by: str = "CIDEr"
     min_count: int = 5
+    init: str | None = None
     given: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def scst(self) -> bool:
+        """Whether this run fine-tunes the ``init`` model self-critically (``train.scst`` is set)."""
+        return self.train.scst is not None
 
     @property
     def data_files(self) -> tuple[Path, ...]:
@@ -90,8 +108,14 @@ class RunConfig:
 
     @property
     def run_dir(self) -> Path:
-        """``out_dir``, else the default folder of this data and model (:func:`default_run_dir`)."""
-        return default_run_dir(self.data_files, self.settings) if self.out_dir is None else self.out_dir
+        """``out_dir``, else the default folder of this data and model (:func:`default_run_dir`); of an SCST run
+        ``runs/<data name>-<kind of the init model>-scst``."""
+        if self.out_dir is not None:
+            return self.out_dir
+        if self.scst:
+            assert self.init is not None  # from_options requires it
+            return default_run_dir(self.data_files, init_settings(self.init), suffix="-scst")
+        return default_run_dir(self.data_files, self.settings)
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> RunConfig:
@@ -103,6 +127,11 @@ class RunConfig:
         unknown = options.keys() - RUN_KEYS.keys()
         if unknown:
             raise ValueError(f"unknown options {sorted(unknown)}; known: {sorted(RUN_KEYS)}")
+        if options.get("scst", False):
+            return cls._scst_from_options(options)
+        scst_only = sorted(key for key in ("init", *_SCST_KEYS) if key in options)
+        if scst_only:
+            raise ValueError(f"{', '.join(scst_only)} belong to self-critical fine-tuning: add scst (--scst)")
         model = {name: options[key] for key, (name, _) in _MODEL_KEYS.items() if key in options}
         settings: ModelConfig
         if options.get("attention", False):
@@ -122,6 +151,29 @@ class RunConfig:
         train = TrainConfig.from_options({key: options[key] for key in TOML_KEYS if key in options})
         run = {name: options[key] for key, (name, _) in _FIT_KEYS.items() if key in options}
         return cls(settings, train, **run, given=dict(options))
+
+    @classmethod
+    def _scst_from_options(cls, options: Mapping[str, Any]) -> RunConfig:
+        """An SCST run: the model is ``init``'s (no model options), batch size and learning rate default to the
+        fine-tune's (:data:`SCST_BATCH_SIZE`, :data:`SCST_LEARNING_RATE`), no learning rate decay."""
+        sizes = sorted(key for key in ("attention", *_MODEL_KEYS) if key in options)
+        if sizes:
+            raise ValueError(
+                f"with scst the model is the init model, its settings its own: leave out {', '.join(sizes)}"
+            )
+        if options.get("init") is None:
+            raise ValueError("scst fine-tunes a trained model: name it with init (--init MODEL)")
+        base = TrainConfig.from_options({key: options[key] for key in TOML_KEYS if key in options and key != "lr"})
+        scst = {name: options[key] for key, (name, _) in _SCST_KEYS.items() if key in options}
+        train = scst_config(
+            base,
+            learning_rate=options.get("lr", SCST_LEARNING_RATE),
+            batch_size=options.get("batch_size", SCST_BATCH_SIZE),
+            lr_decay=options.get("lr_decay", 1.0),
+            **scst,
+        )
+        run = {name: options[key] for key, (name, _) in _FIT_KEYS.items() if key in options}
+        return cls(RNNConfig(), train, **run, init=str(options["init"]), given=dict(options))
 
     def continuing(self, settings: ModelConfig, train: TrainConfig) -> RunConfig:
         """This run on top of a saved one's ``settings`` and ``train``: what was given is this run's, the rest the
@@ -147,6 +199,11 @@ class RunConfig:
         values = {TOML_KEYS[key][0]: value for key, value in self.given.items() if key in TOML_KEYS and key != "lr"}
         if "lr" in self.given:
             values["optim_config"] = saved.optim_config | {"learning_rate": self.given["lr"]}
+        scst = {_SCST_KEYS[key][0]: value for key, value in self.given.items() if key in _SCST_KEYS}
+        if "scst" in self.given and self.given["scst"] != (saved.scst is not None):
+            values["scst"] = self.train.scst  # a kind of run given that is not the saved one: named as a difference
+        elif scst and saved.scst is not None:
+            values["scst"] = replace(saved.scst, **scst)
         return replace(saved, **values, progress=self.train.progress, plot=self.train.plot)
 
 
@@ -189,9 +246,16 @@ def _data_option(value: Any, source: str) -> Path | tuple[Path, ...]:
     return paths[0] if len(paths) == 1 else paths
 
 
-def default_run_dir(data: str | os.PathLike | Sequence[str | os.PathLike], settings: ModelConfig) -> Path:
+def default_run_dir(
+    data: str | os.PathLike | Sequence[str | os.PathLike], settings: ModelConfig, suffix: str = ""
+) -> Path:
     """``runs/<data name>-<cell>`` (``runs/flickr8k-lstm``), or ``runs/<data name>-attention``; several data files
-    join their names with ``+`` (``runs/flickr8k+coco-attention``)."""
+    join their names with ``+`` (``runs/flickr8k+coco-attention``); ``suffix`` follows (``-scst``)."""
     model = "attention" if isinstance(settings, AttentionConfig) else settings.cell_type
     files = [data] if isinstance(data, str | os.PathLike) else list(data)
-    return RUNS_DIR / f"{'+'.join(Path(path).stem for path in files)}-{model}"
+    return RUNS_DIR / f"{'+'.join(Path(path).stem for path in files)}-{model}{suffix}"
+
+
+def init_settings(init: str | os.PathLike) -> ModelConfig:
+    """The settings of the model file or shipped model ``init`` (what an SCST run fine-tunes)."""
+    return load_model(model_path(init)).settings

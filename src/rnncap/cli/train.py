@@ -3,6 +3,8 @@
 rnncap train --data flickr8k.h5 [--out runs/flickr8k-lstm] [--cell lstm] [--hidden 512] ... [--config run.toml]
 rnncap train --data flickr8k.h5 --attention [--attention-dim 512] [--alpha-reg 1.0] ...   (Show, Attend and Tell)
 rnncap train --data flickr8k.h5 --data coco.h5 [--min-count 5] ...   (one model, several data sets)
+rnncap train --data flickr8k.h5 --scst --init runs/flickr8k-lstm/best.npz [--samples 5] [--baseline mean] ...
+    (self-critical fine-tuning for CIDEr-D: rnncap.train.scst)
 
 Every option can also come from a TOML file (``--config``), keys named as the options (``hidden = 512``,
 ``lr_decay = 0.9``, ``attention = true``); options given on the command line win. The file is read, and the
@@ -20,13 +22,21 @@ from pathlib import Path
 
 import numpy as np
 
-from rnncap.apps.run_config import RUN_KEYS, RUNS_DIR, RunConfig, load_run_config
+from rnncap.apps.run_config import (
+    RUN_KEYS,
+    RUNS_DIR,
+    SCST_BATCH_SIZE,
+    SCST_LEARNING_RATE,
+    RunConfig,
+    load_run_config,
+)
 from rnncap.cli.args import positive
 from rnncap.models import AttentionConfig, RNNConfig
 from rnncap.models.config import IMAGE_INPUTS
 from rnncap.nn import CELLS
 from rnncap.optim import UPDATE_RULES
-from rnncap.train import TrainConfig
+from rnncap.train import SCSTConfig, TrainConfig
+from rnncap.train.config import BASELINES
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -67,6 +77,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     )
     _add_model_options(option)
     _add_training_options(option)
+    _add_scst_options(option)
     option("--fresh", action="store_true", help="refuse to continue a run already in --out")
     train.set_defaults(run=_run_train, parser=train)
 
@@ -100,11 +111,40 @@ def _add_model_options(option: Callable[..., argparse.Action]) -> None:
     )
 
 
+def _add_scst_options(option: Callable[..., argparse.Action]) -> None:
+    scst = SCSTConfig()
+    option(
+        "--scst",
+        action="store_true",
+        default=None,  # None: not given, so that --config may set it
+        help="self-critical fine-tuning (Rennie et al. 2017) of the --init model for CIDEr-D: samples captions, "
+        f"rewards them against each photo's captions; --batch-size then counts photos (default {SCST_BATCH_SIZE}), "
+        f"--lr defaults to {SCST_LEARNING_RATE:g}, no learning rate decay; the model's settings are --init's",
+    )
+    option("--init", help="with --scst: the trained model to fine-tune, a model file or a shipped model's name")
+    option("--samples", type=positive, help=f"with --scst: captions sampled per photo (default {scst.num_samples})")
+    option(
+        "--baseline",
+        choices=BASELINES,
+        help=f"with --scst: mean (of the photo's other samples, Luo 2020) or greedy (the greedy caption's reward, "
+        f"Rennie et al.) (default {scst.baseline})",
+    )
+    option(
+        "--scst-max-length",
+        type=positive,
+        help=f"with --scst: tokens of a sampled caption at most, <END> included (default {scst.max_length})",
+    )
+
+
 def _add_training_options(option: Callable[..., argparse.Action]) -> None:
     train, run = TrainConfig(), RunConfig
     learning_rate = np.format_float_scientific(train.optim_config["learning_rate"], trim="-", exp_digits=1)
     option("--epochs", type=positive, help=f"at most this many epochs (default {train.num_epochs})")
-    option("--batch-size", type=positive, help=f"captions per update (default {train.batch_size})")
+    option(
+        "--batch-size",
+        type=positive,
+        help=f"captions per update (default {train.batch_size}; photos with --scst, default {SCST_BATCH_SIZE})",
+    )
     option("--update-rule", choices=sorted(UPDATE_RULES), help=f"optimiser (default {train.update_rule})")
     option("--lr", type=float, help=f"learning rate (default {learning_rate})")
     option("--lr-decay", type=float, help=f"learning rate factor per epoch (default {train.lr_decay})")
@@ -144,7 +184,8 @@ def _run_train(args: argparse.Namespace) -> None:
     choice = f"{run.select_by} on {run.val_split}"
     if len(run.data_files) > 1:
         choice = f"the mean {run.select_by} of the data sets, each on its {run.val_split} split (val without one)"
-    print(f"training on {data} ({run.train_split}), choosing by {choice}; run: {run.run_dir}")
+    kind = f"fine-tuning {run.init} self-critically " if run.scst else "training "
+    print(f"{kind}on {data} ({run.train_split}), choosing by {choice}; run: {run.run_dir}")
     result = fit_run(run, resume=not args.fresh)
     history = result.history
     names = [name for name in _score_columns(history["metrics"])]

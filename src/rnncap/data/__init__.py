@@ -19,13 +19,15 @@ from rnncap.data.cs231n import CS231nData, read_cs231n
 from rnncap.data.flickr8k import read_flickr8k
 from rnncap.data.folder import read_folder
 from rnncap.data.records import Dataset, ImageRecord, Prepared, prepare_records, summary_line
-from rnncap.data.store import Store, StoreError, load_grid, load_references, load_split, open_store
+from rnncap.data.store import Store, StoreError, load_grid, load_references, load_split, open_split, open_store
 from rnncap.data.store_create import create_store
+from rnncap.data.stream import H5Rows
 from rnncap.text import build_vocab, encode, has_words, tokenize
 
 __all__ = [
     "CS231nData",
     "Dataset",
+    "H5Rows",
     "ImageRecord",
     "Prepared",
     "Store",
@@ -37,6 +39,7 @@ __all__ = [
     "load_grid",
     "load_references",
     "load_split",
+    "open_split",
     "open_store",
     "prepare_records",
     "read_coco",

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from rnncap.train.checkpoint import BEST_FILE, HISTORY_FILE, MODEL_FILE, PLOT_FILE, STATE_FILE, History
 from rnncap.train.config import SCSTConfig, TrainConfig
-from rnncap.train.data import CaptionData
+from rnncap.train.data import CaptionData, ConcatFeatures, FeatureSource
 from rnncap.train.divergence import TrainingDiverged
 from rnncap.train.scoring import MetricScorer, Score, ScoreFn, Scorer, ValLossScorer
 
@@ -27,6 +27,8 @@ __all__ = [
     "PLOT_FILE",
     "STATE_FILE",
     "CaptionData",
+    "ConcatFeatures",
+    "FeatureSource",
     "SCSTConfig",
     "History",
     "MetricScorer",

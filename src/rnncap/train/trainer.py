@@ -29,12 +29,14 @@ epoch); karpathy/nanoGPT ``train.py`` (config dataclass, checkpoint and resume).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
+from collections.abc import Generator
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -57,7 +59,7 @@ from rnncap.train.checkpoint import (
     write_run_files,
 )
 from rnncap.train.config import TrainConfig
-from rnncap.train.data import CaptionData, take_rows
+from rnncap.train.data import Batch, CaptionData, take_rows
 from rnncap.train.divergence import TrainingDiverged, divergence_reason, know_nothing_loss
 from rnncap.train.rewards import CiderD
 from rnncap.train.scoring import Score, ScoreFn, Scorer, choose_scorer
@@ -212,13 +214,15 @@ class Trainer:
         order = self._rng.permutation(K)
         num_batches = math.ceil(K / batch_size)
         total_loss = 0.0
-        for i in range(num_batches):
-            idx = order[i * batch_size : (i + 1) * batch_size]
-            loss = self._step(idx, epoch, i + 1, num_batches, learning_rate)
-            self.history["iteration_loss"].append(loss)
-            total_loss += loss * len(idx)
-            bar.update(len(idx))
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+        # The permutation is drawn before the batches and the reading thread never touches the generator, so a
+        # streamed split trains bit for bit as one in memory (closing stops the thread if a step raises).
+        with _closing_batches(self.train_data, order, batch_size) as batches:
+            for i, (idx, features, captions) in enumerate(batches):
+                loss = self._step(features, captions, epoch, i + 1, num_batches, learning_rate)
+                self.history["iteration_loss"].append(loss)
+                total_loss += loss * len(idx)
+                bar.update(len(idx))
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         return total_loss / K
 
     def _run_scst_batches(self, epoch: int, learning_rate: float, bar: Any) -> float:
@@ -289,9 +293,16 @@ class Trainer:
             )
         return val_loss, None if self.scorer is None else self.scorer.score(self.model, epoch, val_loss)
 
-    def _step(self, idx: np.ndarray, epoch: int, iteration: int, num_batches: int, learning_rate: float) -> float:
-        """One update on the captions ``idx``; returns the minibatch loss."""
-        features, captions = self.train_data.batch(idx)
+    def _step(
+        self,
+        features: np.ndarray,
+        captions: np.ndarray,
+        epoch: int,
+        iteration: int,
+        num_batches: int,
+        learning_rate: float,
+    ) -> float:
+        """One update on a minibatch: features (N, D) or (N, L, D), captions (N, T); returns the minibatch loss."""
         loss, grads = self.model.loss(features, captions, rng=self._rng)  # the trainer's generator: resumable
         if self.config.max_grad_norm is None:
             norm = global_norm(grads)
@@ -325,10 +336,10 @@ class Trainer:
         batch_size = self.config.val_batch_size or self.config.batch_size
         K = len(split)
         total = 0.0
-        for start in range(0, K, batch_size):
-            idx = np.arange(start, min(start + batch_size, K))
-            loss, _ = self.model.loss(*split.batch(idx), compute_grads=False)
-            total += loss * len(idx)
+        with _closing_batches(split, np.arange(K), batch_size) as batches:
+            for idx, features, captions in batches:
+                loss, _ = self.model.loss(features, captions, compute_grads=False)
+                total += loss * len(idx)
         return total / K
 
     # ------------------------------------------------------------------ checkpoints
@@ -460,3 +471,11 @@ def _check_split(model: CaptionModel, data: CaptionData, name: str) -> CaptionDa
         raise ValueError(f"{name} must be a CaptionData, got {type(data).__name__}")
     data.check_fits(model.feature_shape, model.vocab_size, name)
     return data
+
+
+def _closing_batches(
+    split: CaptionData, order: np.ndarray, batch_size: int
+) -> contextlib.closing[Generator[Batch, None, None]]:
+    """``split.batches(order, batch_size)``, closed when the ``with`` ends: a step that raises stops the thread
+    reading ahead."""
+    return contextlib.closing(cast(Generator[Batch, None, None], split.batches(order, batch_size)))

@@ -1,0 +1,94 @@
+"""`rnncap train --scst --init MODEL`: self-critical fine-tuning of a trained model on its data, with the keep-best,
+resume and refusals of every run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from helpers import make_prepared
+from rnncap.apps.fit import fit
+from rnncap.apps.run_config import load_run_config
+from rnncap.cli import main
+from rnncap.models import RNNConfig, load_model
+from rnncap.train import TrainConfig
+from test_fit_joint import CATS, DOGS, _store
+
+SMALL = RNNConfig(cell_type="lstm", wordvec_dim=8, hidden_dim=16, dropout=0.0)
+BASE = TrainConfig(
+    num_epochs=1, batch_size=4, optim_config={"learning_rate": 5e-2}, patience=None, progress=False, plot=False
+)
+SCST = ["--scst", "--samples", "2", "--scst-max-length", "6", "--batch-size", "2", "--lr", "1e-3"]
+
+
+@pytest.fixture
+def trained(tmp_path: Path) -> tuple[Path, Path]:
+    """A prepared file and a model trained on it (one epoch)."""
+    data = make_prepared(tmp_path)
+    return data, fit(data, tmp_path / "xe", SMALL, BASE).best_path
+
+
+def _train(*args: object) -> None:
+    assert main(["train", *map(str, args)]) == 0
+
+
+def _refusal(capsys, *args: object) -> str:
+    """The message of a `rnncap train` that is refused."""
+    capsys.readouterr()
+    assert main(["train", *map(str, args)]) == 1
+    return capsys.readouterr().err
+
+
+def test_scst_fine_tunes_the_init_model_and_keeps_its_best_epoch(trained, tmp_path: Path, capsys) -> None:
+    data, init = trained
+    out = tmp_path / "scst"
+    _train("--data", data, "--init", init, "--out", out, "--epochs", "1", *SCST)
+    assert "fine-tuning" in capsys.readouterr().out
+    history = json.loads((out / "history.json").read_text())
+    best = load_model(out / "best.npz")
+    assert best.settings == load_model(init).settings and best.word_to_idx == load_model(init).word_to_idx
+    assert best.metadata["training"]["val_greedy"]["CIDEr"] == history["metrics"][0]["CIDEr"]
+    assert len(history["train_reward"]) == 1 and len(history["iteration_reward"]) == 2  # 4 photos, 2 a step
+    assert best.metadata["scst_init"]["path"] == str(init)
+    assert any(not np.array_equal(best.params[n], load_model(init).params[n]) for n in best.params)
+
+    _train("--data", data, "--init", init, "--out", out, "--epochs", "2", *SCST)  # the same command: continues
+    resumed = json.loads((out / "history.json").read_text())
+    assert resumed["epoch"] == [1, 2] and resumed["iteration_reward"][:2] == history["iteration_reward"]
+
+
+def test_a_rerun_with_other_scst_settings_or_init_weights_is_refused(trained, tmp_path: Path, capsys) -> None:
+    data, init = trained
+    out = tmp_path / "scst"
+    _train("--data", data, "--init", init, "--out", out, "--epochs", "1", *SCST)
+    assert "num_samples" in _refusal(
+        capsys, "--data", data, "--init", init, "--out", out, "--epochs", "2", *SCST, "--samples", "3"
+    )
+    other = fit(data, tmp_path / "xe2", SMALL, replace(BASE, seed=1)).best_path
+    assert "other weights" in _refusal(capsys, "--data", data, "--init", other, "--out", out, "--epochs", "2", *SCST)
+
+
+def test_scst_refuses_another_vocabulary_and_model_options(trained, tmp_path: Path, capsys) -> None:
+    data, init = trained
+    other = _store(tmp_path / "dogs.h5", "dogset", DOGS, "dev")
+    assert "vocabulary is not the one of the init model" in _refusal(
+        capsys, "--data", other, "--init", init, "--out", tmp_path / "a", *SCST
+    )
+    assert "leave out hidden" in _refusal(capsys, "--data", data, "--init", init, "--hidden", "32", *SCST)
+    with pytest.raises(ValueError, match="init"):
+        load_run_config(None, {"data": str(data), "scst": True})
+    with pytest.raises(ValueError, match="add scst"):
+        load_run_config(None, {"data": str(data), "samples": 3})
+
+
+def test_scst_on_several_data_sets_and_its_default_folder(tmp_path: Path, monkeypatch) -> None:
+    two = [_store(tmp_path / "dogs.h5", "dogset", DOGS, "dev"), _store(tmp_path / "cats.h5", "catset", CATS, "val")]
+    init = fit(two, tmp_path / "xe", SMALL, BASE, min_count=1).best_path
+    monkeypatch.chdir(tmp_path)
+    _train("--data", two[0], "--data", two[1], "--min-count", "1", "--init", init, "--epochs", "1", *SCST)
+    history = json.loads((tmp_path / "runs/dogs+cats-lstm-scst/history.json").read_text())
+    assert {"dogset/CIDEr", "catset/CIDEr", "CIDEr"} <= set(history["metrics"][0])
