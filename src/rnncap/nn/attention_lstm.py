@@ -179,7 +179,7 @@ def attention_lstm_backward(
         dprev_h[:n] = dnext_h
 
     dx, dWx, dWh, db = _lstm_input_and_weight_grads(cache, da)
-    dW_h_att, dW_beta, db_beta = _query_and_gate_weight_grads(cache.hs, dhb)
+    dW_h_att, dW_beta, db_beta = _query_and_gate_weight_grads(cache.hs, dhb, cache.counts)
     dfeat_proj = _feat_proj_grad(s, de, w_att)
     # sum_t alpha_t (x) dcontext_t. einsum, not np.matmul of (N, L, T) @ (N, T, D): NumPy's stacked matmul
     # falls back to a naive loop for these shapes, some 20 times slower.
@@ -189,25 +189,42 @@ def attention_lstm_backward(
     )
 
 
+def _active_rows(counts: np.ndarray, N: int) -> slice | np.ndarray:
+    """The rows of a (T*N, ...) time-major array that ran: every row (a slice, no copy) unless packed, else the
+    flat indices ``t*N + n`` of the active ones (the weight products then skip the padding too)."""
+    if np.all(counts == N):
+        return slice(None)
+    return np.flatnonzero((np.arange(N)[None, :] < counts[:, None]).ravel())
+
+
 def _lstm_input_and_weight_grads(
     cache: AttentionLSTMCache, da: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """dx (N, T, W) (a transposed view), dWx (W + D, 4H), dWh (H, 4H), db (4H,) from da (T, N, 4H): one GEMM each."""
+    """dx (N, T, W) (a transposed view), dWx (W + D, 4H), dWh (H, 4H), db (4H,) from da (T, N, 4H): one GEMM each,
+    over the rows that ran."""
     T, N, H4 = da.shape
     W = cache.x_flat.shape[1]
-    da_flat = da.reshape(T * N, H4)
+    rows = _active_rows(cache.counts, N)
+    da_flat = da.reshape(T * N, H4)[rows]
     dWx = np.empty_like(cache.Wx)
-    np.matmul(cache.x_flat.T, da_flat, out=dWx[:W])  # word rows
-    np.matmul(cache.gated.reshape(T * N, -1).T, da_flat, out=dWx[W:])  # context rows
-    dx = (da_flat @ cache.Wx[:W].T).reshape(T, N, W).transpose(1, 0, 2)
-    dWh = cache.hs[:-1].reshape(T * N, -1).T @ da_flat  # every step's input state, no copy
-    return dx, dWx, dWh, da_flat.sum(axis=0)
+    np.matmul(cache.x_flat[rows].T, da_flat, out=dWx[:W])  # word rows
+    np.matmul(cache.gated.reshape(T * N, -1)[rows].T, da_flat, out=dWx[W:])  # context rows
+    if isinstance(rows, slice):
+        dx = da_flat @ cache.Wx[:W].T
+    else:
+        dx = np.zeros((T * N, W), dtype=da.dtype)
+        dx[rows] = da_flat @ cache.Wx[:W].T
+    dWh = cache.hs[:-1].reshape(T * N, -1)[rows].T @ da_flat  # every step's input state (no copy unless packed)
+    return dx.reshape(T, N, W).transpose(1, 0, 2), dWx, dWh, da_flat.sum(axis=0)
 
 
-def _query_and_gate_weight_grads(hs: np.ndarray, dhb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _query_and_gate_weight_grads(
+    hs: np.ndarray, dhb: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dW_h_att (H, A), dW_beta (H, 1), db_beta (1,) from dhb (T, N, A + 1), the gradients of ``h_{t-1} W_hb``."""
     T, N, A1 = dhb.shape
-    dW_hb = hs[:-1].reshape(T * N, -1).T @ dhb.reshape(T * N, A1)  # (H, A + 1)
+    rows = _active_rows(counts, N)
+    dW_hb = hs[:-1].reshape(T * N, -1)[rows].T @ dhb.reshape(T * N, A1)[rows]  # (H, A + 1)
     A = A1 - 1
     return np.ascontiguousarray(dW_hb[:, :A]), np.ascontiguousarray(dW_hb[:, A:]), dhb[:, :, A:].sum(axis=(0, 1))
 
