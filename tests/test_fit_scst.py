@@ -16,7 +16,6 @@ from rnncap.apps.run_config import load_run_config
 from rnncap.cli import main
 from rnncap.models import RNNConfig, load_model
 from rnncap.train import TrainConfig
-from test_fit_joint import CATS, DOGS, _store
 
 SMALL = RNNConfig(cell_type="lstm", wordvec_dim=8, hidden_dim=16, dropout=0.0)
 BASE = TrainConfig(
@@ -30,6 +29,13 @@ def trained(tmp_path: Path) -> tuple[Path, Path]:
     """A prepared file and a model trained on it (one epoch)."""
     data = make_prepared(tmp_path)
     return data, fit(data, tmp_path / "xe", SMALL, BASE).best_path
+
+
+def _two(tmp_path: Path) -> list[Path]:
+    """Two prepared files (in folders a and b), to train one model on both."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    return [make_prepared(tmp_path / "a"), make_prepared(tmp_path / "b")]
 
 
 def _train(*args: object) -> None:
@@ -74,9 +80,10 @@ def test_a_rerun_with_other_scst_settings_or_init_weights_is_refused(trained, tm
 
 def test_scst_refuses_another_vocabulary_and_model_options(trained, tmp_path: Path, capsys) -> None:
     data, init = trained
-    other = _store(tmp_path / "dogs.h5", "dogset", DOGS, "dev")
+    (tmp_path / "b").mkdir()
+    other = ["--data", data, "--data", make_prepared(tmp_path / "b"), "--min-count", "100"]  # no word kept
     assert "vocabulary is not the one of the init model" in _refusal(
-        capsys, "--data", other, "--init", init, "--out", tmp_path / "a", *SCST
+        capsys, *other, "--init", init, "--out", tmp_path / "a", *SCST
     )
     assert "leave out hidden" in _refusal(capsys, "--data", data, "--init", init, "--hidden", "32", *SCST)
     with pytest.raises(ValueError, match="init"):
@@ -86,9 +93,9 @@ def test_scst_refuses_another_vocabulary_and_model_options(trained, tmp_path: Pa
 
 
 def test_scst_on_several_data_sets_and_its_default_folder(tmp_path: Path, monkeypatch) -> None:
-    two = [_store(tmp_path / "dogs.h5", "dogset", DOGS, "dev"), _store(tmp_path / "cats.h5", "catset", CATS, "val")]
+    two = _two(tmp_path)
     init = fit(two, tmp_path / "xe", SMALL, BASE, min_count=1).best_path
     monkeypatch.chdir(tmp_path)
     _train("--data", two[0], "--data", two[1], "--min-count", "1", "--init", init, "--epochs", "1", *SCST)
-    history = json.loads((tmp_path / "runs/dogs+cats-lstm-scst/history.json").read_text())
-    assert {"dogset/CIDEr", "catset/CIDEr", "CIDEr"} <= set(history["metrics"][0])
+    history = json.loads((tmp_path / "runs/toy+toy-lstm-scst/history.json").read_text())
+    assert {"toy#1/CIDEr", "toy#2/CIDEr", "CIDEr"} <= set(history["metrics"][0])

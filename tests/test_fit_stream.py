@@ -14,13 +14,19 @@ from rnncap.apps.fit import FitResult, fit
 from rnncap.data import H5Rows, open_store
 from rnncap.models import AttentionConfig, ModelConfig, RNNConfig
 from rnncap.train import ConcatFeatures, TrainConfig
-from test_fit_joint import CATS, DOGS, _store
 
 SMALL = RNNConfig(cell_type="lstm", wordvec_dim=8, hidden_dim=16, dropout=0.1)
 ATTENTION = AttentionConfig(wordvec_dim=8, hidden_dim=16, dropout=0.1, attention_dim=8, alpha_reg=0.5)
 CONFIG = TrainConfig(
     num_epochs=2, batch_size=4, optim_config={"learning_rate": 5e-2}, patience=None, progress=False, plot=False
 )
+
+
+def _two(tmp_path: Path) -> list[Path]:
+    """Two prepared files (in folders a and b), to train one model on both."""
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    return [make_prepared(tmp_path / "a"), make_prepared(tmp_path / "b")]
 
 
 def _same_runs(streamed: FitResult, in_memory: FitResult) -> None:
@@ -44,7 +50,7 @@ def test_a_streamed_split_trains_bit_for_bit_as_in_memory(tmp_path: Path, monkey
 
 
 def test_a_joint_run_on_streamed_files_is_the_run_in_memory(tmp_path: Path, monkeypatch) -> None:
-    two = [_store(tmp_path / "dogs.h5", "dogset", DOGS, "dev"), _store(tmp_path / "cats.h5", "catset", CATS, "val")]
+    two = _two(tmp_path)
     _same_runs(*_fit_both(two, tmp_path, SMALL, monkeypatch))
 
 
@@ -62,13 +68,15 @@ def test_read_split_streams_above_the_limit_only(tmp_path: Path, monkeypatch) ->
 
 
 def test_joined_streamed_parts_are_read_part_by_part(tmp_path: Path, monkeypatch) -> None:
-    two = [_store(tmp_path / "dogs.h5", "dogset", DOGS, "dev"), _store(tmp_path / "cats.h5", "catset", CATS, "val")]
+    two = _two(tmp_path)
     in_memory = joint.read_joint(two, "train", "dev", grid=True, min_count=1)
     monkeypatch.setattr(joint, "STREAM_BYTES", 0)
     streamed = joint.read_joint(two, "train", "dev", grid=True, min_count=1)
     try:
         assert isinstance(streamed.train.features, ConcatFeatures)
-        np.testing.assert_array_equal(streamed.train.features.take(np.arange(4)), in_memory.train.features)
+        np.testing.assert_array_equal(
+            streamed.train.features.take(np.arange(len(in_memory.train.features))), in_memory.train.features
+        )
         np.testing.assert_array_equal(streamed.train.captions, in_memory.train.captions)
     finally:
         streamed.train.close()
