@@ -10,7 +10,9 @@ CS231n's tuple and reads by name too::
 
 Modules: ``affine``, ``embedding``, ``dropout``, ``loss``, ``activations``; the recurrent cells ``rnn``, ``lstm``,
 ``gru`` over the shared recurrence ``recurrent`` (:class:`Cell`, :func:`sequence_forward`, ...); soft attention
-``attention`` (the attention step, the gate, the regulariser) and its decoder ``attention_lstm``.
+``attention`` (the attention step, the gate, the regulariser) and its decoder ``attention_lstm``; ``packed``:
+packed sequences (a batch sorted by length; ``active=active_from_lengths(lengths, T)`` makes the recurrences run
+only the rows still active at each step).
 
 :mod:`rnncap.nn.reference` holds plain, unoptimised versions of the cells and the attention step, checkable by eye:
 the tests' oracle for the fast layers here. They are deliberately not exported from this package.
@@ -37,6 +39,7 @@ from rnncap.nn.embedding import word_embedding_backward, word_embedding_forward
 from rnncap.nn.gru import GRU, gru_backward, gru_forward, gru_step_backward, gru_step_forward
 from rnncap.nn.loss import log_softmax, softmax_cross_entropy, temporal_softmax_loss
 from rnncap.nn.lstm import LSTM, lstm_backward, lstm_forward, lstm_step_backward, lstm_step_forward
+from rnncap.nn.packed import active_from_lengths, sort_by_length
 from rnncap.nn.recurrent import (
     Cell,
     HiddenStepGrads,
@@ -62,6 +65,7 @@ __all__ = [
     "HiddenStepGrads",
     "SequenceGrads",
     "StepGrads",
+    "active_from_lengths",
     "affine_backward",
     "affine_forward",
     "attend",
@@ -90,6 +94,7 @@ __all__ = [
     "sequence_backward",
     "sequence_forward",
     "softmax_cross_entropy",
+    "sort_by_length",
     "step_backward",
     "step_forward",
     "temporal_affine_backward",
