@@ -41,10 +41,12 @@ from rnncap.data.store import Store, StoreError, open_store
 from rnncap.text import build_vocab, encode, tokenize
 from rnncap.train import CaptionData, ConcatFeatures
 
-STREAM_BYTES = 1 << 30
-"""A split whose features take more than this in memory (pooled float32, grids float16; Flickr8k's train grid is
-1.2 GB, COCO 2014's 25 GB) is streamed from its file batch by batch; a smaller one is read whole, which is faster
-(no read per batch, no thread) and still leaves room beside the training on a 24 GiB machine."""
+STREAM_BYTES = 4 << 30
+"""A split whose features take more than this in memory (pooled float32, grids float16) is streamed from its file
+batch by batch; a smaller one is read whole, which is faster here (no read per batch, no read-ahead thread taking a
+core from the training: 5-10% on 2 cores, benchmarks/bench_scale.py) and leaves room beside the training on a
+24 GiB machine. Flickr8k's train grid (1.2 GB) and COCO-subset's (0.5 GB) are read whole; COCO 2014's (25 GB)
+streams."""
 DEFAULT_VAL_SPLIT = "dev"
 FALLBACK_VAL_SPLIT = "val"  # what a data set without a dev split (COCO) is validated on by default
 
