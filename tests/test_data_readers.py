@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import h5py
@@ -34,9 +33,7 @@ def touch(path: Path) -> Path:
 
 @needs_flickr
 def test_flickr8k_real_train_and_dev() -> None:
-    start = time.perf_counter()
     dataset = read_flickr8k(FLICKR, splits=("train", "dev"))
-    elapsed = time.perf_counter() - start
     assert dataset.split_counts() == {"train": 6000, "dev": 1000}
     counts = {s: sum(len(r.captions) for r in dataset if r.split == s) for s in ("train", "dev")}
     assert counts == {"train": 30000, "dev": 5000}
@@ -46,7 +43,6 @@ def test_flickr8k_real_train_and_dev() -> None:
     # The known defect and the 91 photos in no split are skipped, and said so.
     assert len(dataset.skipped) == 92
     assert any(s.startswith("2258277193_586949ec62.jpg.1: in no split list") for s in dataset.skipped)
-    assert elapsed < 1.0, f"reading Flickr8k took {elapsed:.2f} s"
 
 
 @needs_flickr
