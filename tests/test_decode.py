@@ -11,7 +11,7 @@ import pytest
 
 from helpers import make_vocab
 from rnncap import CaptioningRNN
-from rnncap.decode import beam_search
+from rnncap.decode import beam_candidates, beam_search
 
 NULL, START, END, UNK = 0, 1, 2, 3
 
@@ -118,3 +118,25 @@ def test_bad_search_arguments(kwargs, message):
     model, features = _peaked_model()
     with pytest.raises(ValueError, match=message):
         beam_search(model, features, **{"beam_size": 2, "max_length": 5, **kwargs})
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 0.7])
+def test_beam_candidates_keep_every_hypothesis_and_beam_searchs_best(length_penalty):
+    model, features = _peaked_model(words=4)
+    found = beam_candidates(model, features, beam_size=4, max_length=5, length_penalty=length_penalty)
+    rows = np.arange(len(features))
+    np.testing.assert_array_equal(
+        found.tokens[rows, found.best], beam_search(model, features, 4, 5, length_penalty=length_penalty)
+    )
+    assert found.tokens.shape == (5, 4, 5) and found.logprobs.shape == (5, 4) and found.weights is None
+    for n in range(len(features)):  # every score is its hypothesis's log-probability under the model
+        for b in range(4):
+            tokens = [int(w) for w in found.tokens[n, b] if w != NULL]
+            assert found.logprobs[n, b] == pytest.approx(_sequence_log_prob(model, features[n], tokens))
+        assert len({tuple(row) for row in found.tokens[n]}) == 4  # four different hypotheses
+
+
+def test_beam_candidates_refuse_attention_from_a_model_that_does_not_attend():
+    model, features = _peaked_model()
+    with pytest.raises(ValueError, match="does not attend"):
+        beam_candidates(model, features, return_attention=True)

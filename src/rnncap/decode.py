@@ -164,6 +164,41 @@ def beam_search(
         (N, max_length) int32 token ids of each image's best hypothesis, ``<NULL>`` after ``<END>``. With
         ``return_attention``, also (N, max_length, L) weights, zero where the row holds ``<NULL>``.
     """
+    found = beam_candidates(model, features, beam_size, max_length, length_penalty, return_attention)
+    rows = np.arange(found.tokens.shape[0])
+    if found.weights is None:
+        return found.tokens[rows, found.best]
+    return found.tokens[rows, found.best], found.weights
+
+
+class BeamCandidates(NamedTuple):
+    """Every hypothesis a beam search ends with (:func:`beam_candidates`), for N images and B beams.
+
+    Attributes:
+        tokens: (N, B, max_length) int32 ids of each hypothesis, ``<NULL>`` after ``<END>``.
+        logprobs: (N, B) float64 total log-probabilities (``<END>`` included; -inf for a beam that never held a
+            hypothesis, when B exceeds the hypotheses there are).
+        best: (N,) each image's best beam, by the length-normalised score :func:`beam_search` ranks by.
+        weights: (N, max_length, L) attention weights behind every word of each image's best hypothesis, zero
+            where it holds ``<NULL>``; None unless asked for.
+    """
+
+    tokens: np.ndarray
+    logprobs: np.ndarray
+    best: np.ndarray
+    weights: np.ndarray | None
+
+
+def beam_candidates(
+    model: Decodable,
+    features: np.ndarray,
+    beam_size: int = 3,
+    max_length: int = 30,
+    length_penalty: float = 0.0,
+    return_attention: bool = False,
+) -> BeamCandidates:
+    """The search of :func:`beam_search` (same arguments), keeping all B hypotheses and their log-probabilities:
+    ``tokens[n, best[n]]`` is ``beam_search``'s caption of image n. A server shows the others beside it."""
     check_positive_int("max_length", max_length)
     _check_attention(model, return_attention)
     check_positive_int("beam_size", beam_size)
@@ -190,11 +225,9 @@ def beam_search(
             attention = _follow_parents(attention, parent, t, np.where(was_finished[:, :, None], 0, weights))
         if beams.finished.all():
             break
-    rows, best_beam = np.arange(N), beams.best()
-    if not return_attention:
-        return beams.tokens[rows, best_beam]
-    assert attention is not None  # set at step 0 (max_length >= 1)
-    return beams.tokens[rows, best_beam], attention[rows, best_beam]
+    best = beams.best()
+    kept = None if attention is None else attention[np.arange(N), best]
+    return BeamCandidates(beams.tokens, beams.scores, best, kept)
 
 
 class Samples(NamedTuple):

@@ -34,11 +34,11 @@ from contextlib import AbstractContextManager
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from rnncap.apps.candidates import Candidate, DetailedCaption, beam_candidates, candidate_lists
+from rnncap.apps.candidates import Candidate, DetailedCaption, candidate_lists
 from rnncap.apps.caption_results import AttendedCaption, CaptionResult
 from rnncap.apps.compat import check_spec, grid_maps, model_encoder
 from rnncap.apps.paths import DEFAULT_MODEL, Entry, FoundPhotos, PathProblem, find_images, find_photos, model_path
-from rnncap.decode import search
+from rnncap.decode import beam_candidates, search
 from rnncap.encoders import Encoder, load_encoder
 from rnncap.encoders.encoder import Backend
 from rnncap.encoders.preprocess import ImageLike, load_images
