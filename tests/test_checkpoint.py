@@ -233,3 +233,18 @@ def test_the_plot_is_part_of_the_checkpoint(tmp_path: Path) -> None:
     (tmp_path / "run" / PLOT_FILE).unlink()
     _run(tmp_path / "run", plotted)  # nothing left to train, the plot is drawn again
     assert (tmp_path / "run" / PLOT_FILE).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_run_begun_before_a_model_setting_existed_continues_with_its_default(tmp_path: Path) -> None:
+    """A checkpoint written before CaptioningRNN had image_input is an "init" run: the model given fits it."""
+    from rnncap.train.checkpoint import check_model
+
+    _run(tmp_path, dataclasses.replace(CONFIG, num_epochs=1))
+    state = read_state(tmp_path / STATE_FILE)
+    before = dataclasses.replace(
+        state, model_config={k: v for k, v in state.model_config.items() if k != "image_input"}
+    )
+    check_model(before, _model(), tmp_path)  # no error: image_input defaults to "init", as model files read
+    first_word = CaptioningRNN(make_vocab(NUM_WORDS), D, W, H, cell_type="lstm", dropout=0.2, image_input="first_word")
+    with pytest.raises(ValueError, match="the checkpoint is of a model"):
+        check_model(before, first_word, tmp_path)

@@ -27,7 +27,7 @@ import json
 import os
 import zipfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -250,9 +250,22 @@ def check_out_dir(out_dir: Path, files: Iterable[str] = RUN_FILES) -> None:
 # ---------------------------------------------------------------------- what a resume checks
 
 
+def with_new_settings(saved: dict[str, Any], model: CaptionModel) -> dict[str, Any]:
+    """A checkpoint's model configuration with the settings added since it was written at their defaults (a run
+    begun before ``image_input`` existed is an ``"init"`` run), as model files are read; unchanged when it is of
+    another model class or does not make one (then the comparison names the difference)."""
+    if saved.get("model") != type(model).__name__:
+        return saved
+    try:
+        settings = model.settings_class(**{key: value for key, value in saved.items() if key not in ("model", "dtype")})
+    except (TypeError, ValueError):
+        return saved
+    return {"model": saved["model"], **asdict(settings), "dtype": saved.get("dtype")}
+
+
 def check_model(state: TrainerState, model: CaptionModel, where: Path) -> None:
     """Raise ValueError unless the checkpoint's parameters fit ``model`` (its configuration, names and shapes)."""
-    if model.config() != state.model_config:
+    if model.config() != with_new_settings(state.model_config, model):
         raise ValueError(
             f"{where}: the checkpoint is of a model {state.model_config}, the model given is {model.config()}"
         )
