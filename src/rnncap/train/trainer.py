@@ -243,11 +243,7 @@ class Trainer:
                 self.config.scst,
                 self._rng,
             )
-            norm = (
-                global_norm(grads)
-                if self.config.max_grad_norm is None
-                else clip_grad_norm(grads, self.config.max_grad_norm)
-            )
+            norm = self._clipped_norm(grads)
             if not (math.isfinite(loss) and math.isfinite(norm)):  # a surrogate loss has no level to jump from
                 raise TrainingDiverged(
                     f"training diverged at epoch {epoch}, iteration {i + 1}/{num_batches}: loss {loss}, gradient "
@@ -265,6 +261,12 @@ class Trainer:
         self.history["train_reward"].append(totals[1] / M)
         self.history["train_baseline"].append(totals[2] / M)
         return float(totals[0] / M)
+
+    def _clipped_norm(self, grads: dict[str, np.ndarray]) -> float:
+        """The gradients' global norm before clipping, clipping them in place to ``max_grad_norm`` when set."""
+        if self.config.max_grad_norm is None:
+            return global_norm(grads)
+        return clip_grad_norm(grads, self.config.max_grad_norm)
 
     def _update(self, grads: dict[str, np.ndarray]) -> None:
         """One step of the update rule on every parameter."""
@@ -304,10 +306,7 @@ class Trainer:
     ) -> float:
         """One update on a minibatch: features (N, D) or (N, L, D), captions (N, T); returns the minibatch loss."""
         loss, grads = self.model.loss(features, captions, rng=self._rng)  # the trainer's generator: resumable
-        if self.config.max_grad_norm is None:
-            norm = global_norm(grads)
-        else:
-            norm = clip_grad_norm(grads, self.config.max_grad_norm)
+        norm = self._clipped_norm(grads)
         know_nothing = know_nothing_loss(captions, self.model.null_id, self.model.vocab_size)
         reason = divergence_reason(loss, norm, self.history["iteration_loss"], know_nothing)
         if reason is not None:  # the rule and its factor: rnncap.train.divergence
