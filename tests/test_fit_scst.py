@@ -86,6 +86,13 @@ def test_scst_refuses_another_vocabulary_and_model_options(trained, tmp_path: Pa
         capsys, *other, "--init", init, "--out", tmp_path / "a", *SCST
     )
     assert "leave out hidden" in _refusal(capsys, "--data", data, "--init", init, "--hidden", "32", *SCST)
+    other_encoder = load_model(init)
+    other_encoder.metadata["encoder"] = "efficientnet-lite0"
+    message = _refusal(
+        capsys, "--data", data, "--init", other_encoder.save(tmp_path / "lite0.npz"), "--out", tmp_path / "c", *SCST
+    )
+    assert "the init model" in message and "reads features of the 'efficientnet-lite0' encoder" in message
+    assert "the data holds features of 'toy-cnn'" in message
     with pytest.raises(ValueError, match="init"):
         load_run_config(None, {"data": str(data), "scst": True})
     with pytest.raises(ValueError, match="add scst"):

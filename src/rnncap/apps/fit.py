@@ -46,6 +46,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rnncap.apps.compat import model_encoder
 from rnncap.apps.continuation import (
     data_differences,
     data_fingerprint,
@@ -262,9 +263,7 @@ def _check_init_fits(model: CaptionModel, init: Path, inputs: _Inputs) -> None:
             f"{vocabulary_difference(model.word_to_idx, inputs.word_to_idx, 'the data')}; fine-tune on the data "
             "the model was trained on (with several files: the same files, whose joint vocabulary it has)"
         )
-    encoder = model.metadata.get("encoder")
-    if encoder is not None and encoder != inputs.encoder:
-        raise ValueError(f"the init model {init} reads features of {encoder!r}, the data holds {inputs.encoder!r}")
+    model_encoder(model, inputs.encoder, source="the data", model_name=f"the init model {init}")
 
 
 def fit_run(run: RunConfig, *, resume: bool = True) -> FitResult:
