@@ -43,15 +43,17 @@ def test_vocab_loss_is_cs231ns_temporal_softmax_loss_and_its_gradients_check(rng
         assert rel_error(analytic, numeric) < 1e-8
 
 
-def test_word_vectors_and_their_dropout_share_one_generator(rng):
+def test_word_vectors_drop_where_their_draws_fall_below_the_probability(rng):
     W_embed = rng.standard_normal((6, 4))
     ids = np.array([[1, 1], [3, 5]])
-    x, cache = embed_words_forward(ids, W_embed, 0.5, np.random.default_rng(3))
+    draws = np.random.default_rng(3).random((2, 2, 4))
+    x, cache = embed_words_forward(ids, W_embed, 0.5, draws)
+    np.testing.assert_array_equal(x != 0, draws >= 0.5)
     kept = x != 0
     np.testing.assert_array_equal(x[kept], 2 * W_embed[ids][kept])  # inverted dropout: survivors scaled by 2
     dW = embed_words_backward(np.ones_like(x), cache)
     expected = np.zeros_like(W_embed)
     np.add.at(expected, ids, 2.0 * kept)
     np.testing.assert_allclose(dW, expected)
-    same, _ = embed_words_forward(ids, W_embed, 0.5, np.random.default_rng(3))
-    np.testing.assert_array_equal(same, x)
+    same, _ = embed_words_forward(ids, W_embed, 0.5, None)  # no draws (validation): nothing dropped
+    np.testing.assert_array_equal(same, W_embed[ids])

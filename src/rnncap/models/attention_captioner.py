@@ -23,10 +23,12 @@ from rnncap.models.teacher_forcing import (
     length_order,
     packed_steps,
     shift_captions,
+    time_major_draws,
     vocab_loss_backward,
     vocab_loss_forward,
 )
 from rnncap.nn import (
+    DropoutDraws,
     affine_backward,
     affine_forward,
     attend,
@@ -34,6 +36,7 @@ from rnncap.nn import (
     attention_lstm_backward,
     attention_lstm_forward,
     doubly_stochastic_loss,
+    dropout_draws,
     log_softmax,
     lstm_step_forward,
 )
@@ -154,7 +157,7 @@ class AttentionCaptioner(CaptionModel):
         features: np.ndarray,
         captions: np.ndarray,
         compute_grads: bool = True,
-        rng: np.random.Generator | None = None,
+        rng: np.random.Generator | DropoutDraws | None = None,
         caption_weights: np.ndarray | None = None,
     ) -> tuple[float, dict[str, np.ndarray]]:
         """Loss and gradients for a minibatch (teacher forcing), or with ``caption_weights`` the policy-gradient
@@ -165,7 +168,9 @@ class AttentionCaptioner(CaptionModel):
             captions: (N, T) integer ids, ``<START> w1 ... <END> <NULL> ...``; T >= 2. The model reads
                 ``captions[:, :-1]`` and predicts ``captions[:, 1:]``; ``<NULL>`` targets are ignored.
             compute_grads: False skips the backward pass (validation) and returns no gradients.
-            rng: draws the dropout masks; give it while training. Without it (validation) nothing is dropped.
+            rng: draws the dropout masks; give it while training. Without it (validation) nothing is dropped. A
+                :class:`~rnncap.nn.DropoutDraws` draws them for a block of a larger global batch (data-parallel
+                training); a generator, for this batch alone.
             caption_weights: (N,) advantages of sampled captions: the loss becomes
                 ``-sum_n caption_weights[n] * sum_t log q(w_t) / N`` with q the sampler's distribution
                 (:func:`rnncap.decode.sample_captions`), and the doubly stochastic regulariser is left out (the
@@ -188,8 +193,13 @@ class AttentionCaptioner(CaptionModel):
         ids_in, ids_out, mask = shift_captions(captions, self.null_id)  # (T, N) each: time-major
 
         h0, c0, feat_proj, grid_cache = self._read_grid(features)
-        dropout = self.dropout if rng is not None else 0.0
-        x, words_cache = embed_words_forward(ids_in, p["W_embed"], dropout, rng)  # (T, N, W)
+        draws = dropout_draws(rng) if self.dropout > 0 else None
+        dropout = self.dropout if draws is not None else 0.0
+        # Drawn in this order, words then hidden states, each per caption (see time_major_draws).
+        T_full, T = captions.shape[1] - 1, ids_in.shape[0]
+        words_draws = time_major_draws(draws, order, T_full, T, self.wordvec_dim)
+        h_draws = time_major_draws(draws, order, T_full, T, self.hidden_dim)
+        x, words_cache = embed_words_forward(ids_in, p["W_embed"], dropout, words_draws)  # (T, N, W)
         # The decoder's weights by keyword: each parameter is named as the layer's argument it is passed to.
         weights = {name: p[name] for name in ("Wx", "Wh", "b", "W_h_att", "w_att", "W_beta", "b_beta")}
         active = packed_steps(lengths, x.shape[0])
@@ -199,7 +209,7 @@ class AttentionCaptioner(CaptionModel):
         # h (N, T, H), alpha (N, T, L): views of time-major arrays
 
         loss, vocab_cache = vocab_loss_forward(
-            h.transpose(1, 0, 2), ids_out, mask, p["W_vocab"], p["b_vocab"], dropout, rng, advantages, excluded
+            h.transpose(1, 0, 2), ids_out, mask, p["W_vocab"], p["b_vocab"], dropout, h_draws, advantages, excluded
         )
         dalpha = None
         if advantages is None:

@@ -27,6 +27,7 @@ from rnncap import decode
 from rnncap.decode import Attended, State
 from rnncap.models.config import ModelConfig
 from rnncap.models.serialization import ModelFileError, check_params, read_model_file, write_model_file
+from rnncap.nn.dropout import DropoutDraws
 from rnncap.text import END, END_ID, NULL, START, START_ID, UNK, check_caption_ids, idx_to_word_list
 
 
@@ -93,11 +94,12 @@ class CaptionModel(abc.ABC):
         features: np.ndarray,
         captions: np.ndarray,
         compute_grads: bool = True,
-        rng: np.random.Generator | None = None,
+        rng: np.random.Generator | DropoutDraws | None = None,
         caption_weights: np.ndarray | None = None,
     ) -> tuple[float, dict[str, np.ndarray]]:
         """Teacher-forcing loss of (N, *feature_shape) features and (N, T) captions, and the gradients of every
-        parameter keyed like ``params`` (empty without ``compute_grads``); ``rng`` draws dropout masks.
+        parameter keyed like ``params`` (empty without ``compute_grads``); ``rng`` draws dropout masks (a
+        :class:`~rnncap.nn.DropoutDraws`: those of a block of a global batch).
 
         Given ``caption_weights`` (N,) (the advantages of sampled captions, self-critical training), the loss is
         the policy-gradient surrogate

@@ -26,14 +26,17 @@ from rnncap.models.teacher_forcing import (
     length_order,
     packed_steps,
     shift_captions,
+    time_major_draws,
     vocab_loss_backward,
     vocab_loss_forward,
 )
 from rnncap.nn import (
     CELLS,
+    DropoutDraws,
     affine_backward,
     affine_forward,
     dropout_backward,
+    dropout_draws,
     dropout_forward,
     log_softmax,
     sequence_backward,
@@ -134,7 +137,7 @@ class CaptioningRNN(CaptionModel):
         features: np.ndarray,
         captions: np.ndarray,
         compute_grads: bool = True,
-        rng: np.random.Generator | None = None,
+        rng: np.random.Generator | DropoutDraws | None = None,
         caption_weights: np.ndarray | None = None,
     ) -> tuple[float, dict[str, np.ndarray]]:
         """Loss and gradients for a minibatch (teacher forcing), or with ``caption_weights`` the policy-gradient
@@ -145,7 +148,9 @@ class CaptioningRNN(CaptionModel):
             captions: (N, T) integer ids, ``<START> w1 ... <END> <NULL> ...``; T >= 2. The model reads
                 ``captions[:, :-1]`` and predicts ``captions[:, 1:]``; ``<NULL>`` targets are ignored.
             compute_grads: False skips the backward pass (validation) and returns no gradients.
-            rng: draws the dropout masks; give it while training. Without it (validation) nothing is dropped.
+            rng: draws the dropout masks; give it while training. Without it (validation) nothing is dropped. A
+                :class:`~rnncap.nn.DropoutDraws` draws them for a block of a larger global batch (data-parallel
+                training); a generator, for this batch alone.
             caption_weights: (N,) advantages of sampled captions: each caption's log-probability, under the
                 sampler's distribution, weighted by its own (self-critical training).
 
@@ -164,13 +169,22 @@ class CaptioningRNN(CaptionModel):
         p = self.params
         # Time-major (T, N, ...) inside; the layers receive (N, T, ...) transposed views, so nothing is copied.
         ids_in, ids_out, mask = shift_captions(captions, self.null_id)  # (T, N) each
-        dropout = self.dropout if rng is not None else 0.0
-        x, h0, inputs_cache = self._inputs_forward(features, ids_in, dropout, rng)  # (S, N, W), (N, H)
-        skip = x.shape[0] - ids_in.shape[0]  # 1 after an image step, whose output predicts nothing
+        draws = dropout_draws(rng) if self.dropout > 0 else None
+        dropout = self.dropout if draws is not None else 0.0
+        # Drawn in this order, words, image, hidden states, each per caption (see time_major_draws).
+        T_full, T = captions.shape[1] - 1, ids_in.shape[0]
+        words_draws = time_major_draws(draws, order, T_full, T, self.wordvec_dim)
+        image_draws = None
+        if draws is not None and self.image_input == "first_word":
+            image_draws = draws.per_caption(len(order), (self.wordvec_dim,))[order]
+        h_draws = time_major_draws(draws, order, T_full, T, self.hidden_dim)
+        x, h0, inputs_cache = self._inputs_forward(features, ids_in, dropout, words_draws, image_draws)
+        skip = x.shape[0] - T  # 1 after an image step, whose output predicts nothing
         active = packed_steps(lengths + skip, x.shape[0])
         h, rnn_cache = sequence_forward(self.cell, x.transpose(1, 0, 2), h0, p["Wx"], p["Wh"], p["b"], active)
+        h_out = h.transpose(1, 0, 2)[skip:]  # (T, N, H) time-major view
         loss, vocab_cache = vocab_loss_forward(
-            h.transpose(1, 0, 2)[skip:], ids_out, mask, p["W_vocab"], p["b_vocab"], dropout, rng, advantages, excluded
+            h_out, ids_out, mask, p["W_vocab"], p["b_vocab"], dropout, h_draws, advantages, excluded
         )
         if not compute_grads:
             return loss, {}
@@ -186,12 +200,18 @@ class CaptioningRNN(CaptionModel):
         return loss, grads
 
     def _inputs_forward(
-        self, features: np.ndarray, ids_in: np.ndarray, dropout: float, rng: np.random.Generator | None
+        self,
+        features: np.ndarray,
+        ids_in: np.ndarray,
+        dropout: float,
+        words_draws: np.ndarray | None,
+        image_draws: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray, tuple]:
         """The cell's inputs and initial hidden state, as ``image_input`` says the image enters.
 
         Args:
-            features: (N, D); ids_in: (T, N) the words read; dropout, rng: as in :meth:`loss`.
+            features: (N, D); ids_in: (T, N) the words read; dropout: as in :meth:`loss`, applied where the
+            uniform draws fall below it: ``words_draws`` (T, N, W), ``image_draws`` (N, W) (None: nothing dropped).
 
         Returns:
             x: (S, N, W) time-major inputs: the T word vectors, after the image's with ``"first_word"`` (S = T + 1);
@@ -199,10 +219,10 @@ class CaptioningRNN(CaptionModel):
         """
         p = self.params
         image, proj_cache = affine_forward(features, p["W_proj"], p["b_proj"])  # (N, P)
-        words, words_cache = embed_words_forward(ids_in, p["W_embed"], dropout, rng)  # (T, N, W)
+        words, words_cache = embed_words_forward(ids_in, p["W_embed"], dropout, words_draws)  # (T, N, W)
         if self.image_input == "init":
             return words, image, (proj_cache, words_cache, None)
-        image, image_drop = (image, None) if rng is None else dropout_forward(image, dropout, rng)
+        image, image_drop = (image, None) if image_draws is None else dropout_forward(image, dropout, image_draws)
         x = np.concatenate([image[None], words])  # (T + 1, N, W)
         return x, np.zeros((len(features), self.hidden_dim), dtype=x.dtype), (proj_cache, words_cache, image_drop)
 

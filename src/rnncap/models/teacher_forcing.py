@@ -7,6 +7,7 @@ LSTM), so the word side is here once:
 - :func:`shift_captions`: captions -> time-major input ids, target ids and the mask of targets that count;
 - :func:`length_order`: the order that sorts a batch by caption length, for packed sequences
   (:mod:`rnncap.nn.packed`: the recurrence then skips the padding, forward and backward);
+- :func:`time_major_draws`: the dropout draws of a sorted batch, each caption's own (:class:`~rnncap.nn.DropoutDraws`);
 - :func:`embed_words_forward` / :func:`embed_words_backward`: ids -> word vectors, with dropout;
 - :func:`vocab_loss_forward` / :func:`vocab_loss_backward`: hidden states -> scores -> softmax loss, with dropout,
   computed only where a target counts (the vocabulary projection is the largest product of a training step,
@@ -31,6 +32,7 @@ from rnncap.nn import (
     word_embedding_backward,
     word_embedding_forward,
 )
+from rnncap.nn.dropout import DropoutDraws
 from rnncap.nn.packed import active_from_lengths, sort_by_length
 
 
@@ -65,12 +67,28 @@ def packed_steps(lengths: np.ndarray, T: int) -> np.ndarray | None:
     return None if lengths.min() >= T else active_from_lengths(lengths, T)
 
 
+def time_major_draws(
+    draws: DropoutDraws | None, order: np.ndarray, full_steps: int, steps: int, width: int
+) -> np.ndarray | None:
+    """(steps, N, width) dropout uniforms for a batch sorted by ``order``, time-major, or None without draws.
+
+    Each caption's draws follow it through the sort and are drawn over the full padded length ``full_steps``
+    whatever the batch's longest caption (of which the first ``steps`` are used), so that they depend on the
+    caption's place in the global batch alone: a data-parallel process holding part of the batch drops the same
+    units as one process holding all of it.
+    """
+    if draws is None:
+        return None
+    return draws.per_caption(len(order), (full_steps, width))[order, :steps].transpose(1, 0, 2)
+
+
 def embed_words_forward(
-    ids_in: np.ndarray, W_embed: np.ndarray, dropout: float, rng: np.random.Generator | None
+    ids_in: np.ndarray, W_embed: np.ndarray, dropout: float, draws: np.ndarray | None
 ) -> tuple[np.ndarray, Any]:
-    """(T, N) ids -> (T, N, W) word vectors, units dropped with probability ``dropout`` (none without ``rng``)."""
+    """(T, N) ids -> (T, N, W) word vectors, units dropped with probability ``dropout`` where ``draws`` (T, N, W)
+    uniforms fall below it (none dropped without draws)."""
     x, embed_cache = word_embedding_forward(ids_in, W_embed)
-    x, drop_cache = _dropout(x, dropout, rng)
+    x, drop_cache = _dropout(x, dropout, draws)
     return x, (embed_cache, drop_cache)
 
 
@@ -87,7 +105,7 @@ def vocab_loss_forward(
     W_vocab: np.ndarray,
     b_vocab: np.ndarray,
     dropout: float,
-    rng: np.random.Generator | None,
+    draws: np.ndarray | None,
     caption_weights: np.ndarray | None = None,
     excluded: Sequence[int] = (),
 ) -> tuple[float, Any]:
@@ -97,7 +115,8 @@ def vocab_loss_forward(
         h: (T, N, H) hidden states (a transposed view is fine).
         ids_out: (T, N) target ids; mask: (T, N) which of them count.
         W_vocab: (H, V); b_vocab: (V,).
-        dropout: probability of dropping a unit of ``h`` (none without ``rng``).
+        dropout: probability of dropping a unit of ``h`` where its (T, N, H) uniform ``draws`` fall below it (none
+            dropped without draws).
         caption_weights: (N,) a weight per caption (None: 1 each): the loss is
             ``-sum_n caption_weights[n] * sum_t log p(ids_out[t, n]) / N``, the surrogate loss of self-critical
             training when the weights are the advantages of sampled captions.
@@ -111,7 +130,8 @@ def vocab_loss_forward(
     h_flat = h.reshape(T * N, H)  # a view when h is time-major in memory
     everything_counts = bool(mask.all())  # then gathering and scattering rows would only copy
     counted = slice(None) if everything_counts else np.flatnonzero(mask.ravel())  # rows of h_flat
-    h_counted, drop_cache = _dropout(h_flat[counted], dropout, rng)  # (M, H)
+    draws_counted = None if draws is None else draws.reshape(T * N, H)[counted]
+    h_counted, drop_cache = _dropout(h_flat[counted], dropout, draws_counted)  # (M, H)
     scores, vocab_cache = affine_forward(h_counted, W_vocab, b_vocab)  # (M, V)
     if len(excluded):
         if np.isin(ids_out[mask], excluded).any():
@@ -137,6 +157,6 @@ def vocab_loss_backward(cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return dh, dW_vocab, db_vocab
 
 
-def _dropout(x: np.ndarray, p: float, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`~rnncap.nn.dropout_forward`, or nothing dropped without ``rng`` (validation)."""
-    return (x, None) if rng is None else dropout_forward(x, p, rng)
+def _dropout(x: np.ndarray, p: float, draws: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`~rnncap.nn.dropout_forward` with the draws given, or nothing dropped without them (validation)."""
+    return (x, None) if draws is None else dropout_forward(x, p, draws)

@@ -34,7 +34,7 @@ from rnncap.nn.attention import (
     doubly_stochastic_loss,
 )
 from rnncap.nn.attention_lstm import AttentionLSTMGrads, attention_lstm_backward, attention_lstm_forward
-from rnncap.nn.dropout import dropout_backward, dropout_forward
+from rnncap.nn.dropout import DropoutDraws, dropout_backward, dropout_draws, dropout_forward
 from rnncap.nn.embedding import word_embedding_backward, word_embedding_forward
 from rnncap.nn.gru import GRU, gru_backward, gru_forward, gru_step_backward, gru_step_forward
 from rnncap.nn.loss import log_softmax, softmax_cross_entropy, temporal_softmax_loss
@@ -75,7 +75,9 @@ __all__ = [
     "attention_lstm_forward",
     "attention_step_backward",
     "attention_step_forward",
+    "DropoutDraws",
     "dropout_backward",
+    "dropout_draws",
     "dropout_forward",
     "doubly_stochastic_loss",
     "gru_backward",
