@@ -13,6 +13,9 @@ A model takes part through the contract of :class:`rnncap.models.base.CaptionMod
 - ``attention_weights(state) -> (N, L)``: for a model that ``attends``, the attention weights of the step that
   returned ``state``, which the searches return with ``return_attention=True``.
 
+The searches run where the model's state lives (its device, :mod:`rnncap.backend`: the arrays of ``init_state``
+decide) and return host (NumPy) arrays: token ids, log-probabilities, attention weights.
+
 Both searches are vectorised over the batch (and the beams): the only Python loop runs over time steps. Neither
 ever emits ``<NULL>`` or ``<START>`` (padding and a prompt, not words), nor, for a model whose ``unk_id`` is not
 None, ``<UNK>``: it stands for the rare words of the training captions, and a caption that says "a <UNK> on the
@@ -24,11 +27,13 @@ from __future__ import annotations
 from collections.abc import Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Literal, NamedTuple, Protocol, cast, overload
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from rnncap.backend import array_module, is_array, to_numpy
 from rnncap.checks import check_positive_int
 from rnncap.text import decode_captions
 from rnncap.train.data import read_ahead, take_rows
@@ -80,32 +85,33 @@ def greedy_search(
 
     Returns:
         (N, max_length) int32 token ids; after a caption's ``<END>`` the row holds ``<NULL>``. With
-        ``return_attention``, also (N, max_length, L) weights, zero where the row holds ``<NULL>``.
+        ``return_attention``, also (N, max_length, L) weights, zero where the row holds ``<NULL>``. Host arrays.
     """
     check_positive_int("max_length", max_length)
     _check_attention(model, return_attention)
     state = model.init_state(features)
+    xp = array_module(state[0])
     N = state[0].shape[0]
-    captions = np.full((N, max_length), model.null_id, dtype=np.int32)
+    captions = xp.full((N, max_length), model.null_id, dtype=np.int32)
     attention = None
-    words = np.full(N, model.start_id, dtype=np.int32)
-    finished = np.zeros(N, dtype=bool)
+    words = xp.full(N, model.start_id, dtype=np.int32)
+    finished = xp.zeros(N, dtype=bool)
     for t in range(max_length):
         log_probs, state = model.step(state, words)
         words = _forbid_special_tokens(model, log_probs).argmax(axis=1).astype(np.int32)
-        captions[:, t] = np.where(finished, model.null_id, words)
+        captions[:, t] = xp.where(finished, model.null_id, words)
         if return_attention:
             weights = model.attention_weights(state)  # (N, L)
             if attention is None:
-                attention = np.zeros((N, max_length, weights.shape[1]), dtype=weights.dtype)
-            attention[~finished, t] = weights[~finished]
+                attention = xp.zeros((N, max_length, weights.shape[1]), dtype=weights.dtype)
+            attention[:, t] = xp.where(finished[:, None], 0, weights)
         finished |= words == model.end_id
-        if finished.all():
+        if finished.all():  # (a GPU syncs here, once a step)
             break
     if not return_attention:
-        return captions
+        return to_numpy(captions)
     assert attention is not None  # set at step 0 (max_length >= 1)
-    return captions, attention
+    return to_numpy(captions), to_numpy(attention)
 
 
 @overload
@@ -174,7 +180,7 @@ def beam_search(
 class BeamCandidates(NamedTuple):
     """Every hypothesis a beam search ends with (:func:`beam_candidates`), for N images and B beams.
 
-    Attributes:
+    Attributes (host arrays):
         tokens: (N, B, max_length) int32 ids of each hypothesis, ``<NULL>`` after ``<END>``.
         logprobs: (N, B) float64 total log-probabilities (``<END>`` included; -inf for a beam that never held a
             hypothesis, when B exceeds the hypotheses there are).
@@ -206,28 +212,29 @@ def beam_candidates(
         raise ValueError(f"length_penalty must be >= 0, got {length_penalty}")
     B = int(beam_size)
     state = model.init_state(features)
+    xp = array_module(state[0])
     N = state[0].shape[0]
-    state = model.select_state(state, np.repeat(np.arange(N), B))  # (N*B, ...): beam b of image n at row n*B + b
-    beams = _Beams.start(N, B, max_length, model, length_penalty)
+    state = model.select_state(state, xp.repeat(xp.arange(N), B))  # (N*B, ...): beam b of image n at row n*B + b
+    beams = _Beams.start(N, B, max_length, model, length_penalty, xp)
     attention = None  # (N, B, max_length, L) with return_attention, once L is known
-    words = np.full(N * B, model.start_id, dtype=np.int32)
+    words = xp.full(N * B, model.start_id, dtype=np.int32)
     for t in range(max_length):
         log_probs, state = model.step(state, words)
         log_probs = _forbid_special_tokens(model, log_probs.astype(np.float64))
         parent, words_nb, was_finished = beams.advance(log_probs.reshape(N, B, -1), t)  # (N, B) each
-        state = model.select_state(state, (parent + np.arange(N)[:, None] * B).ravel())  # the parents' rows
+        state = model.select_state(state, (parent + xp.arange(N)[:, None] * B).ravel())  # the parents' rows
         words = words_nb.ravel().astype(np.int32)
         if return_attention:
             # A new hypothesis's word t came from its parent's step t: the weights of the reordered state.
             weights = model.attention_weights(state).reshape(N, B, -1)
             if attention is None:
-                attention = np.zeros((N, B, max_length, weights.shape[2]), dtype=weights.dtype)
-            attention = _follow_parents(attention, parent, t, np.where(was_finished[:, :, None], 0, weights))
-        if beams.finished.all():
+                attention = xp.zeros((N, B, max_length, weights.shape[2]), dtype=weights.dtype)
+            attention = _follow_parents(attention, parent, t, xp.where(was_finished[:, :, None], 0, weights))
+        if beams.finished.all():  # (a GPU syncs here, once a step)
             break
     best = beams.best()
-    kept = None if attention is None else attention[np.arange(N), best]
-    return BeamCandidates(beams.tokens, beams.scores, best, kept)
+    kept = None if attention is None else to_numpy(attention[xp.arange(N), best])
+    return BeamCandidates(to_numpy(beams.tokens), to_numpy(beams.scores), to_numpy(best), kept)
 
 
 class Samples(NamedTuple):
@@ -262,39 +269,42 @@ def sample_captions(
         rng: the generator that draws.
 
     Returns:
-        :class:`Samples` of N*K rows.
+        :class:`Samples` of N*K rows, host arrays. The uniform numbers are drawn on the host and move to the
+        model's device, so that a seeded run draws the same captions on either device (up to rounding).
     """
     check_positive_int("num_samples", num_samples)
     check_positive_int("max_length", max_length)
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
     state = model.init_state(features)
+    xp = array_module(state[0])
     N, K = state[0].shape[0], int(num_samples)
     images = np.repeat(np.arange(N), K)
-    state = model.select_state(state, images)  # photo n's K rows together, as a beam's
-    ids = np.full((N * K, max_length), model.null_id, dtype=np.int32)
-    log_probs = np.zeros((N * K, max_length), dtype=np.float64)
-    words = np.full(N * K, model.start_id, dtype=np.int32)
-    finished = np.zeros(N * K, dtype=bool)
-    rows, never = np.arange(N * K), never_drawn(model)
+    state = model.select_state(state, xp.asarray(images))  # photo n's K rows together, as a beam's
+    ids = xp.full((N * K, max_length), model.null_id, dtype=np.int32)
+    log_probs = xp.zeros((N * K, max_length), dtype=np.float64)
+    words = xp.full(N * K, model.start_id, dtype=np.int32)
+    finished = xp.zeros(N * K, dtype=bool)
+    rows, never = xp.arange(N * K), xp.asarray(never_drawn(model))
     for t in range(max_length):
         step_log_probs, state = model.step(state, words)
-        probs = np.exp(step_log_probs.astype(np.float64))  # (N*K, V)
+        probs = xp.exp(step_log_probs.astype(np.float64))  # (N*K, V)
+        V = probs.shape[1]
         probs[:, never] = 0.0
-        cdf = np.cumsum(probs, axis=1)
+        cdf = xp.cumsum(probs, axis=1)
         total = cdf[:, -1]  # the mass of the drawable words: q = p / total
-        drawn = (cdf <= rng.random(N * K)[:, None] * total[:, None]).sum(axis=1)
+        uniform = xp.asarray(rng.random(N * K))  # drawn on the host: the same numbers on either device
+        drawn = (cdf <= uniform[:, None] * total[:, None]).sum(axis=1)
         # Rounding can leave the draw past the last word (or on a word of no mass): take the most likely then.
-        off = drawn >= probs.shape[1]
-        off[~off] = probs[rows[~off], drawn[~off]] == 0
-        drawn = np.where(off, probs.argmax(axis=1), drawn).astype(np.int32)
-        ids[:, t] = np.where(finished, model.null_id, drawn)
-        log_probs[:, t] = np.where(finished, 0.0, step_log_probs[rows, drawn] - np.log(total))
+        off = (drawn >= V) | (probs[rows, xp.minimum(drawn, V - 1)] == 0)
+        drawn = xp.where(off, probs.argmax(axis=1), drawn).astype(np.int32)
+        ids[:, t] = xp.where(finished, model.null_id, drawn)
+        log_probs[:, t] = xp.where(finished, 0.0, step_log_probs[rows, drawn] - xp.log(total))
         finished |= drawn == model.end_id
         words = drawn
-        if finished.all():
+        if finished.all():  # (a GPU syncs here, once a step)
             break
-    return Samples(ids, log_probs, images.astype(np.int64))
+    return Samples(to_numpy(ids), to_numpy(log_probs), images.astype(np.int64))
 
 
 @dataclass
@@ -310,14 +320,14 @@ class _Beams:
     length_penalty: float
 
     @classmethod
-    def start(cls, N: int, B: int, max_length: int, model: Decodable, length_penalty: float) -> _Beams:
-        """B empty hypotheses per image before the first step."""
-        scores = np.zeros((N, B))
+    def start(cls, N: int, B: int, max_length: int, model: Decodable, length_penalty: float, xp: ModuleType) -> _Beams:
+        """B empty hypotheses per image before the first step, arrays of ``xp`` (the model's device)."""
+        scores = xp.zeros((N, B))
         # All beams start identical: only the first may expand at step 0. Beams left at -inf (more beams than
         # hypotheses) are carried along harmlessly and never win.
         scores[:, 1:] = -np.inf
-        tokens = np.full((N, B, max_length), model.null_id, dtype=np.int32)
-        finished, lengths = np.zeros((N, B), dtype=bool), np.zeros((N, B))
+        tokens = xp.full((N, B, max_length), model.null_id, dtype=np.int32)
+        finished, lengths = xp.zeros((N, B), dtype=bool), xp.zeros((N, B))
         return cls(tokens, scores, finished, lengths, model.null_id, model.end_id, length_penalty)
 
     def advance(self, log_probs: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -329,34 +339,37 @@ class _Beams:
             parent was finished already (then the word is ``<NULL>``).
         """
         N, B, V = log_probs.shape
+        xp = array_module(log_probs)
         # A finished hypothesis has exactly one continuation, <NULL> at no cost, so it survives unchanged.
-        log_probs[self.finished] = -np.inf
-        log_probs[self.finished, self.null_id] = 0.0
+        n, b = xp.nonzero(self.finished)  # integer indices: CuPy's boolean-mask assignments are narrower
+        log_probs[n, b] = -np.inf
+        log_probs[n, b, self.null_id] = 0.0
         candidate = self.scores[:, :, None] + log_probs  # (N, B, V)
         ranked = candidate.reshape(N, B * V)
         if self.length_penalty:
-            candidate_length = np.where(self.finished, self.lengths, t + 1)[:, :, None]
+            candidate_length = xp.where(self.finished, self.lengths, t + 1)[:, :, None]
             ranked = (candidate / candidate_length**self.length_penalty).reshape(N, B * V)
 
         best = _top_k(ranked, B)  # (N, B), best first
-        parent, words = np.divmod(best, V)  # (N, B) each
-        was_finished = np.take_along_axis(self.finished, parent, axis=1)
-        self.scores = np.take_along_axis(candidate.reshape(N, B * V), best, axis=1)
-        self.lengths = np.where(was_finished, np.take_along_axis(self.lengths, parent, axis=1), t + 1)
+        parent, words = xp.divmod(best, V)  # (N, B) each
+        was_finished = xp.take_along_axis(self.finished, parent, axis=1)
+        self.scores = xp.take_along_axis(candidate.reshape(N, B * V), best, axis=1)
+        self.lengths = xp.where(was_finished, xp.take_along_axis(self.lengths, parent, axis=1), t + 1)
         self.finished = was_finished | (words == self.end_id)
-        self.tokens = _follow_parents(self.tokens, parent, t, np.where(was_finished, self.null_id, words))
+        self.tokens = _follow_parents(self.tokens, parent, t, xp.where(was_finished, self.null_id, words))
         return parent, words, was_finished
 
     def best(self) -> np.ndarray:
         """(N,) each image's best beam, by the length-normalised score."""
-        final = self.scores / np.maximum(self.lengths, 1) ** self.length_penalty
+        final = self.scores / array_module(self.scores).maximum(self.lengths, 1) ** self.length_penalty
         return final.argmax(axis=1)
 
 
 def _follow_parents(history: np.ndarray, parent: np.ndarray, t: int, new: np.ndarray) -> np.ndarray:
     """(N, B, max_length, ...) per-step history of each beam -> that of the new hypotheses: their parents' rows,
     with ``new`` (N, B, ...) at step ``t``."""
-    history = np.take_along_axis(history, parent.reshape(parent.shape + (1,) * (history.ndim - 2)), axis=1)
+    xp = array_module(history)
+    history = xp.take_along_axis(history, parent.reshape(parent.shape + (1,) * (history.ndim - 2)), axis=1)
     history[:, :, t] = new
     return history
 
@@ -426,9 +439,9 @@ def search_batches(
     disable = None if progress is None else not progress
     starts = range(0, len(features), batch_size)
 
-    def read(start: int) -> np.ndarray:  # (B, ...): a slice of an array, or rows read from a streamed source
+    def read(start: int) -> np.ndarray:  # (B, ...): a slice of an array (either device), or rows read from a stream
         rows = np.arange(start, min(start + batch_size, len(features)))
-        return features[start : start + batch_size] if isinstance(features, np.ndarray) else take_rows(features, rows)
+        return features[start : start + batch_size] if is_array(features) else take_rows(features, rows)
 
     # The next batch is read (from disk, for a streamed split) by a thread while this one is searched.
     with (
@@ -489,9 +502,10 @@ def _top_k(x: np.ndarray, k: int) -> np.ndarray:
     k rounds of ``argmax`` over a scratch copy: for a beam's small k this is several times faster than
     ``argpartition`` + ``argsort`` on rows of B * V entries, and deterministic on ties.
     """
+    xp = array_module(x)
     scratch = x.copy()
-    rows = np.arange(x.shape[0])
-    best = np.empty((x.shape[0], k), dtype=np.intp)
+    rows = xp.arange(x.shape[0])
+    best = xp.empty((x.shape[0], k), dtype=np.intp)
     for j in range(k):
         best[:, j] = scratch.argmax(axis=1)
         scratch[rows, best[:, j]] = -np.inf
@@ -505,5 +519,5 @@ def never_drawn(model: Decodable) -> list[int]:
 
 def _forbid_special_tokens(model: Decodable, log_probs: np.ndarray) -> np.ndarray:
     """Set the log-probability of the :func:`never_drawn` ids to -inf, in place; (N, V) -> (N, V)."""
-    log_probs[:, never_drawn(model)] = -np.inf
+    log_probs[:, array_module(log_probs).asarray(never_drawn(model))] = -np.inf
     return log_probs

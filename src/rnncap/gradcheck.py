@@ -1,6 +1,7 @@
 """Numeric gradients by centred differences, to check any layer or model against its hand-written backward.
 
-Use float64 inputs: in float32 the rounding error of the differences swamps the comparison.
+Use float64 inputs: in float32 the rounding error of the differences swamps the comparison. Inputs may live on
+either device (:mod:`rnncap.backend`): the nudges and the layer run there, the errors are plain floats.
 
 Example, for a layer::
 
@@ -18,12 +19,13 @@ from typing import Any
 
 import numpy as np
 
+from rnncap.backend import array_module, device_of, is_array, to_device, to_numpy
 from rnncap.models.base import CaptionModel
 
 
 def rel_error(x: np.ndarray, y: np.ndarray) -> float:
-    """Largest elementwise relative error ``|x - y| / max(1e-8, |x| + |y|)`` (CS231n's measure)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    """Largest elementwise relative error ``|x - y| / max(1e-8, |x| + |y|)`` (CS231n's measure), on the host."""
+    x, y = np.asarray(to_numpy(x), dtype=np.float64), np.asarray(to_numpy(y), dtype=np.float64)
     if x.shape != y.shape:
         raise ValueError(f"rel_error: shapes differ, {x.shape} vs {y.shape}")
     if x.size == 0:
@@ -39,7 +41,7 @@ def numerical_gradient(f: Callable[[], float], x: np.ndarray, h: float = 1e-3) -
     it and the rounding error stay near 1e-12, so a correct backward agrees to about 1e-9 relative or better.
     """
     _require_float64(x)
-    grad = np.zeros_like(x)
+    grad = array_module(x).zeros_like(x)
     for idx in np.ndindex(x.shape):  # one entry at a time is what a numeric gradient is
         original = x[idx]
         values = []
@@ -56,7 +58,7 @@ def numerical_gradient_array(
     f: Callable[[], np.ndarray], x: np.ndarray, dout: np.ndarray, h: float = 1e-3
 ) -> np.ndarray:
     """Gradient of ``sum(f() * dout)`` with respect to ``x``, for array-valued ``f`` (as :func:`numerical_gradient`)."""
-    return numerical_gradient(lambda: float(np.sum(f() * dout)), x, h)
+    return numerical_gradient(lambda: float(array_module(dout).sum(f() * dout)), x, h)
 
 
 def check_layer(
@@ -77,16 +79,17 @@ def check_layer(
     """
     rng = np.random.default_rng(rng)
     *outputs, cache = forward(*inputs)
-    douts = [None if out is None else rng.standard_normal(out.shape) for out in outputs]
+    # drawn on the host (the same numbers on either device), moved to the outputs' device
+    douts = [None if out is None else to_device(rng.standard_normal(out.shape), device_of(out)) for out in outputs]
     grads = backward(*douts, cache)
     grads = list(grads) if isinstance(grads, tuple) else [grads]
-    has_grad = [isinstance(x, np.ndarray) and np.issubdtype(x.dtype, np.floating) for x in inputs]
+    has_grad = [is_array(x) and np.issubdtype(x.dtype, np.floating) for x in inputs]
     if len(grads) != sum(has_grad):
         raise ValueError(f"backward returned {len(grads)} gradients for {sum(has_grad)} float inputs")
 
     def weighted_output() -> float:
         outs = forward(*inputs)[:-1]
-        return float(sum(np.sum(out * d) for out, d in zip(outs, douts, strict=True) if out is not None))
+        return float(sum(array_module(out).sum(out * d) for out, d in zip(outs, douts, strict=True) if out is not None))
 
     grads_iter = iter(grads)
     return [

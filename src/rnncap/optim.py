@@ -8,7 +8,8 @@ config per parameter array.
 Unlike CS231n's reference solutions, the rules work in place: ``w`` and the state arrays are overwritten and
 returned, so that a training step allocates only a few temporaries, and ``w`` keeps its dtype (float32 stays
 float32). ``dw`` is never modified. A ``w`` that cannot be overwritten (read-only, or not floating point) is
-copied first.
+copied first. The rules and the norms run on the device of ``w`` (NumPy or CuPy arrays, :mod:`rnncap.backend`),
+and the state arrays live beside it.
 
 References: Stanford CS231n assignment 2, ``optim.py`` (names, defaults, formulas); Kingma & Ba 2015 (Adam);
 Hinton's lecture 6e (RMSProp); ``torch.nn.utils.clip_grad_norm_`` (clipping).
@@ -22,6 +23,8 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
+
+from rnncap.backend import array_module, is_array
 
 UpdateRule = Callable[[np.ndarray, np.ndarray, dict[str, Any] | None], tuple[np.ndarray, dict[str, Any]]]
 
@@ -90,12 +93,13 @@ def _prepare(
     if config is None:
         config = {}
     config.update(resolve_hyperparameters(rule, config))
-    w, dw = np.asarray(w), np.asarray(dw)
+    xp = array_module(w, dw)
+    w, dw = xp.asarray(w), xp.asarray(dw)
     if w.shape != dw.shape:
         raise ValueError(f"{rule}: gradient shape {dw.shape} does not match weight shape {w.shape}")
     if not np.issubdtype(w.dtype, np.floating):
         w = w.astype(np.float64)
-    elif not w.flags.writeable:
+    elif xp is np and not w.flags.writeable:  # (device arrays are always writeable)
         w = w.copy()
     for key in STATE_KEYS[rule]:
         if key == "t":
@@ -103,10 +107,12 @@ def _prepare(
             if not isinstance(t, Integral) or isinstance(t, bool) or t < 0:
                 raise ValueError(f"{rule}: step count t must be a non-negative integer, got {t!r}")
             continue
-        state = config.setdefault(key, np.zeros_like(w))
-        if not isinstance(state, np.ndarray) or state.shape != w.shape:
+        state = config.setdefault(key, xp.zeros_like(w))
+        if not is_array(state) or state.shape != w.shape:
             shape = getattr(state, "shape", type(state).__name__)
             raise ValueError(f"{rule}: state {key!r} has shape {shape}, expected {w.shape} like the weights")
+        if array_module(state) is not xp:
+            raise ValueError(f"{rule}: state {key!r} is on another device than the weights: move it with them")
     return w, dw, config
 
 
@@ -161,14 +167,15 @@ def rmsprop(w: np.ndarray, dw: np.ndarray, config: dict[str, Any] | None = None)
         next_w, config.
     """
     w, dw, config = _prepare("rmsprop", w, dw, config)
+    xp = array_module(w)
     cache = config["cache"]
     cache *= config["decay_rate"]
-    step = np.square(dw)
+    step = xp.square(dw)
     step *= 1 - config["decay_rate"]
     cache += step
-    np.sqrt(cache, out=step)
+    xp.sqrt(cache, out=step)
     step += config["epsilon"]
-    np.divide(dw, step, out=step)
+    xp.divide(dw, step, out=step)
     step *= config["learning_rate"]
     w -= step
     return w, config
@@ -190,20 +197,21 @@ def adam(w: np.ndarray, dw: np.ndarray, config: dict[str, Any] | None = None) ->
         next_w, config.
     """
     w, dw, config = _prepare("adam", w, dw, config)
+    xp = array_module(w)
     beta1, beta2 = config["beta1"], config["beta2"]
     config["t"] = t = config["t"] + 1
     m, v = config["m"], config["v"]
     m *= beta1
     m += (1 - beta1) * dw
     v *= beta2
-    step = np.square(dw)
+    step = xp.square(dw)
     step *= 1 - beta2
     v += step
     # The bias corrections are scalars: fold them into the denominator and the step size.
-    np.divide(v, 1 - beta2**t, out=step)
-    np.sqrt(step, out=step)
+    xp.divide(v, 1 - beta2**t, out=step)
+    xp.sqrt(step, out=step)
     step += config["epsilon"]
-    np.divide(m, step, out=step)
+    xp.divide(m, step, out=step)
     step *= config["learning_rate"] / (1 - beta1**t)
     w -= step
     return w, config
@@ -228,8 +236,8 @@ def get_update_rule(name: str) -> UpdateRule:
 
 def global_norm(grads: Mapping[str, np.ndarray]) -> float:
     """The L2 norm of all gradients taken together, ``sqrt(sum_k ||g_k||^2)``; inf or nan if any entry is."""
-    # np.dot on the flattened array is one BLAS call per gradient and allocates nothing.
-    return math.sqrt(sum(float(np.dot(g.ravel(), g.ravel())) for g in grads.values()))
+    # A dot of the flattened array is one BLAS call per gradient and allocates nothing.
+    return math.sqrt(sum(float(array_module(g).dot(g.ravel(), g.ravel())) for g in grads.values()))
 
 
 def clip_grad_norm(grads: Mapping[str, np.ndarray], max_norm: float) -> float:

@@ -17,16 +17,19 @@ from rnncap.models.serialization import ModelFileError, read_model_file
 MODELS: dict[str, type[CaptionModel]] = {"CaptioningRNN": CaptioningRNN, "AttentionCaptioner": AttentionCaptioner}
 
 
-def load_model(path: str | os.PathLike, dtype: np.dtype | type | str | None = None) -> CaptionModel:
-    """Load any rnncap model file, whichever class wrote it (see :data:`MODELS`).
+def load_model(
+    path: str | os.PathLike, dtype: np.dtype | type | str | None = None, device: str = "cpu"
+) -> CaptionModel:
+    """Load any rnncap model file, whichever class wrote it (see :data:`MODELS`), onto ``device``.
 
     Raises:
         ModelFileError: the file is missing, corrupt, or names no known model class.
+        rnncap.backend.DeviceError: ``device`` cannot be used here.
     """
     name = read_model_file(path).config.get("model")
     if name not in MODELS:
         raise ModelFileError(f"{path} holds a {name!r} model; this rnncap knows {sorted(MODELS)}")
-    return MODELS[name].load(path, dtype=dtype)
+    return MODELS[name].load(path, dtype=dtype, device=device)
 
 
 def build_model(

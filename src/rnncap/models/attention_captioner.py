@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnncap.backend import array_module, to_device
 from rnncap.models.base import CaptionModel
 from rnncap.models.config import AttentionConfig
 from rnncap.models.teacher_forcing import (
@@ -187,18 +188,19 @@ class AttentionCaptioner(CaptionModel):
         # Longest captions first, so that the decoder runs only the rows still active at each step (packed
         # sequences); the loss and the parameter gradients do not depend on the order of the captions.
         order, lengths = length_order(captions, self.null_id)
-        features, captions = features[order], captions[order]
+        device = self.device
+        features, captions = features[to_device(order, device)], captions[order]
         advantages = None if advantages is None else advantages[order]
         p = self.params
-        ids_in, ids_out, mask = shift_captions(captions, self.null_id)  # (T, N) each: time-major
+        ids_in, ids_out, mask = (to_device(a, device) for a in shift_captions(captions, self.null_id))  # (T, N) each
 
         h0, c0, feat_proj, grid_cache = self._read_grid(features)
         draws = dropout_draws(rng) if self.dropout > 0 else None
         dropout = self.dropout if draws is not None else 0.0
         # Drawn in this order, words then hidden states, each per caption (see time_major_draws).
         T_full, T = captions.shape[1] - 1, ids_in.shape[0]
-        words_draws = time_major_draws(draws, order, T_full, T, self.wordvec_dim)
-        h_draws = time_major_draws(draws, order, T_full, T, self.hidden_dim)
+        words_draws = time_major_draws(draws, order, T_full, T, self.wordvec_dim, device)
+        h_draws = time_major_draws(draws, order, T_full, T, self.hidden_dim, device)
         x, words_cache = embed_words_forward(ids_in, p["W_embed"], dropout, words_draws)  # (T, N, W)
         # The decoder's weights by keyword: each parameter is named as the layer's argument it is passed to.
         weights = {name: p[name] for name in ("Wx", "Wh", "b", "W_h_att", "w_att", "W_beta", "b_beta")}
@@ -238,8 +240,9 @@ class AttentionCaptioner(CaptionModel):
         mean_features = features.mean(axis=1)  # (N, D)
         h0, init_h_cache = affine_forward(mean_features, p["W_init_h"], p["b_init_h"])
         c0, init_c_cache = affine_forward(mean_features, p["W_init_c"], p["b_init_c"])
-        np.tanh(h0, out=h0)
-        np.tanh(c0, out=c0)
+        xp = array_module(h0)
+        xp.tanh(h0, out=h0)
+        xp.tanh(c0, out=c0)
         features_flat = features.reshape(N * L, D)
         feat_proj = (features_flat @ p["W_feat"]).reshape(N, L, -1)  # (N, L, A), one GEMM
         feat_proj += p["b_feat"]
@@ -256,7 +259,7 @@ class AttentionCaptioner(CaptionModel):
         """
         features = self._check_features(features)
         h0, c0, feat_proj, _ = self._read_grid(features)
-        alpha = np.zeros(features.shape[:2], dtype=self.dtype)
+        alpha = array_module(features).zeros(features.shape[:2], dtype=self.dtype)
         return h0, c0, alpha, features, feat_proj
 
     def select_state(self, state: tuple[np.ndarray, ...], rows: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -278,13 +281,14 @@ class AttentionCaptioner(CaptionModel):
             the attention weights this step used.
         """
         p = self.params
+        word_ids = to_device(word_ids, self.device)
         prev_h, prev_c, _, features, feat_proj = state
         N, L = features.shape[:2]
         B = prev_h.shape[0] // N
         hA = (prev_h @ p["W_h_att"]).reshape(N, B, -1)  # (N, B, A)
         context, alpha = attend(features, feat_proj, hA, p["w_att"])  # (N, B, D), (N, B, L): no copy per beam
         gated, _ = attention_gate_forward(context.reshape(N * B, -1), prev_h, p["W_beta"], p["b_beta"])
-        x = np.concatenate([p["W_embed"][word_ids], gated], axis=1)  # (N*B, W + D)
+        x = array_module(gated).concatenate([p["W_embed"][word_ids], gated], axis=1)  # (N*B, W + D)
         next_h, next_c, _ = lstm_step_forward(x, prev_h, prev_c, p["Wx"], p["Wh"], p["b"])
         scores, _ = affine_forward(next_h, p["W_vocab"], p["b_vocab"])  # (N*B, V)
         return log_softmax(scores), (next_h, next_c, alpha.reshape(N * B, L), features, feat_proj)

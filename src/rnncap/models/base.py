@@ -8,7 +8,10 @@ Everything outside ``rnncap.models`` (decoding, the trainer, evaluation, the cap
 - ``loss(features, captions, compute_grads, rng) -> (loss, grads)``: teacher forcing;
 - ``init_state(features) -> state``, ``step(state, word_ids) -> (log_probs, state)`` and
   ``select_state(state, rows) -> state``: what :mod:`rnncap.decode` needs to write captions;
-- ``config()``: the constructor arguments; ``save`` / ``load``; ``metadata``.
+- ``config()``: the constructor arguments; ``save`` / ``load``; ``metadata``;
+- ``device`` and ``to(device)``: where the parameters live (:mod:`rnncap.backend`), NumPy on the host by default.
+  The methods take host (NumPy) or device features and move them to the model's device; gradients and decoder
+  states are on it too. Model files are NumPy whatever the device.
 
 A model class calls :meth:`CaptionModel._setup` first in its ``__init__``, then builds ``self.params``.
 """
@@ -24,6 +27,7 @@ from typing import Any, Literal, Self, overload
 import numpy as np
 
 from rnncap import decode
+from rnncap.backend import Device, array_module, device_of, is_array, to_device, to_numpy
 from rnncap.decode import Attended, State
 from rnncap.models.config import ModelConfig
 from rnncap.models.serialization import ModelFileError, check_params, read_model_file, write_model_file
@@ -58,6 +62,23 @@ class CaptionModel(abc.ABC):
         self.vocab_size = len(self.idx_to_word)
         # Facts saved with the weights that the network does not use, e.g. {"encoder": "efficientnet-lite2"}.
         self.metadata: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ the device
+
+    @property
+    def device(self) -> Device:
+        """Where the parameters live, and so where the model computes: ``"cpu"`` (NumPy) or ``"cuda"`` (CuPy)."""
+        return device_of(next(iter(self.params.values())))
+
+    def to(self, device: str) -> Self:
+        """Move the parameters to ``device`` (``"cpu"`` or ``"cuda"``) and return the model; a no-op where they
+        are already.
+
+        Raises:
+            rnncap.backend.DeviceError: ``device`` cannot be used here (``"cuda"`` without CuPy or a GPU).
+        """
+        self.params = {name: to_device(value, device) for name, value in self.params.items()}
+        return self
 
     # ------------------------------------------------------------------ the contract
 
@@ -115,7 +136,7 @@ class CaptionModel(abc.ABC):
         surrogate loss leaves out of its softmax; (None, ()) for plain teacher forcing."""
         if caption_weights is None:
             return None, ()
-        weights = np.asarray(caption_weights)
+        weights = np.asarray(to_numpy(caption_weights))
         if weights.shape != (batch_size,) or not np.issubdtype(weights.dtype, np.number):
             raise ValueError(f"caption_weights must be ({batch_size},) numbers, one per caption, got {weights.shape}")
         if not np.isfinite(weights).all():
@@ -214,15 +235,18 @@ class CaptionModel(abc.ABC):
     # ------------------------------------------------------------------ files
 
     def save(self, path: str | os.PathLike, weights_dtype: np.dtype | type | None = None) -> Path:
-        """Save weights, configuration, vocabulary and ``metadata`` in one ``.npz`` file; returns the path written."""
+        """Save weights, configuration, vocabulary and ``metadata`` in one ``.npz`` file (NumPy arrays, whatever the
+        model's device); returns the path written."""
         return write_model_file(path, self.config(), self.word_to_idx, self.params, weights_dtype, self.metadata)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, dtype: np.dtype | type | str | None = None) -> Self:
-        """Load a model saved by :meth:`save`, never unpickling; weights are cast to ``dtype`` (default: as saved).
+    def load(cls, path: str | os.PathLike, dtype: np.dtype | type | str | None = None, device: str = "cpu") -> Self:
+        """Load a model saved by :meth:`save`, never unpickling; weights are cast to ``dtype`` (default: as saved)
+        and moved to ``device``.
 
         Raises:
             ModelFileError: the file is missing, corrupt, truncated, of another model, or its weights do not fit.
+            rnncap.backend.DeviceError: ``device`` cannot be used here.
         """
         config, word_to_idx, stored, metadata = read_model_file(path)
         if config.get("model") != cls.__name__:
@@ -239,7 +263,7 @@ class CaptionModel(abc.ABC):
             raise ModelFileError(f"{path}: configuration {config} does not describe a {cls.__name__}: {exc}") from exc
         model.params = {name: stored[name].astype(model.dtype) for name in model.params}
         model.metadata = metadata
-        return model
+        return model.to(device)
 
     @classmethod
     def _file_param_shapes(
@@ -259,9 +283,10 @@ class CaptionModel(abc.ABC):
     # ------------------------------------------------------------------ input checks
 
     def _check_features(self, features: np.ndarray) -> np.ndarray:
-        """(N, *feature_shape) features -> the same cast to the model's dtype, refusing another shape, an empty
-        batch, non-numbers, NaN and infinities (naming the rows)."""
-        features = np.asarray(features)
+        """(N, *feature_shape) features, host or device -> the same on the model's device, cast to its dtype,
+        refusing another shape, an empty batch, non-numbers, NaN and infinities (naming the rows)."""
+        if not is_array(features):
+            features = np.asarray(features)  # a list, say; arrays of either device stay where they are
         if features.shape[1:] != self.feature_shape or features.ndim != 1 + len(self.feature_shape):
             hint = ""
             if features.ndim == 2 and len(self.feature_shape) == 2:
@@ -271,11 +296,16 @@ class CaptionModel(abc.ABC):
             raise ValueError("empty batch: features has no rows")
         if not np.issubdtype(features.dtype, np.number):
             raise ValueError(f"features must be numeric, got dtype {features.dtype}")
-        features = features.astype(self.dtype, copy=False)
-        finite = np.isfinite(features).reshape(len(features), -1).all(axis=1)
+        # Moved first, then cast and checked there: a GPU does both faster than the host would.
+        features = to_device(features, self.device).astype(self.dtype, copy=False)
+        xp = array_module(features)
+        finite = xp.isfinite(features).reshape(len(features), -1).all(axis=1)
         if not finite.all():
-            raise ValueError(f"features hold NaN or infinite values (rows {np.flatnonzero(~finite)[:10].tolist()})")
+            rows = to_numpy(xp.flatnonzero(~finite)[:10]).tolist()
+            raise ValueError(f"features hold NaN or infinite values (rows {rows})")
         return features
 
     def _check_captions(self, captions: np.ndarray, batch_size: int) -> np.ndarray:
-        return check_caption_ids(captions, rows=batch_size, vocab_size=self.vocab_size)
+        """(N, T) token ids, host or device, checked, as a host array: the ids steer the loops (lengths, order)
+        and move to the device where the maths reads them."""
+        return check_caption_ids(to_numpy(captions), rows=batch_size, vocab_size=self.vocab_size)

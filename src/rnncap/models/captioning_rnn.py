@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnncap.backend import array_module, to_device
 from rnncap.models.base import CaptionModel
 from rnncap.models.config import RNNConfig
 from rnncap.models.teacher_forcing import (
@@ -164,20 +165,21 @@ class CaptioningRNN(CaptionModel):
         # Longest captions first, so that the recurrence runs only the rows still active at each step (packed
         # sequences); the loss and the parameter gradients do not depend on the order of the captions.
         order, lengths = length_order(captions, self.null_id)
-        features, captions = features[order], captions[order]
+        device = self.device
+        features, captions = features[to_device(order, device)], captions[order]
         advantages = None if advantages is None else advantages[order]
         p = self.params
         # Time-major (T, N, ...) inside; the layers receive (N, T, ...) transposed views, so nothing is copied.
-        ids_in, ids_out, mask = shift_captions(captions, self.null_id)  # (T, N) each
+        ids_in, ids_out, mask = (to_device(a, device) for a in shift_captions(captions, self.null_id))  # (T, N) each
         draws = dropout_draws(rng) if self.dropout > 0 else None
         dropout = self.dropout if draws is not None else 0.0
         # Drawn in this order, words, image, hidden states, each per caption (see time_major_draws).
         T_full, T = captions.shape[1] - 1, ids_in.shape[0]
-        words_draws = time_major_draws(draws, order, T_full, T, self.wordvec_dim)
+        words_draws = time_major_draws(draws, order, T_full, T, self.wordvec_dim, device)
         image_draws = None
         if draws is not None and self.image_input == "first_word":
             image_draws = draws.per_caption(len(order), (self.wordvec_dim,))[order]
-        h_draws = time_major_draws(draws, order, T_full, T, self.hidden_dim)
+        h_draws = time_major_draws(draws, order, T_full, T, self.hidden_dim, device)
         x, h0, inputs_cache = self._inputs_forward(features, ids_in, dropout, words_draws, image_draws)
         skip = x.shape[0] - T  # 1 after an image step, whose output predicts nothing
         active = packed_steps(lengths + skip, x.shape[0])
@@ -192,7 +194,8 @@ class CaptioningRNN(CaptionModel):
         grads = {}
         dh, grads["W_vocab"], grads["b_vocab"] = vocab_loss_backward(vocab_cache)  # (T, N, H)
         if skip:
-            dh = np.concatenate([np.zeros_like(dh[:skip]), dh])  # (S, N, H)
+            xp = array_module(dh)
+            dh = xp.concatenate([xp.zeros_like(dh[:skip]), dh])  # (S, N, H)
         dx, dh0, grads["Wx"], grads["Wh"], grads["b"] = sequence_backward(self.cell, dh.transpose(1, 0, 2), rnn_cache)
         grads["W_embed"], grads["W_proj"], grads["b_proj"] = self._inputs_backward(
             dx.transpose(1, 0, 2), dh0, inputs_cache
@@ -223,8 +226,9 @@ class CaptioningRNN(CaptionModel):
         if self.image_input == "init":
             return words, image, (proj_cache, words_cache, None)
         image, image_drop = (image, None) if image_draws is None else dropout_forward(image, dropout, image_draws)
-        x = np.concatenate([image[None], words])  # (T + 1, N, W)
-        return x, np.zeros((len(features), self.hidden_dim), dtype=x.dtype), (proj_cache, words_cache, image_drop)
+        xp = array_module(image, words)
+        x = xp.concatenate([image[None], words])  # (T + 1, N, W)
+        return x, xp.zeros((len(features), self.hidden_dim), dtype=x.dtype), (proj_cache, words_cache, image_drop)
 
     def _inputs_backward(
         self, dx: np.ndarray, dh0: np.ndarray, cache: tuple
@@ -249,9 +253,10 @@ class CaptioningRNN(CaptionModel):
         """
         features = self._check_features(features)
         image, _ = affine_forward(features, self.params["W_proj"], self.params["b_proj"])  # (N, P)
+        xp = array_module(image)
         if self.image_input == "init":
-            return (image, np.zeros_like(image)) if self.cell.has_cell_state else (image,)
-        zeros = np.zeros((len(features), self.hidden_dim), dtype=image.dtype)
+            return (image, xp.zeros_like(image)) if self.cell.has_cell_state else (image,)
+        zeros = xp.zeros((len(features), self.hidden_dim), dtype=image.dtype)
         return self._advance((zeros, zeros) if self.cell.has_cell_state else (zeros,), image)
 
     def step(self, state: tuple[np.ndarray, ...], word_ids: np.ndarray) -> tuple[np.ndarray, tuple[np.ndarray, ...]]:
@@ -259,12 +264,13 @@ class CaptioningRNN(CaptionModel):
 
         Args:
             state: from :meth:`init_state` or the previous step.
-            word_ids: (N,) ids of the previous words.
+            word_ids: (N,) ids of the previous words (host or the model's device).
 
         Returns:
             log_probs: (N, V) log-probabilities of the next word; the next state.
         """
         p = self.params
+        word_ids = to_device(word_ids, self.device)
         next_state = self._advance(state, p["W_embed"][word_ids])  # (N, W) word vectors in
         scores, _ = affine_forward(next_state[0], p["W_vocab"], p["b_vocab"])  # (N, V)
         return log_softmax(scores), next_state

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from rnncap.backend import to_numpy
 from rnncap.files import atomic_write
 
 FORMAT = "rnncap-model-1"
@@ -41,7 +42,7 @@ def write_model_file(
         path: destination; ``.npz`` is appended when missing (as ``np.savez`` would).
         config: JSON-serialisable constructor arguments, with the class name under ``"model"``.
         word_to_idx: the vocabulary.
-        params: the weights by name.
+        params: the weights by name, on either device (a file holds NumPy arrays).
         weights_dtype: store the weights in this dtype (float16 halves a shipped model); default: as they are.
         metadata: JSON-serialisable facts about the model (encoder name, training data, scores).
 
@@ -55,6 +56,7 @@ def write_model_file(
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
+    params = {name: to_numpy(value) for name, value in params.items()}
     check_storable(path, params, weights_dtype)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {

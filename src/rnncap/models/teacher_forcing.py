@@ -13,7 +13,9 @@ LSTM), so the word side is here once:
   computed only where a target counts (the vocabulary projection is the largest product of a training step,
   and padding after ``<END>`` would only be multiplied by zero weights).
 
-Everything is time-major, (T, N, ...): each time step then reads contiguous memory.
+Everything is time-major, (T, N, ...): each time step then reads contiguous memory. The captions' bookkeeping
+(shifting, lengths, order) runs on the host, where the ids steer the loops; the models move what the maths reads
+(ids, masks, dropout draws) to their device (:mod:`rnncap.backend`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from rnncap.backend import array_module, device_of, to_device
 from rnncap.nn import (
     affine_backward,
     affine_forward,
@@ -68,9 +71,10 @@ def packed_steps(lengths: np.ndarray, T: int) -> np.ndarray | None:
 
 
 def time_major_draws(
-    draws: DropoutDraws | None, order: np.ndarray, full_steps: int, steps: int, width: int
+    draws: DropoutDraws | None, order: np.ndarray, full_steps: int, steps: int, width: int, device: str = "cpu"
 ) -> np.ndarray | None:
-    """(steps, N, width) dropout uniforms for a batch sorted by ``order``, time-major, or None without draws.
+    """(steps, N, width) dropout uniforms on ``device`` for a batch sorted by ``order`` (host), time-major, or None
+    without draws.
 
     Each caption's draws follow it through the sort and are drawn over the full padded length ``full_steps``
     whatever the batch's longest caption (of which the first ``steps`` are used), so that they depend on the
@@ -79,7 +83,7 @@ def time_major_draws(
     """
     if draws is None:
         return None
-    return draws.per_caption(len(order), (full_steps, width))[order, :steps].transpose(1, 0, 2)
+    return to_device(draws.per_caption(len(order), (full_steps, width))[order, :steps].transpose(1, 0, 2), device)
 
 
 def embed_words_forward(
@@ -113,7 +117,7 @@ def vocab_loss_forward(
 
     Args:
         h: (T, N, H) hidden states (a transposed view is fine).
-        ids_out: (T, N) target ids; mask: (T, N) which of them count.
+        ids_out: (T, N) target ids; mask: (T, N) which of them count; both on ``h``'s device.
         W_vocab: (H, V); b_vocab: (V,).
         dropout: probability of dropping a unit of ``h`` where its (T, N, H) uniform ``draws`` fall below it (none
             dropped without draws).
@@ -127,20 +131,22 @@ def vocab_loss_forward(
         loss, and the cache :func:`vocab_loss_backward` takes.
     """
     T, N, H = h.shape
+    xp = array_module(h)
     h_flat = h.reshape(T * N, H)  # a view when h is time-major in memory
     everything_counts = bool(mask.all())  # then gathering and scattering rows would only copy
-    counted = slice(None) if everything_counts else np.flatnonzero(mask.ravel())  # rows of h_flat
-    draws_counted = None if draws is None else draws.reshape(T * N, H)[counted]
+    counted = slice(None) if everything_counts else xp.flatnonzero(mask.ravel())  # rows of h_flat
+    draws_counted = None if draws is None else to_device(draws, device_of(h)).reshape(T * N, H)[counted]
     h_counted, drop_cache = _dropout(h_flat[counted], dropout, draws_counted)  # (M, H)
     scores, vocab_cache = affine_forward(h_counted, W_vocab, b_vocab)  # (M, V)
     if len(excluded):
-        if np.isin(ids_out[mask], excluded).any():
+        left_out = xp.asarray(list(excluded))
+        if (xp.isin(ids_out, left_out) & mask).any():
             raise ValueError(f"a target is one of the ids {list(excluded)} that the weighted loss leaves out")
-        scores[:, list(excluded)] = -np.inf  # exp gives 0: no probability, and no gradient
+        scores[:, left_out] = -np.inf  # exp gives 0: no probability, and no gradient
     if caption_weights is None:
-        weights = np.full(scores.shape[0], 1 / N, dtype=scores.dtype)
+        weights = xp.full(scores.shape[0], 1 / N, dtype=scores.dtype)
     else:  # row t*N + n of h_flat is caption n's step t
-        weights = np.tile(np.asarray(caption_weights, dtype=scores.dtype) / N, T)[counted]
+        weights = xp.tile(xp.asarray(caption_weights, dtype=scores.dtype) / N, T)[counted]
     loss, dscores = softmax_cross_entropy(scores, ids_out.ravel()[counted], weights, overwrite_x=True)
     return loss, (dscores, vocab_cache, drop_cache, counted, h.shape)
 
@@ -152,7 +158,7 @@ def vocab_loss_backward(cache: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     dh_counted = dropout_backward(dh_counted, drop_cache)
     if isinstance(counted, slice):
         return dh_counted.reshape(shape), dW_vocab, db_vocab
-    dh = np.zeros(shape, dtype=dh_counted.dtype)
+    dh = array_module(dh_counted).zeros(shape, dtype=dh_counted.dtype)
     dh.reshape(-1, shape[2])[counted] = dh_counted
     return dh, dW_vocab, db_vocab
 

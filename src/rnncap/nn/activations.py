@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnncap.backend import array_module
+
 
 def sigmoid_(x: np.ndarray) -> np.ndarray:
     """Replace ``x`` with ``1 / (1 + exp(-x))``, in place, and return it.
@@ -13,7 +15,7 @@ def sigmoid_(x: np.ndarray) -> np.ndarray:
     gate never notices).
     """
     x *= 0.5
-    np.tanh(x, out=x)
+    array_module(x).tanh(x, out=x)
     x += 1
     x *= 0.5
     return x

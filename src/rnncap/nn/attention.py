@@ -23,10 +23,12 @@ Bahdanau et al. 2015 (additive attention); Stanford CS231n assignment 3 (the for
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
 
+from rnncap.backend import array_module, einsum_into
 from rnncap.nn.activations import sigmoid_
 
 # ------------------------------------------------------------------------------------------------ shared kernels
@@ -42,7 +44,8 @@ from rnncap.nn.activations import sigmoid_
 # memory once, to be kept for the backward pass. The loop is over a few dozen blocks, never over single images;
 # inside a block everything is vectorised. (The blocks could be shared out to a pool of Python threads, since NumPy
 # releases the GIL in its loops; measured on 2 cores that halves the kernels' time alone but gains nothing inside a
-# training step, where OpenBLAS's worker threads spin on the second core between the matrix products.)
+# training step, where OpenBLAS's worker threads spin on the second core between the matrix products.) On a GPU
+# the whole batch is one block: its kernels stream from device memory anyway, and every block costs launches.
 
 _BLOCK_BYTES = 1 << 20
 
@@ -52,8 +55,11 @@ AttentionStepCache = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.nd
 GateCache = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # context, prev_h, W_beta, beta
 
 
-def _blocks(N: int, bytes_per_image: int) -> list[slice]:
-    """Consecutive blocks of the N images, each holding about ``_BLOCK_BYTES`` of activations."""
+def _blocks(N: int, bytes_per_image: int, xp: ModuleType) -> list[slice]:
+    """Consecutive blocks of the N images, each holding about ``_BLOCK_BYTES`` of activations (one block of all N
+    off the host, ``xp`` not NumPy)."""
+    if xp is not np:
+        return [slice(0, N)]
     size = max(1, _BLOCK_BYTES // max(1, bytes_per_image))
     return [slice(start, min(start + size, N)) for start in range(0, N, size)]
 
@@ -79,21 +85,22 @@ def attend(
     N, B, A = hA.shape
     L, D = features.shape[1:]
     dtype = feat_proj.dtype
+    xp = array_module(features, feat_proj, hA)
     if s is None:
-        s = np.empty((N, B, L, A), dtype=dtype)
-    alpha = np.empty((N, B, L), dtype=dtype)
-    context = np.empty((N, B, D), dtype=dtype)
-    for rows in _blocks(N, s[0].nbytes):
+        s = xp.empty((N, B, L, A), dtype=dtype)
+    alpha = xp.empty((N, B, L), dtype=dtype)
+    context = xp.empty((N, B, D), dtype=dtype)
+    for rows in _blocks(N, s[0].nbytes, xp):
         s_blk, e = s[rows], alpha[rows]  # views
-        np.add(feat_proj[rows, None, :, :], hA[rows, :, None, :], out=s_blk)  # (n, B, L, A)
-        np.tanh(s_blk, out=s_blk)
-        np.matmul(s_blk.reshape(-1, A), w_att, out=e.reshape(-1))  # scores, one matrix-vector product
+        xp.add(feat_proj[rows, None, :, :], hA[rows, :, None, :], out=s_blk)  # (n, B, L, A)
+        xp.tanh(s_blk, out=s_blk)
+        xp.matmul(s_blk.reshape(-1, A), w_att, out=e.reshape(-1))  # scores, one matrix-vector product
         if mask is not None:
-            np.copyto(e, -np.inf, where=~mask[rows, None, :])  # exp(-inf - max) = 0: masked weights are exactly 0
+            xp.copyto(e, -np.inf, where=~mask[rows, None, :])  # exp(-inf - max) = 0: masked weights are exactly 0
         e -= e.max(axis=2, keepdims=True)  # stable softmax: the largest score becomes exp(0) = 1
-        np.exp(e, out=e)
+        xp.exp(e, out=e)
         e /= e.sum(axis=2, keepdims=True)
-        np.einsum("nbl,nld->nbd", e, features[rows], out=context[rows])  # (einsum: no stacked tiny GEMMs)
+        einsum_into(context[rows], "nbl,nld->nbd", e, features[rows])  # (einsum: no stacked tiny GEMMs)
     return context, alpha
 
 
@@ -118,23 +125,24 @@ def attend_backward(
     """
     N, L, A = s.shape
     dtype = s.dtype
-    blocks = _blocks(N, s[0].nbytes)
-    de = np.empty((N, L), dtype=dtype)
-    dhA = np.empty((N, A), dtype=dtype)
-    dw_att = np.empty((len(blocks), A), dtype=dtype)
+    xp = array_module(s, dcontext)
+    blocks = _blocks(N, s[0].nbytes, xp)
+    de = xp.empty((N, L), dtype=dtype)
+    dhA = xp.empty((N, A), dtype=dtype)
+    dw_att = xp.empty((len(blocks), A), dtype=dtype)
     for i, rows in enumerate(blocks):
         g, a, s_blk = de[rows], alpha[rows], s[rows]  # views
-        np.einsum("nld,nd->nl", features[rows], dcontext[rows], out=g)  # through the context
+        einsum_into(g, "nld,nd->nl", features[rows], dcontext[rows])  # through the context
         if dalpha is not None:
             g += dalpha[rows]
-        g -= np.einsum("nl,nl->n", a, g)[:, None]  # softmax backward: alpha * (g - sum(alpha * g))
+        g -= xp.einsum("nl,nl->n", a, g)[:, None]  # softmax backward: alpha * (g - sum(alpha * g))
         g *= a
-        np.matmul(g.reshape(-1), s_blk.reshape(-1, A), out=dw_att[i])  # before s is overwritten
+        xp.matmul(g.reshape(-1), s_blk.reshape(-1, A), out=dw_att[i])  # before s is overwritten
         # d tanh = 1 - s^2. Split as de - de * s^2, only de * s^2 is a full (n, L, A) array; it is written over s,
         # whose activations are no longer needed, so that the step allocates nothing of that size.
-        np.multiply(s_blk, s_blk, out=s_blk)
+        xp.multiply(s_blk, s_blk, out=s_blk)
         s_blk *= g[:, :, None]
-        np.subtract(g.sum(axis=1)[:, None], s_blk.sum(axis=1), out=dhA[rows])  # sum over locations, / w_att
+        xp.subtract(g.sum(axis=1)[:, None], s_blk.sum(axis=1), out=dhA[rows])  # sum over locations, / w_att
     dhA *= w_att
     return dhA, de, dw_att.sum(axis=0)
 
@@ -144,16 +152,17 @@ def gate_context(
 ) -> tuple[np.ndarray, np.ndarray]:
     """beta_pre (N, 1) -> beta (N, 1) in place; returns ``beta * context`` (N, D) (into ``out`` if given) and beta."""
     beta = sigmoid_(beta_pre)
-    return np.multiply(beta, context, out=out), beta
+    return array_module(beta_pre).multiply(beta, context, out=out), beta
 
 
 def gate_context_backward(
     dgated: np.ndarray, context: np.ndarray, beta: np.ndarray, dcontext_out: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Backward of :func:`gate_context`: dgated (N, D) -> dcontext (N, D), dbeta_pre (N, 1)."""
-    dbeta = np.einsum("nd,nd->n", dgated, context)[:, None]  # (N, 1), without an (N, D) temporary
+    xp = array_module(dgated, context)
+    dbeta = xp.einsum("nd,nd->n", dgated, context)[:, None]  # (N, 1), without an (N, D) temporary
     dbeta *= beta * (1 - beta)
-    return np.multiply(dgated, beta, out=dcontext_out), dbeta
+    return xp.multiply(dgated, beta, out=dcontext_out), dbeta
 
 
 def check_mask(mask: np.ndarray | None, N: int, L: int) -> None:
@@ -162,7 +171,7 @@ def check_mask(mask: np.ndarray | None, N: int, L: int) -> None:
         return
     if mask.shape != (N, L) or mask.dtype != np.bool_:
         raise ValueError(f"mask must be a boolean array of shape (N, L) = ({N}, {L}), got {mask.dtype} {mask.shape}")
-    empty = np.flatnonzero(~mask.any(axis=1))
+    empty = array_module(mask).flatnonzero(~mask.any(axis=1))
     if empty.size:
         raise ValueError(f"mask leaves no location to attend to in rows {empty[:10].tolist()}")
 
@@ -203,7 +212,7 @@ def attention_step_forward(
     """
     N, L, _ = features.shape
     check_mask(mask, N, L)
-    s = np.empty((N, 1, L, w_att.shape[0]), dtype=feat_proj.dtype)
+    s = array_module(feat_proj).empty((N, 1, L, w_att.shape[0]), dtype=feat_proj.dtype)
     hA = prev_h @ W_h_att  # (N, A)
     context, alpha = attend(features, feat_proj, hA[:, None, :], w_att, mask, s)
     return context[:, 0], alpha[:, 0], (features, prev_h, W_h_att, w_att, alpha[:, 0], [s[:, 0]])
@@ -234,7 +243,7 @@ def attention_step_backward(dcontext: np.ndarray, dalpha: np.ndarray, cache: Att
     features, prev_h, W_h_att, w_att, alpha, holder = cache
     s = take_scratch(holder)
     dhA, de, dw_att = attend_backward(dcontext, dalpha, features, alpha, s, w_att)
-    dfeat_proj = np.subtract(de[:, :, None], s, out=s)
+    dfeat_proj = array_module(s).subtract(de[:, :, None], s, out=s)
     dfeat_proj *= w_att
     dfeatures = alpha[:, :, None] * dcontext[:, None, :]
     return AttentionStepGrads(dfeatures, dfeat_proj, dhA @ W_h_att.T, prev_h.T @ dhA, dw_att)
@@ -280,8 +289,9 @@ def doubly_stochastic_loss(alpha: np.ndarray, mask: np.ndarray, weight: float) -
         loss (a Python float, summed in float64); dalpha (N, T, L), zero at the steps that do not count.
     """
     N = alpha.shape[0]
+    xp = array_module(alpha)
     m = mask.astype(alpha.dtype)
-    gap = 1 - np.einsum("ntl,nt->nl", alpha, m)  # (N, L)
-    loss = weight * float(np.sum(np.square(gap, dtype=np.float64))) / N
+    gap = 1 - xp.einsum("ntl,nt->nl", alpha, m)  # (N, L)
+    loss = weight * float(xp.sum(xp.square(gap, dtype=np.float64))) / N
     dcover = gap * alpha.dtype.type(-2 * weight / N)  # (N, L): d loss / d (sum_t alpha)
     return loss, dcover[:, None, :] * m[:, :, None]

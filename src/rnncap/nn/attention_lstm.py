@@ -12,10 +12,12 @@ Names and shapes: N batch, T time, L grid locations, D feature channels, A atten
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import NamedTuple
 
 import numpy as np
 
+from rnncap.backend import array_module
 from rnncap.nn.attention import attend, attend_backward, check_mask, gate_context, gate_context_backward, take_scratch
 from rnncap.nn.lstm import lstm_core_backward, lstm_core_forward
 from rnncap.nn.packed import check_active
@@ -100,17 +102,18 @@ def attention_lstm_forward(
     x_flat = x.transpose(1, 0, 2).reshape(T * N, W)
     a = (x_flat @ Wx_word).reshape(T, N, 4 * H)  # the word part of every step's gates, one GEMM
     a += b
-    W_hb = np.concatenate([W_h_att, W_beta], axis=1)  # (H, A + 1)
+    xp = array_module(x, features, h0)
+    W_hb = xp.concatenate([W_h_att, W_beta], axis=1)  # (H, A + 1)
 
     # Zeros, not empty: a packed batch leaves the rows that are not active untouched, and the products and sums
     # after the backward loop read every row (np.zeros of a large array costs no more than np.empty).
-    hs = np.zeros((T + 1, N, H), dtype=dtype)
+    hs = xp.zeros((T + 1, N, H), dtype=dtype)
     hs[0] = h0
-    s = np.zeros((T, N, 1, L, A), dtype=dtype)  # tanh activations of every step, kept for the backward pass
-    alphas = np.zeros((T, N, L), dtype=dtype)
-    contexts = np.zeros((T, N, D), dtype=dtype)
-    gated = np.zeros((T, N, D), dtype=dtype)
-    betas = np.zeros((T, N, 1), dtype=dtype)
+    s = xp.zeros((T, N, 1, L, A), dtype=dtype)  # tanh activations of every step, kept for the backward pass
+    alphas = xp.zeros((T, N, L), dtype=dtype)
+    contexts = xp.zeros((T, N, D), dtype=dtype)
+    gated = xp.zeros((T, N, D), dtype=dtype)
+    betas = xp.zeros((T, N, 1), dtype=dtype)
     c, lstm_caches = c0, []
     for t, n in enumerate(counts[counts > 0]):  # rows [:n] are active: the longest captions come first
         hb = hs[t, :n] @ W_hb  # (n, A + 1): the query and the gate's pre-activation
@@ -154,15 +157,16 @@ def attention_lstm_backward(
     Wx_ctx_T = cache.Wx[cache.x_flat.shape[1] :].T  # (4H, D): the context rows
     dh = dh.transpose(1, 0, 2)  # (T, N, H)
     dalpha = None if dalpha is None else dalpha.transpose(1, 0, 2)  # (T, N, L)
+    xp = array_module(dh, s)
 
     # zeros where a row is not active (a packed batch): the products after the loop read every row
-    da = np.zeros((T, N, 4 * H), dtype=dh.dtype)  # gradients of every step's gate pre-activations
-    dhb = np.zeros((T, N, A + 1), dtype=dh.dtype)  # gradients of the query and of the gate's pre-activation
-    dcontexts = np.zeros_like(contexts)
-    de = np.zeros_like(alphas)  # gradients of the scores
-    dw_att = np.zeros(A, dtype=dh.dtype)
-    dprev_h = np.zeros((N, H), dtype=dh.dtype)
-    dprev_c = np.zeros((N, H), dtype=dh.dtype)
+    da = xp.zeros((T, N, 4 * H), dtype=dh.dtype)  # gradients of every step's gate pre-activations
+    dhb = xp.zeros((T, N, A + 1), dtype=dh.dtype)  # gradients of the query and of the gate's pre-activation
+    dcontexts = xp.zeros_like(contexts)
+    de = xp.zeros_like(alphas)  # gradients of the scores
+    dw_att = xp.zeros(A, dtype=dh.dtype)
+    dprev_h = xp.zeros((N, H), dtype=dh.dtype)
+    dprev_c = xp.zeros((N, H), dtype=dh.dtype)
     for t in reversed(range(len(cache.lstm_caches))):  # the steps that ran: those with an active row
         n = cache.counts[t]  # rows past their length keep a zero gradient until their last step
         dnext_h = dprev_h[:n]
@@ -183,18 +187,19 @@ def attention_lstm_backward(
     dfeat_proj = _feat_proj_grad(s, de, w_att)
     # sum_t alpha_t (x) dcontext_t. einsum, not np.matmul of (N, L, T) @ (N, T, D): NumPy's stacked matmul
     # falls back to a naive loop for these shapes, some 20 times slower.
-    dfeatures = np.einsum("tnl,tnd->nld", alphas, dcontexts) if features_grad else None
+    dfeatures = xp.einsum("tnl,tnd->nld", alphas, dcontexts) if features_grad else None
     return AttentionLSTMGrads(
         dx, dfeatures, dfeat_proj, dprev_h, dprev_c, dWx, dWh, db, dW_h_att, dw_att, dW_beta, db_beta
     )
 
 
-def _active_rows(counts: np.ndarray, N: int) -> slice | np.ndarray:
+def _active_rows(counts: np.ndarray, N: int, xp: ModuleType) -> slice | np.ndarray:
     """The rows of a (T*N, ...) time-major array that ran: every row (a slice, no copy) unless packed, else the
-    flat indices ``t*N + n`` of the active ones (the weight products then skip the padding too)."""
+    flat indices ``t*N + n`` of the active ones (the weight products then skip the padding too), on the device of
+    ``xp``, from the host ``counts``."""
     if np.all(counts == N):
         return slice(None)
-    return np.flatnonzero((np.arange(N)[None, :] < counts[:, None]).ravel())
+    return xp.asarray(np.flatnonzero((np.arange(N)[None, :] < counts[:, None]).ravel()))
 
 
 def _lstm_input_and_weight_grads(
@@ -204,15 +209,16 @@ def _lstm_input_and_weight_grads(
     over the rows that ran."""
     T, N, H4 = da.shape
     W = cache.x_flat.shape[1]
-    rows = _active_rows(cache.counts, N)
+    xp = array_module(da)
+    rows = _active_rows(cache.counts, N, xp)
     da_flat = da.reshape(T * N, H4)[rows]
-    dWx = np.empty_like(cache.Wx)
-    np.matmul(cache.x_flat[rows].T, da_flat, out=dWx[:W])  # word rows
-    np.matmul(cache.gated.reshape(T * N, -1)[rows].T, da_flat, out=dWx[W:])  # context rows
+    dWx = xp.empty_like(cache.Wx)
+    xp.matmul(cache.x_flat[rows].T, da_flat, out=dWx[:W])  # word rows
+    xp.matmul(cache.gated.reshape(T * N, -1)[rows].T, da_flat, out=dWx[W:])  # context rows
     if isinstance(rows, slice):
         dx = da_flat @ cache.Wx[:W].T
     else:
-        dx = np.zeros((T * N, W), dtype=da.dtype)
+        dx = xp.zeros((T * N, W), dtype=da.dtype)
         dx[rows] = da_flat @ cache.Wx[:W].T
     dWh = cache.hs[:-1].reshape(T * N, -1)[rows].T @ da_flat  # every step's input state (no copy unless packed)
     return dx.reshape(T, N, W).transpose(1, 0, 2), dWx, dWh, da_flat.sum(axis=0)
@@ -223,10 +229,11 @@ def _query_and_gate_weight_grads(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """dW_h_att (H, A), dW_beta (H, 1), db_beta (1,) from dhb (T, N, A + 1), the gradients of ``h_{t-1} W_hb``."""
     T, N, A1 = dhb.shape
-    rows = _active_rows(counts, N)
+    xp = array_module(dhb)
+    rows = _active_rows(counts, N, xp)
     dW_hb = hs[:-1].reshape(T * N, -1)[rows].T @ dhb.reshape(T * N, A1)[rows]  # (H, A + 1)
     A = A1 - 1
-    return np.ascontiguousarray(dW_hb[:, :A]), np.ascontiguousarray(dW_hb[:, A:]), dhb[:, :, A:].sum(axis=(0, 1))
+    return xp.ascontiguousarray(dW_hb[:, :A]), xp.ascontiguousarray(dW_hb[:, A:]), dhb[:, :, A:].sum(axis=(0, 1))
 
 
 def _feat_proj_grad(s: np.ndarray, de: np.ndarray, w_att: np.ndarray) -> np.ndarray:
@@ -237,7 +244,8 @@ def _feat_proj_grad(s: np.ndarray, de: np.ndarray, w_att: np.ndarray) -> np.ndar
     one matrix-vector product (each element read once) instead of T accumulations.
     """
     T, N, _, L, A = s.shape
-    dfeat_proj = (np.ones(T, dtype=s.dtype) @ s.reshape(T, -1)).reshape(N, L, A)
-    np.subtract(de.sum(axis=0)[:, :, None], dfeat_proj, out=dfeat_proj)
+    xp = array_module(s)
+    dfeat_proj = (xp.ones(T, dtype=s.dtype) @ s.reshape(T, -1)).reshape(N, L, A)
+    xp.subtract(de.sum(axis=0)[:, :, None], dfeat_proj, out=dfeat_proj)
     dfeat_proj *= w_att
     return dfeat_proj

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnncap.backend import device_of, to_device
+
 
 class DropoutDraws:
     """Uniform draws in [0, 1) for the dropout masks of a global batch of ``total`` captions, of which this process
@@ -64,7 +66,9 @@ def dropout_forward(
         x: any shape.
         p: probability of dropping a unit, in [0, 1).
         rng: the generator of the mask (the caller owns it, so that a run is reproducible and resumable), or the
-            uniform draws in [0, 1) themselves, shaped like ``x`` (as :class:`DropoutDraws` gives a model).
+            uniform draws in [0, 1) themselves, shaped like ``x`` (as :class:`DropoutDraws` gives a model). The
+            generator draws on the host and its draws move to ``x``'s device, so that a seeded run drops the same
+            units on either device.
 
     Returns:
         out: like ``x``; cache: the scaled keep-mask, in ``x``'s dtype (None when ``p`` is 0).
@@ -79,6 +83,7 @@ def dropout_forward(
         uniform = rng
     else:
         raise ValueError(f"dropout draws of shape {rng.shape} for units of shape {x.shape}")
+    uniform = to_device(uniform, device_of(x))
     scaled = (uniform >= p).astype(x.dtype)
     scaled *= 1 / (1 - p)
     return x * scaled, scaled

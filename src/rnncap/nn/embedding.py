@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnncap.backend import array_module
+
 
 def word_embedding_forward(x: np.ndarray, W: np.ndarray) -> tuple[np.ndarray, tuple]:
     """Look up the vector of every token.
@@ -33,10 +35,12 @@ def word_embedding_backward(dout: np.ndarray, cache: tuple) -> np.ndarray:
         dW: (V, D), zero for words that do not occur.
     """
     x, (V, D) = cache
+    xp = array_module(x, dout)
     ids = x.ravel()
-    order = np.argsort(ids, kind="stable")
+    order = xp.argsort(ids, kind="stable")
     sorted_ids = ids[order]
-    run_starts = np.flatnonzero(np.concatenate(([True], sorted_ids[1:] != sorted_ids[:-1])))
-    dW = np.zeros((V, D), dtype=dout.dtype)
-    dW[sorted_ids[run_starts]] = np.add.reduceat(dout.reshape(-1, D)[order], run_starts, axis=0)
+    run_starts = xp.flatnonzero(xp.concatenate((xp.ones(1, dtype=bool), sorted_ids[1:] != sorted_ids[:-1])))
+    dW = xp.zeros((V, D), dtype=dout.dtype)
+    # A sum per run, in a fixed order: deterministic on a GPU too, unlike atomic scatter-adds.
+    dW[sorted_ids[run_starts]] = xp.add.reduceat(dout.reshape(-1, D)[order], run_starts, axis=0)
     return dW

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnncap.backend import array_module
 from rnncap.nn.activations import sigmoid_
 from rnncap.nn.recurrent import (
     Cell,
@@ -29,6 +30,7 @@ from rnncap.nn.recurrent import (
 def _core_forward(
     a: np.ndarray, prev_h: np.ndarray, prev_c: np.ndarray | None, Wh: np.ndarray, out_h: np.ndarray
 ) -> tuple[None, CoreCache]:
+    xp = array_module(a)
     H = prev_h.shape[1]
     ah = prev_h @ Wh  # (N, 3H)
     a[:, : 2 * H] += ah[:, : 2 * H]
@@ -36,8 +38,8 @@ def _core_forward(
     r, z, n = a[:, :H], a[:, H : 2 * H], a[:, 2 * H :]
     hn = ah[:, 2 * H :]  # h Wh_n, kept for the gradient of r
     n += r * hn
-    np.tanh(n, out=n)
-    np.subtract(prev_h, n, out=out_h)
+    xp.tanh(n, out=n)
+    xp.subtract(prev_h, n, out=out_h)
     out_h *= z
     out_h += n
     return None, (a, prev_h, hn, Wh)
@@ -47,19 +49,20 @@ def _core_backward(
     dnext_h: np.ndarray, dnext_c: np.ndarray | None, cache: CoreCache, da: np.ndarray, dah: np.ndarray
 ) -> tuple[np.ndarray, None]:
     gates, prev_h, hn, Wh = cache
+    xp = array_module(da)
     H = prev_h.shape[1]
     r, z, n = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H :]
     dr, dz, dn = da[:, :H], da[:, H : 2 * H], da[:, 2 * H :]
 
-    np.multiply(n, n, out=dn)
-    np.subtract(1, dn, out=dn)  # tanh' = 1 - n^2
+    xp.multiply(n, n, out=dn)
+    xp.subtract(1, dn, out=dn)  # tanh' = 1 - n^2
     dn *= 1 - z
     dn *= dnext_h  # gradient of n's pre-activation
-    np.multiply(dn, r, out=dah[:, 2 * H :])
-    np.multiply(dn, hn, out=dr)
+    xp.multiply(dn, r, out=dah[:, 2 * H :])
+    xp.multiply(dn, hn, out=dr)
     dr *= r
     dr *= 1 - r
-    np.subtract(prev_h, n, out=dz)
+    xp.subtract(prev_h, n, out=dz)
     dz *= dnext_h
     dz *= z
     dz *= 1 - z

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnncap.backend import array_module
+
 
 def softmax_cross_entropy(
     x: np.ndarray, y: np.ndarray, weights: np.ndarray, overwrite_x: bool = False
@@ -24,15 +26,16 @@ def softmax_cross_entropy(
         loss: the scalar loss (a Python float, summed in float64).
         dx: (M, V) gradient of the loss with respect to ``x``, in ``x``'s dtype.
     """
-    rows = np.arange(x.shape[0])
+    xp = array_module(x, y, weights)
+    rows = xp.arange(x.shape[0])
     weights = weights.astype(x.dtype, copy=False)
     row_max = x.max(axis=1, keepdims=True)
-    probs = np.subtract(x, row_max, out=x if overwrite_x else None)  # (M, V); each row's max is now 0
+    probs = xp.subtract(x, row_max, out=x if overwrite_x else None)  # (M, V); each row's max is now 0
     target_scores = probs[rows, y]  # shifted score of each target, before exp overwrites it
-    np.exp(probs, out=probs)
+    xp.exp(probs, out=probs)
     sums = probs.sum(axis=1)  # (M,), each >= 1 because the max entry is exp(0)
-    log_likelihood = target_scores - np.log(sums)
-    loss = -float(np.dot(weights.astype(np.float64), log_likelihood.astype(np.float64)))
+    log_likelihood = target_scores - xp.log(sums)
+    loss = -float(xp.dot(weights.astype(np.float64), log_likelihood.astype(np.float64)))  # (a GPU syncs here)
 
     probs /= sums[:, None]
     probs[rows, y] -= 1
@@ -62,6 +65,7 @@ def temporal_softmax_loss(x: np.ndarray, y: np.ndarray, mask: np.ndarray) -> tup
 
 def log_softmax(x: np.ndarray) -> np.ndarray:
     """Row-wise log-softmax of (N, V) scores, stable for any magnitude: (N, V) -> (N, V)."""
+    xp = array_module(x)
     shifted = x - x.max(axis=1, keepdims=True)
-    shifted -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    shifted -= xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
     return shifted

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnncap.backend import array_module
 from rnncap.nn.activations import sigmoid_
 from rnncap.nn.recurrent import (
     Cell,
@@ -31,15 +32,16 @@ def lstm_core_forward(
 ) -> tuple[np.ndarray, CoreCache]:
     """The LSTM's :class:`~rnncap.nn.recurrent.CoreForward`: a (N, 4H) -> gate activations i, f, o, g in place."""
     assert prev_c is not None, "the LSTM core needs a cell state"  # the recurrence always passes one
+    xp = array_module(a)
     H = prev_h.shape[1]
     a += prev_h @ Wh  # (N, 4H)
     sigmoid_(a[:, : 3 * H])  # i, f, o
-    np.tanh(a[:, 3 * H :], out=a[:, 3 * H :])  # g
+    xp.tanh(a[:, 3 * H :], out=a[:, 3 * H :])  # g
     i, f, o, g = a[:, :H], a[:, H : 2 * H], a[:, 2 * H : 3 * H], a[:, 3 * H :]
     next_c = f * prev_c
     next_c += i * g
-    tanh_c = np.tanh(next_c)
-    np.multiply(o, tanh_c, out=out_h)
+    tanh_c = xp.tanh(next_c)
+    xp.multiply(o, tanh_c, out=out_h)
     return next_c, (a, prev_c, tanh_c, Wh)
 
 
@@ -49,18 +51,19 @@ def lstm_core_backward(
     """The LSTM's :class:`~rnncap.nn.recurrent.CoreBackward`; ``dah`` is ``da`` (both parts share the gradient)."""
     assert dnext_c is not None, "the LSTM core needs a cell-state gradient"  # the recurrence always passes one
     gates, prev_c, tanh_c, Wh = cache
+    xp = array_module(da)
     H = prev_c.shape[1]
     i, f, o, g = gates[:, :H], gates[:, H : 2 * H], gates[:, 2 * H : 3 * H], gates[:, 3 * H :]
     di, df, do, dg = da[:, :H], da[:, H : 2 * H], da[:, 2 * H : 3 * H], da[:, 3 * H :]
 
     dc = tanh_c * tanh_c  # (N, H): total gradient reaching c_t, through h_t and from step t + 1
-    np.subtract(1, dc, out=dc)
+    xp.subtract(1, dc, out=dc)
     dc *= o
     dc *= dnext_h
     dc += dnext_c
 
     sig = gates[:, : 3 * H]  # sigmoid' = s (1 - s), for i, f, o at once
-    np.subtract(1, sig, out=da[:, : 3 * H])
+    xp.subtract(1, sig, out=da[:, : 3 * H])
     da[:, : 3 * H] *= sig
     di *= dc
     di *= g
@@ -68,8 +71,8 @@ def lstm_core_backward(
     df *= prev_c
     do *= dnext_h
     do *= tanh_c
-    np.multiply(g, g, out=dg)
-    np.subtract(1, dg, out=dg)  # tanh' = 1 - g^2
+    xp.multiply(g, g, out=dg)
+    xp.subtract(1, dg, out=dg)  # tanh' = 1 - g^2
     dg *= dc
     dg *= i
 

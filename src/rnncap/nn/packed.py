@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnncap.backend import array_module, to_numpy
+
 
 def active_from_lengths(lengths: np.ndarray, T: int) -> np.ndarray:
     """(N,) lengths sorted in descending order -> (T,) counts ``n_t = #{n : lengths[n] > t}``."""
@@ -30,7 +32,7 @@ def sort_by_length(lengths: np.ndarray) -> np.ndarray:
 
 def check_active(active: np.ndarray, N: int, T: int) -> np.ndarray:
     """Validate ``active`` for a batch of N rows and T steps; returns it as an int64 array."""
-    counts = np.asarray(active)
+    counts = np.asarray(to_numpy(active))  # host counts: they steer the time loop
     if counts.shape != (T,) or not np.issubdtype(counts.dtype, np.integer):
         raise ValueError(f"active must be a ({T},) integer array of active rows per step, got {counts!r}")
     if T and (counts.min() < 0 or counts.max() > N or np.any(np.diff(counts) > 0)):
@@ -45,12 +47,12 @@ def offsets_of(counts: np.ndarray) -> np.ndarray:
 
 def pack(x: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Time-major (T, N, ...) -> packed (M, ...), M = sum(counts): the active rows of every step in order."""
-    return np.concatenate([x[t, :n] for t, n in enumerate(counts)], axis=0)
+    return array_module(x).concatenate([x[t, :n] for t, n in enumerate(counts)], axis=0)
 
 
 def unpack(packed: np.ndarray, counts: np.ndarray, N: int) -> np.ndarray:
     """Packed (M, ...) -> time-major (T, N, ...), zero where a row is not active."""
-    out = np.zeros((len(counts), N, *packed.shape[1:]), dtype=packed.dtype)
+    out = array_module(packed).zeros((len(counts), N, *packed.shape[1:]), dtype=packed.dtype)
     offsets = offsets_of(counts)
     for t, n in enumerate(counts):
         out[t, :n] = packed[offsets[t] : offsets[t + 1]]

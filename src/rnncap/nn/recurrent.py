@@ -27,6 +27,7 @@ from typing import NamedTuple, Protocol
 
 import numpy as np
 
+from rnncap.backend import array_module
 from rnncap.nn.packed import check_active, offsets_of, pack, unpack
 
 CoreCache = tuple[np.ndarray, ...]  # what a core keeps of one step for its backward pass
@@ -135,7 +136,7 @@ def step_forward(
     """
     a = x @ Wx  # (N, kH)
     a += b
-    next_h = np.empty_like(prev_h)
+    next_h = array_module(a).empty_like(prev_h)
     next_c, core_cache = cell.core_forward(a, prev_h, prev_c, Wh, next_h)
     return next_h, next_c, (x, prev_h, Wx, core_cache)
 
@@ -143,8 +144,9 @@ def step_forward(
 def step_backward(cell: Cell, dnext_h: np.ndarray, dnext_c: np.ndarray | None, cache: StepCache) -> StepGrads:
     """Backward pass of :func:`step_forward`: dnext_h (N, H) and dnext_c (N, H) or None -> :class:`StepGrads`."""
     x, prev_h, Wx, core_cache = cache
-    da = np.empty((x.shape[0], Wx.shape[1]), dtype=dnext_h.dtype)
-    dah = np.empty_like(da) if cell.separate_hidden_grad else da
+    xp = array_module(dnext_h)
+    da = xp.empty((x.shape[0], Wx.shape[1]), dtype=dnext_h.dtype)
+    dah = xp.empty_like(da) if cell.separate_hidden_grad else da
     dprev_h, dprev_c = cell.core_backward(dnext_h, dnext_c, core_cache, da, dah)
     return StepGrads(da @ Wx.T, dprev_h, dprev_c, x.T @ da, prev_h.T @ dah, da.sum(axis=0))
 
@@ -177,13 +179,14 @@ def sequence_forward(
     if active is not None:
         return _packed_forward(cell, x, h0, Wx, Wh, b, check_active(active, N, T))
     H = h0.shape[1]
+    xp = array_module(x, h0)
     x_flat = x.transpose(1, 0, 2).reshape(T * N, D)  # (T*N, D), a view for time-major input
     a = x_flat @ Wx  # (T*N, kH): the input part of every step in one GEMM
     a += b
     a = a.reshape(T, N, -1)  # the core turns each step's slice into gate activations
-    hs = np.empty((T + 1, N, H), dtype=a.dtype)  # hs[t] is the state step t reads, hs[t + 1] the one it writes
+    hs = xp.empty((T + 1, N, H), dtype=a.dtype)  # hs[t] is the state step t reads, hs[t + 1] the one it writes
     hs[0] = h0
-    prev_c = np.zeros_like(hs[0]) if cell.has_cell_state else None
+    prev_c = xp.zeros_like(hs[0]) if cell.has_cell_state else None
     step_caches = []
     for t in range(T):
         prev_c, step_cache = cell.core_forward(a[t], hs[t], prev_c, Wh, hs[t + 1])
@@ -207,11 +210,12 @@ def sequence_backward(cell: Cell, dh: np.ndarray, cache: SequenceCache) -> Seque
     x_flat, Wx, hs, step_caches = cache
     T, N, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
     D, kH = Wx.shape
+    xp = array_module(dh)
     dh = dh.transpose(1, 0, 2)  # (T, N, H)
-    da = np.empty((T, N, kH), dtype=dh.dtype)
-    dah = np.empty_like(da) if cell.separate_hidden_grad else da
-    dprev_h = np.zeros((N, H), dtype=dh.dtype)
-    dprev_c = np.zeros((N, H), dtype=dh.dtype) if cell.has_cell_state else None
+    da = xp.empty((T, N, kH), dtype=dh.dtype)
+    dah = xp.empty_like(da) if cell.separate_hidden_grad else da
+    dprev_h = xp.zeros((N, H), dtype=dh.dtype)
+    dprev_c = xp.zeros((N, H), dtype=dh.dtype) if cell.has_cell_state else None
     for t in reversed(range(T)):
         dprev_h += dh[t]  # gradient reaching h_t: from the output at t and from step t + 1
         dprev_h, dprev_c = cell.core_backward(dprev_h, dprev_c, step_caches[t], da[t], dah[t])
@@ -228,13 +232,14 @@ def _packed_forward(
 ) -> tuple[np.ndarray, PackedCache]:
     """:func:`sequence_forward` on the active rows only: x (N, T, D) -> h (N, T, H), zero where not active."""
     N, H = h0.shape
+    xp = array_module(x, h0)
     offsets = offsets_of(counts)
     x_packed = pack(x.transpose(1, 0, 2), counts)  # (M, D)
     a = x_packed @ Wx  # (M, kH): the input part of every active step in one GEMM
     a += b
-    h_in = np.empty((x_packed.shape[0], H), dtype=a.dtype)
-    h_out = np.empty_like(h_in)
-    prev_h, prev_c = h0, (np.zeros_like(h0) if cell.has_cell_state else None)
+    h_in = xp.empty((x_packed.shape[0], H), dtype=a.dtype)
+    h_out = xp.empty_like(h_in)
+    prev_h, prev_c = h0, (xp.zeros_like(h0) if cell.has_cell_state else None)
     step_caches = []
     for t, n in enumerate(counts):
         rows = slice(offsets[t], offsets[t + 1])
@@ -252,12 +257,13 @@ def _packed_backward(cell: Cell, dh: np.ndarray, cache: PackedCache, N: int) -> 
     """:func:`sequence_backward` for a packed forward; dh where a row is not active is ignored."""
     x_packed, Wx, h_in, counts, step_caches = cache
     H, kH = h_in.shape[1], Wx.shape[1]
+    xp = array_module(dh)
     offsets = offsets_of(counts)
     dh_packed = pack(dh.transpose(1, 0, 2), counts)  # (M, H)
-    da = np.empty((x_packed.shape[0], kH), dtype=dh.dtype)
-    dah = np.empty_like(da) if cell.separate_hidden_grad else da
-    dprev_h = np.zeros((N, H), dtype=dh.dtype)  # rows past their length keep 0 until their last step
-    dprev_c = np.zeros((N, H), dtype=dh.dtype) if cell.has_cell_state else None
+    da = xp.empty((x_packed.shape[0], kH), dtype=dh.dtype)
+    dah = xp.empty_like(da) if cell.separate_hidden_grad else da
+    dprev_h = xp.zeros((N, H), dtype=dh.dtype)  # rows past their length keep 0 until their last step
+    dprev_c = xp.zeros((N, H), dtype=dh.dtype) if cell.has_cell_state else None
     for t in reversed(range(len(counts))):
         n, rows = counts[t], slice(offsets[t], offsets[t + 1])
         dnext_h = dprev_h[:n]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rnncap.backend import array_module
 from rnncap.nn.recurrent import (
     Cell,
     CoreCache,
@@ -22,7 +23,7 @@ def _core_forward(
     a: np.ndarray, prev_h: np.ndarray, prev_c: np.ndarray | None, Wh: np.ndarray, out_h: np.ndarray
 ) -> tuple[None, CoreCache]:
     a += prev_h @ Wh  # (N, H)
-    np.tanh(a, out=out_h)
+    array_module(a).tanh(a, out=out_h)
     return None, (out_h, Wh)
 
 
@@ -30,8 +31,9 @@ def _core_backward(
     dnext_h: np.ndarray, dnext_c: np.ndarray | None, cache: CoreCache, da: np.ndarray, dah: np.ndarray
 ) -> tuple[np.ndarray, None]:
     next_h, Wh = cache
-    np.multiply(next_h, next_h, out=da)
-    np.subtract(1, da, out=da)  # tanh' = 1 - h^2
+    xp = array_module(da)
+    xp.multiply(next_h, next_h, out=da)
+    xp.subtract(1, da, out=da)  # tanh' = 1 - h^2
     da *= dnext_h
     return da @ Wh.T, None
 
