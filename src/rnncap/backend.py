@@ -89,7 +89,7 @@ def to_device(array: Any, device: str) -> Any:
 def to_numpy(array: Any) -> Any:
     """A NumPy array of ``array``: itself when it is NumPy already (or not an array: scalars, lists), else a host
     copy of the device array."""
-    if isinstance(array, np.ndarray) or array_module(array) is np:
+    if array_module(array) is np:
         return array
     return array.get()
 

@@ -115,14 +115,18 @@ class Captioner:
         self._max_length = max_length
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike | None = None, *, backend: Backend = "auto") -> Captioner:
-        """Load a shipped model by name (default :data:`DEFAULT_MODEL`) or any model file (see :func:`model_path`).
+    def from_pretrained(
+        cls, name_or_path: str | os.PathLike | None = None, *, backend: Backend = "auto", device: str = "cpu"
+    ) -> Captioner:
+        """Load a shipped model by name (default :data:`DEFAULT_MODEL`) or any model file (see :func:`model_path`)
+        onto ``device`` (``"cpu"`` or ``"cuda"``, where it decodes; the encoder runs as ``backend`` says).
 
         Raises:
             ModelFileError: no such model, or the file is missing, corrupt or unusable for captioning photos.
+            rnncap.backend.DeviceError: ``device`` cannot be used here (``"cuda"`` without CuPy or a GPU).
         """
         path = model_path(name_or_path)
-        model = load_model(path)
+        model = load_model(path, device=device)
         try:
             return cls(model, backend=backend)
         except ValueError as err:

@@ -52,6 +52,7 @@ def evaluate_model(
     batch_size: int = 256,
     progress: bool | None = None,
     attention_maps: int | None = 100,
+    device: str | None = None,
 ) -> EvaluationResult:
     """Caption every photo of a split of a prepared file and score the captions against its human ones.
 
@@ -72,6 +73,8 @@ def evaluate_model(
         attention_maps: for an attention model, keep where it looked for each word of the first this many photos
             (None: every photo; 0: none), for :meth:`EvaluationResult.write_gallery` to draw. The captions are the
             same either way; only the batches holding those photos pay for the weights.
+        device: where the model decodes, ``"cpu"`` or ``"cuda"`` (:mod:`rnncap.backend`); None: a model given
+            stays where it is, a model file loads onto the CPU.
 
     Returns:
         The captions, their scores on the 0-1 scale and their habits.
@@ -80,6 +83,7 @@ def evaluate_model(
         StoreError: the file is missing or damaged, has no such split, or the split's features are not all there.
         ModelFileError: ``model`` names a missing or corrupt model file.
         ValueError: the model reads features of another encoder or size than the file holds; a bad setting.
+        rnncap.backend.DeviceError: ``device`` cannot be used here (``"cuda"`` without CuPy or a GPU).
 
     Warns:
         UserWarning: the model does not name its encoder; attention maps were asked for, but rnncap does not know
@@ -90,7 +94,9 @@ def evaluate_model(
     model_path = None
     if isinstance(model, str | os.PathLike):
         model_path = str(model)
-        model = load_model(model)
+        model = load_model(model, device=device or "cpu")
+    elif device is not None:
+        model.to(device)
     model_name = model_path or f"the {type(model).__name__}"
     data_path = Path(data_path)
     data = _read_split(data_path, split, model)

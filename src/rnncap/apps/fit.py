@@ -68,6 +68,7 @@ from rnncap.apps.joint import (
 )
 from rnncap.apps.paths import model_path
 from rnncap.apps.run_config import RunConfig
+from rnncap.backend import check_device
 from rnncap.data.store import open_store
 from rnncap.decode import caption_features
 from rnncap.metrics import evaluate
@@ -104,6 +105,7 @@ def fit(
     resume: bool = True,
     min_count: int = 5,
     init: str | os.PathLike | None = None,
+    device: str = "cpu",
 ) -> FitResult:
     """Train (or continue training) a captioner on a prepared file; see the module docstring.
 
@@ -125,6 +127,8 @@ def fit(
             self-critically: a model file or a shipped model's name. Its settings are the run's (``settings``
             must be None) and the data's vocabulary must be its own. A rerun that names it must name the same
             weights (by content).
+        device: where the model trains, ``"cpu"`` or ``"cuda"`` (:mod:`rnncap.backend`); not part of the run:
+            a run may continue on the other device.
 
     Raises:
         ValueError: an unknown ``select_by``, splits missing from ``data``, an attention model on a file without
@@ -133,6 +137,7 @@ def fit(
     """
     if select_by not in SELECT_BY:
         raise ValueError(f"select_by must be one of {list(SELECT_BY)}, got {select_by!r}")
+    check_device(device)  # before any work
     out_dir = Path(out_dir)
     check_out_dir(out_dir, (*RUN_FILES, SHIPPED_FILE))  # before any work, not after the first epoch
     state = read_state(out_dir / STATE_FILE) if (out_dir / STATE_FILE).exists() else None
@@ -152,7 +157,7 @@ def fit(
         else _read_joint_inputs(paths, train_split, val_split, grid, min_count)
     )
     try:
-        return _fit_on(inputs, out_dir, state, model, paths, settings, config, select_by, init_path)
+        return _fit_on(inputs, out_dir, state, model, paths, settings, config, select_by, init_path, device)
     finally:  # a streamed split holds its file open
         for split in (inputs.train, inputs.val, *(part.data for part in inputs.parts)):
             split.close()
@@ -168,9 +173,12 @@ def _fit_on(
     config: TrainConfig | None,
     select_by: str,
     init: Path | None,
+    device: str,
 ) -> FitResult:
     """:func:`fit` once its data is read: build, fine-tune or continue the run, train, save the best model."""
     fingerprint = inputs.fingerprint
+    if model is not None:
+        model.to(device)  # before Trainer.resume, which puts the checkpoint's arrays where the model is
     scorer = None
     if select_by != "val_loss":
         scorer = (
@@ -193,7 +201,7 @@ def _fit_on(
     else:
         config = TrainConfig() if config is None else config
         settings = _sized_for(RNNConfig() if settings is None else settings, inputs.train.features)
-        model = build_model(settings, inputs.word_to_idx, rng=config.seed)
+        model = build_model(settings, inputs.word_to_idx, rng=config.seed).to(device)
         # What a captioner needs besides the weights: which CNN's features the model reads, how long to decode,
         # and which data it learnt from (by name, and by content: what a rerun must match to continue the run).
         model.metadata = {
@@ -266,7 +274,7 @@ def _check_init_fits(model: CaptionModel, init: Path, inputs: _Inputs) -> None:
     model_encoder(model, inputs.encoder, source="the data", model_name=f"the init model {init}")
 
 
-def fit_run(run: RunConfig, *, resume: bool = True) -> FitResult:
+def fit_run(run: RunConfig, *, resume: bool = True, device: str = "cpu") -> FitResult:
     """:func:`fit` with the settings of ``run`` (e.g. :func:`load_run_config`), in ``run.run_dir``.
 
     A run already in ``run.run_dir`` is continued with its own settings where ``run`` gives none
@@ -286,6 +294,7 @@ def fit_run(run: RunConfig, *, resume: bool = True) -> FitResult:
         select_by=run.select_by,
         resume=resume,
         min_count=run.min_count,
+        device=device,
     )
 
 

@@ -36,6 +36,16 @@ def add_model_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_device_option(parser: argparse.ArgumentParser, work: str) -> None:
+    """``--device cpu|cuda``: where the engine runs ``work`` (:mod:`rnncap.backend`; cuda needs the gpu extra)."""
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help=f"where {work} runs: cpu (NumPy, default) or cuda (CuPy on an NVIDIA GPU: pip install 'rnncap[gpu]')",
+    )
+
+
 OUTPUTS_RULE = (
     "No command replaces an existing file without --overwrite; every output is checked (not a folder, its folder "
     "can be made and written in, not one of the inputs) before any work starts."

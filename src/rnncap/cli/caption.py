@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rnncap.apps.paths import FoundPhotos, attention_map_paths, find_photos
-from rnncap.cli.args import add_model_option, add_overwrite_option, positive
+from rnncap.cli.args import add_device_option, add_model_option, add_overwrite_option, positive
 
 if TYPE_CHECKING:
     from rnncap.apps.caption_results import CaptionResult
@@ -57,6 +57,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="photo files, or folders: their JPEG, PNG, WebP, GIF, BMP and TIFF files (not subfolders)",
     )
     add_model_option(caption)
+    add_device_option(caption, "the decoding (the image encoder runs on the CPU)")
     caption.add_argument(
         "--beam", type=positive, metavar="N", default=3, help="beam width; 1 is greedy search (default 3)"
     )
@@ -100,7 +101,7 @@ def _run_caption(args: argparse.Namespace) -> int:
     maps = None if args.attention is None else _map_paths(args.attention, found)
     outputs = [("--html", args.html), *(("--attention", path) for path in maps or ())]
     check_outputs(outputs, overwrite=args.overwrite, inputs=found.photos)  # before the model loads and captions
-    captioner = Captioner.from_pretrained(args.model)
+    captioner = Captioner.from_pretrained(args.model, device=args.device)
     results = captioner.caption_files(
         found,
         beam_size=args.beam,

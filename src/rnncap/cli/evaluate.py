@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rnncap.cli.args import OUTPUTS_RULE, add_model_option, add_overwrite_option, non_negative, positive
+from rnncap.cli.args import (
+    OUTPUTS_RULE,
+    add_device_option,
+    add_model_option,
+    add_overwrite_option,
+    non_negative,
+    positive,
+)
 from rnncap.metrics import METRICS, TOKENIZERS, format_scores
 
 if TYPE_CHECKING:
@@ -41,6 +48,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--split", metavar="NAME", default="dev", help="the split to caption and score (default: dev)"
     )
     _add_decoding_and_scoring(evaluate)
+    add_device_option(evaluate, "the decoding")
     _add_outputs(evaluate)
     evaluate.set_defaults(run=_run_evaluate)
 
@@ -149,6 +157,7 @@ def _run_evaluate(args: argparse.Namespace) -> None:
             batch_size=args.batch_size,
             # Weights only for the gallery's photos (--gallery-size 0: all of them).
             attention_maps=(args.gallery_size or None) if args.html and args.attention_maps else 0,
+            device=args.device,
         )
     for warning in caught:
         print(f"rnncap evaluate: warning: {warning.message}", file=sys.stderr)

@@ -30,7 +30,7 @@ from rnncap.apps.run_config import (
     RunConfig,
     load_run_config,
 )
-from rnncap.cli.args import positive
+from rnncap.cli.args import add_device_option, positive
 from rnncap.models import AttentionConfig, RNNConfig
 from rnncap.models.config import IMAGE_INPUTS
 from rnncap.nn import CELLS
@@ -79,6 +79,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     _add_training_options(option)
     _add_scst_options(option)
     option("--fresh", action="store_true", help="refuse to continue a run already in --out")
+    add_device_option(train, "the training (a run may continue on the other device)")
     train.set_defaults(run=_run_train, parser=train)
 
 
@@ -186,7 +187,7 @@ def _run_train(args: argparse.Namespace) -> None:
         choice = f"the mean {run.select_by} of the data sets, each on its {run.val_split} split (val without one)"
     kind = f"fine-tuning {run.init} self-critically " if run.scst else "training "
     print(f"{kind}on {data} ({run.train_split}), choosing by {choice}; run: {run.run_dir}")
-    result = fit_run(run, resume=not args.fresh)
+    result = fit_run(run, resume=not args.fresh, device=args.device)
     history = result.history
     names = [name for name in _score_columns(history["metrics"])]
     print("epoch  train_loss  val_loss  " + "  ".join(names) + ("  (greedy, 0-100)" if names else ""))

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rnncap.backend import is_array, to_numpy
 from rnncap.files import atomic_write, leftover_temporaries
 from rnncap.train.config import TrainConfig
 
@@ -86,15 +87,15 @@ def scorer_record(scorer: Scorer | None) -> tuple[str | None, str | None, bool]:
 
 
 def write_state(path: Path, state: TrainerState) -> None:
-    """Write ``state`` to ``path`` atomically."""
-    arrays: dict[str, Any] = {f"param/{name}": value for name, value in state.params.items()}
-    arrays |= {f"best/{name}": value for name, value in (state.best_params or {}).items()}
+    """Write ``state`` to ``path`` atomically (NumPy arrays, whatever the device of the state's)."""
+    arrays: dict[str, Any] = {f"param/{name}": to_numpy(value) for name, value in state.params.items()}
+    arrays |= {f"best/{name}": to_numpy(value) for name, value in (state.best_params or {}).items()}
     optimizer: dict[str, dict[str, Any]] = {}  # JSON part of each optimizer config: hyper-parameters, Adam's step
     for name, param_config in state.optim_configs.items():
         optimizer[name] = {}
         for key, value in param_config.items():
-            if isinstance(value, np.ndarray):
-                arrays[f"optim/{name}/{key}"] = value
+            if is_array(value):
+                arrays[f"optim/{name}/{key}"] = to_numpy(value)
             else:
                 optimizer[name][key] = value
     numbers = {

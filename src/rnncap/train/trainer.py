@@ -41,6 +41,7 @@ from typing import Any, cast
 import numpy as np
 from tqdm.auto import tqdm
 
+from rnncap.backend import array_module, is_array, to_device
 from rnncap.models import CaptionModel
 from rnncap.optim import clip_grad_norm, get_update_rule, global_norm, resolve_hyperparameters
 from rnncap.train.checkpoint import (
@@ -278,7 +279,7 @@ class Trainer:
         """Check the parameters after an epoch, then compute the validation loss and the score."""
         for name, value in self.model.params.items():
             # The last update of an epoch can overflow a weight with no loss left to show it.
-            if not np.isfinite(value).all():
+            if not array_module(value).isfinite(value).all():
                 raise TrainingDiverged(
                     f"parameter {name} holds NaN or infinite values after epoch {epoch}. {self._advice(learning_rate)}",
                     epoch,
@@ -437,10 +438,19 @@ class Trainer:
         return trainer
 
     def _restore(self, state: TrainerState) -> None:
-        """Take up the checkpointed run: parameters, optimizer state, history, best epoch, shuffling generator."""
-        self.model.params = {name: value.astype(self.model.dtype, copy=False) for name, value in state.params.items()}
-        self.best_params = state.best_params
-        self.optim_configs = state.optim_configs
+        """Take up the checkpointed run: parameters, optimizer state, history, best epoch, shuffling generator; the
+        arrays (NumPy in the file) onto the model's device."""
+        device = self.model.device
+        self.model.params = {
+            name: to_device(value.astype(self.model.dtype, copy=False), device) for name, value in state.params.items()
+        }
+        self.best_params = None
+        if state.best_params is not None:
+            self.best_params = {name: to_device(value, device) for name, value in state.best_params.items()}
+        self.optim_configs = {
+            name: {key: to_device(value, device) if is_array(value) else value for key, value in config.items()}
+            for name, config in state.optim_configs.items()
+        }
         self.epoch = state.epoch
         self.history = state.history
         self.best_score, self.best_epoch = state.best_score, state.best_epoch
