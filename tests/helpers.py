@@ -297,3 +297,14 @@ def make_cs231n(root: Path, vocab_file: Path, sizes: dict[str, tuple[int, int]],
             )
             (root / f"{split}2014_urls.txt").write_text(lines)
     return root
+
+
+# ---- devices -----------------------------------------------------------------------------------------------------
+
+
+def on(device: str, arrays: Any) -> list[Any]:
+    """Each of ``arrays`` on ``device`` (the ``device`` fixture's), None and non-arrays as they are: a layer's inputs
+    where a test computes."""
+    from rnncap.backend import is_array, to_device
+
+    return [to_device(a, device) if is_array(a) else a for a in arrays]

@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers import on
 from rnncap import nn
+from rnncap.backend import array_module, to_device, to_numpy
 from rnncap.gradcheck import check_layer, numerical_gradient, rel_error
 
 LAYER_TOLERANCE = 1e-7  # the project's bound for layers (the issue asks 1e-6 for the attention layers)
@@ -18,74 +20,82 @@ def _assert_all_close(errors):
     assert checked and max(checked) < LAYER_TOLERANCE, errors
 
 
-def _mask():
+def _mask(device="cpu"):
     """Rows with 6, 4 and 1 locations: grids of different sizes, and the extreme of a single location."""
     mask = np.ones((N, L), dtype=bool)
     mask[1, 4:] = False
     mask[2, 1:] = False
-    return mask
+    return to_device(mask, device)
 
 
-def _step_inputs(rng):
-    return [
-        rng.standard_normal((N, L, D)),  # features
-        rng.standard_normal((N, L, A)),  # feat_proj
-        rng.standard_normal((N, H)),  # prev_h
-        rng.standard_normal((H, A)) * 0.3,  # W_h_att
-        rng.standard_normal(A) * 0.5,  # w_att: moderate scores, so that no weight (and gradient) is nearly 0
-    ]
+def _step_inputs(rng, device="cpu"):
+    return on(
+        device,
+        [
+            rng.standard_normal((N, L, D)),  # features
+            rng.standard_normal((N, L, A)),  # feat_proj
+            rng.standard_normal((N, H)),  # prev_h
+            rng.standard_normal((H, A)) * 0.3,  # W_h_att
+            rng.standard_normal(A) * 0.5,  # w_att: moderate scores, so that no weight (and gradient) is nearly 0
+        ],
+    )
 
 
-def _decoder_inputs(rng):
-    return [
-        rng.standard_normal((N, T, W)),  # x
-        rng.standard_normal((N, L, D)),  # features
-        rng.standard_normal((N, L, A)),  # feat_proj
-        rng.standard_normal((N, H)),  # h0
-        rng.standard_normal((N, H)),  # c0
-        rng.standard_normal((W + D, 4 * H)) * 0.3,  # Wx
-        rng.standard_normal((H, 4 * H)) * 0.3,  # Wh
-        rng.standard_normal(4 * H),  # b
-        rng.standard_normal((H, A)) * 0.3,  # W_h_att
-        rng.standard_normal(A) * 0.5,  # w_att
-        rng.standard_normal((H, 1)),  # W_beta
-        rng.standard_normal(1),  # b_beta
-    ]
+def _decoder_inputs(rng, device="cpu"):
+    return on(
+        device,
+        [
+            rng.standard_normal((N, T, W)),  # x
+            rng.standard_normal((N, L, D)),  # features
+            rng.standard_normal((N, L, A)),  # feat_proj
+            rng.standard_normal((N, H)),  # h0
+            rng.standard_normal((N, H)),  # c0
+            rng.standard_normal((W + D, 4 * H)) * 0.3,  # Wx
+            rng.standard_normal((H, 4 * H)) * 0.3,  # Wh
+            rng.standard_normal(4 * H),  # b
+            rng.standard_normal((H, A)) * 0.3,  # W_h_att
+            rng.standard_normal(A) * 0.5,  # w_att
+            rng.standard_normal((H, 1)),  # W_beta
+            rng.standard_normal(1),  # b_beta
+        ],
+    )
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_attention_step_gradients(masked, rng):
-    mask = _mask() if masked else None
+def test_attention_step_gradients(masked, rng, device):
+    mask = _mask(device) if masked else None
     forward = lambda *inputs: nn.attention_step_forward(*inputs, mask=mask)  # noqa: E731
-    _assert_all_close(check_layer(forward, nn.attention_step_backward, _step_inputs(rng)))
+    _assert_all_close(check_layer(forward, nn.attention_step_backward, _step_inputs(rng, device)))
 
 
-def test_attention_gate_gradients(rng):
+def test_attention_gate_gradients(rng, device):
     inputs = [
         rng.standard_normal((N, D)),
         rng.standard_normal((N, H)),
         rng.standard_normal((H, 1)),
         rng.standard_normal(1),
     ]
-    _assert_all_close(check_layer(nn.attention_gate_forward, nn.attention_gate_backward, inputs))
+    _assert_all_close(check_layer(nn.attention_gate_forward, nn.attention_gate_backward, on(device, inputs)))
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_attention_decoder_gradients(masked, rng):
+def test_attention_decoder_gradients(masked, rng, device):
     """Every input of the whole recurrence, with upstream gradients on both the hidden states and the weights."""
-    mask = _mask() if masked else None
+    mask = _mask(device) if masked else None
     forward = lambda *inputs: nn.attention_lstm_forward(*inputs, mask=mask)  # noqa: E731
-    _assert_all_close(check_layer(forward, nn.attention_lstm_backward, _decoder_inputs(rng), rng=1))
+    _assert_all_close(check_layer(forward, nn.attention_lstm_backward, _decoder_inputs(rng, device), rng=1))
 
 
-def test_doubly_stochastic_loss_gradient_and_value(rng):
+def test_doubly_stochastic_loss_gradient_and_value(rng, device):
     alpha = rng.random((N, T, L))
     mask = rng.random((N, T)) > 0.3
-    loss, dalpha = nn.doubly_stochastic_loss(alpha, mask, 0.7)
+    device_alpha, device_mask = on(device, [alpha, mask])
+    loss, dalpha = nn.doubly_stochastic_loss(device_alpha, device_mask, 0.7)
     cover = (alpha * mask[:, :, None]).sum(axis=1)  # (N, L)
     assert loss == pytest.approx(0.7 * ((1 - cover) ** 2).sum() / N, rel=1e-12)
-    assert rel_error(dalpha, numerical_gradient(lambda: nn.doubly_stochastic_loss(alpha, mask, 0.7)[0], alpha)) < 1e-9
-    assert not dalpha[~mask].any()  # steps that do not count get no gradient
+    numeric = numerical_gradient(lambda: nn.doubly_stochastic_loss(device_alpha, device_mask, 0.7)[0], device_alpha)
+    assert rel_error(dalpha, numeric) < 1e-9
+    assert not to_numpy(dalpha)[~mask].any()  # steps that do not count get no gradient
 
 
 def test_doubly_stochastic_loss_is_zero_for_full_coverage():
@@ -96,10 +106,12 @@ def test_doubly_stochastic_loss_is_zero_for_full_coverage():
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_attention_weights_are_distributions(masked, rng):
+def test_attention_weights_are_distributions(masked, rng, device):
     """At every step: weights >= 0, summing to 1 over the locations that exist, exactly 0 elsewhere."""
     mask = _mask() if masked else np.ones((N, L), dtype=bool)
-    _, alpha, _ = nn.attention_lstm_forward(*_decoder_inputs(rng), mask=mask if masked else None)
+    inputs = _decoder_inputs(rng, device)
+    _, alpha, _ = nn.attention_lstm_forward(*inputs, mask=to_device(mask, device) if masked else None)
+    alpha = to_numpy(alpha)
     assert alpha.shape == (N, T, L)
     assert (alpha >= 0).all()
     np.testing.assert_allclose(alpha.sum(axis=2), 1.0, rtol=1e-12)
@@ -126,32 +138,33 @@ def test_context_is_the_weighted_mean_of_the_features(rng):
     np.testing.assert_allclose(context, np.einsum("nl,nld->nd", expected_alpha, features), rtol=1e-12)
 
 
-def test_decoder_equals_the_step_layers_in_a_loop(rng):
+def test_decoder_equals_the_step_layers_in_a_loop(rng, device):
     """The recurrence is attention_step + attention_gate + lstm_step, step after step, on [x_t; beta * context]."""
-    x, features, feat_proj, h0, c0, Wx, Wh, b, W_h_att, w_att, W_beta, b_beta = _decoder_inputs(rng)
+    x, features, feat_proj, h0, c0, Wx, Wh, b, W_h_att, w_att, W_beta, b_beta = _decoder_inputs(rng, device)
     h, alpha, _ = nn.attention_lstm_forward(x, features, feat_proj, h0, c0, Wx, Wh, b, W_h_att, w_att, W_beta, b_beta)
     prev_h, prev_c = h0, c0
+    xp = array_module(x)
     for t in range(T):
         context, alpha_t, _ = nn.attention_step_forward(features, feat_proj, prev_h, W_h_att, w_att)
         gated, _ = nn.attention_gate_forward(context, prev_h, W_beta, b_beta)
-        prev_h, prev_c, _ = nn.lstm_step_forward(np.concatenate([x[:, t], gated], axis=1), prev_h, prev_c, Wx, Wh, b)
-        np.testing.assert_allclose(alpha[:, t], alpha_t, rtol=1e-12)
-        np.testing.assert_allclose(h[:, t], prev_h, rtol=1e-10, atol=1e-14)
+        prev_h, prev_c, _ = nn.lstm_step_forward(xp.concatenate([x[:, t], gated], axis=1), prev_h, prev_c, Wx, Wh, b)
+        np.testing.assert_allclose(to_numpy(alpha[:, t]), to_numpy(alpha_t), rtol=1e-12)
+        np.testing.assert_allclose(to_numpy(h[:, t]), to_numpy(prev_h), rtol=1e-10, atol=1e-14)
 
 
-def test_decoder_can_skip_the_features_gradient(rng):
-    inputs = _decoder_inputs(rng)
-    dh, dalpha = rng.standard_normal((N, T, H)), rng.standard_normal((N, T, L))
+def test_decoder_can_skip_the_features_gradient(rng, device):
+    inputs = _decoder_inputs(rng, device)
+    dh, dalpha = on(device, [rng.standard_normal((N, T, H)), rng.standard_normal((N, T, L))])
     full = nn.attention_lstm_backward(dh, dalpha, nn.attention_lstm_forward(*inputs)[2])
     partial = nn.attention_lstm_backward(dh, dalpha, nn.attention_lstm_forward(*inputs)[2], features_grad=False)
     assert partial.dfeatures is None and full.dfeatures is not None
     for name in partial._fields:
         if name != "dfeatures":
-            np.testing.assert_array_equal(getattr(partial, name), getattr(full, name), err_msg=name)
+            np.testing.assert_array_equal(to_numpy(getattr(partial, name)), to_numpy(getattr(full, name)), err_msg=name)
 
 
-def test_float32_stays_float32(rng):
-    inputs = [a.astype(np.float32) for a in _decoder_inputs(rng)]
+def test_float32_stays_float32(rng, device):
+    inputs = [a.astype(np.float32) for a in _decoder_inputs(rng, device)]
     h, alpha, cache = nn.attention_lstm_forward(*inputs)
     assert h.dtype == alpha.dtype == np.float32
     grads = nn.attention_lstm_backward(h, alpha, cache)

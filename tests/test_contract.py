@@ -17,7 +17,8 @@ from dataclasses import asdict
 import numpy as np
 import pytest
 
-from helpers import KINDS, make_vocab, model_batch, peaked_model, small_model
+from helpers import KINDS, make_vocab, model_batch, on, peaked_model, small_model
+from rnncap.backend import device_of, to_numpy
 from rnncap.decode import beam_search, greedy_search
 from rnncap.gradcheck import check_model, numerical_gradient, rel_error
 from rnncap.models import MODELS, ModelFileError, build_model, load_model
@@ -39,8 +40,8 @@ def test_every_model_class_and_cell_is_covered(rng) -> None:
 
 
 @kinds
-def test_the_declared_feature_shape_is_what_init_state_and_step_read(kind, rng) -> None:
-    model = small_model(kind, rng)
+def test_the_declared_feature_shape_is_what_init_state_and_step_read(kind, rng, device) -> None:
+    model = small_model(kind, rng).to(device)
     shape = model.feature_shape
     assert isinstance(shape, tuple) and len(shape) in (1, 2) and shape[-1] == model.input_dim
     assert model.reads_grid == (len(shape) == 2) and isinstance(model.attends, bool)
@@ -50,10 +51,10 @@ def test_the_declared_feature_shape_is_what_init_state_and_step_read(kind, rng) 
     assert model.input_shape_label.endswith(f"(N, {', '.join(map(str, shape))})")
 
     state = model.init_state(rng.standard_normal((3, *shape)))
-    assert isinstance(state, tuple) and all(s.shape[0] == 3 for s in state)
+    assert isinstance(state, tuple) and all(s.shape[0] == 3 and device_of(s) == device for s in state)
     log_probs, next_state = model.step(state, np.full(3, START, dtype=np.int32))
     assert log_probs.shape == (3, model.vocab_size)
-    np.testing.assert_allclose(np.exp(log_probs).sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(np.exp(to_numpy(log_probs)).sum(axis=1), 1.0, rtol=1e-12)
     assert [s.shape for s in next_state] == [s.shape for s in state]
     other_rank = (3, shape[-1]) if model.reads_grid else (3, 2, shape[-1])  # pooled for a grid model, and back
     for features in (np.zeros((3, *shape[:-1], shape[-1] + 1)), np.zeros(other_rank)):
@@ -88,10 +89,10 @@ def test_attention_weights_are_returned_exactly_when_the_model_attends(kind, rng
 
 
 @kinds
-def test_gradients_check(kind, rng) -> None:
+def test_gradients_check(kind, rng, device) -> None:
     """Every parameter's gradient against a numeric one (the attention's, its gate's and initial states' included,
-    with the doubly stochastic regulariser)."""
-    model = small_model(kind, rng)
+    with the doubly stochastic regulariser), float64 on each device."""
+    model = small_model(kind, rng).to(device)
     errors = check_model(model, *model_batch(model, rng))
     assert errors.keys() == model.params.keys()
     assert max(errors.values()) < MODEL_TOLERANCE, errors
@@ -99,13 +100,14 @@ def test_gradients_check(kind, rng) -> None:
 
 @kinds
 @pytest.mark.parametrize("feature_dtype", [np.float64, np.float16])
-def test_float32_model_has_float32_gradients(kind, feature_dtype, rng) -> None:
+def test_float32_model_has_float32_gradients(kind, feature_dtype, rng, device) -> None:
     """float64 features are cast, not the model upcast; the store's float16 features are cast too."""
-    model = small_model(kind, rng, dtype=np.float32)
+    model = small_model(kind, rng, dtype=np.float32).to(device)
     features, captions = model_batch(model, rng)
     loss, grads = model.loss(features.astype(feature_dtype), captions)
     assert isinstance(loss, float)
     assert all(grads[name].dtype == np.float32 and grads[name].shape == p.shape for name, p in model.params.items())
+    assert all(device_of(grad) == device for grad in grads.values())
 
 
 @kinds
@@ -118,23 +120,23 @@ def test_forward_only_loss_equals_full_loss(kind, rng) -> None:
 
 
 @kinds
-def test_padding_does_not_change_the_loss(kind, rng) -> None:
+def test_padding_does_not_change_the_loss(kind, rng, device) -> None:
     """Extra <NULL> columns are ignored: the loss and gradients stay the same."""
-    model = small_model(kind, rng)
+    model = small_model(kind, rng).to(device)
     features, captions = model_batch(model, rng)
     padded = np.concatenate([captions, np.zeros((3, 4), dtype=captions.dtype)], axis=1)
     loss, grads = model.loss(features, captions)
     loss_padded, grads_padded = model.loss(features, padded)
     assert loss == pytest.approx(loss_padded, rel=1e-12)
     for name in grads:
-        np.testing.assert_allclose(grads[name], grads_padded[name], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(to_numpy(grads[name]), to_numpy(grads_padded[name]), rtol=1e-10, atol=1e-12)
 
 
 @kinds
-def test_an_all_padding_batch_has_no_gradient(kind, rng) -> None:
+def test_an_all_padding_batch_has_no_gradient(kind, rng, device) -> None:
     """Empty captions (all targets <NULL>) contribute no cross-entropy and no gradient, without crashing; an
     attention model's regulariser is then the constant alpha_reg * L per caption (no step attends)."""
-    model = small_model(kind, rng)
+    model = small_model(kind, rng).to(device)
     captions = np.zeros((2, 6), dtype=np.int32)
     captions[:, 0] = START
     loss, grads = model.loss(rng.standard_normal((2, *model.feature_shape)), captions)
@@ -143,8 +145,8 @@ def test_an_all_padding_batch_has_no_gradient(kind, rng) -> None:
 
 
 @kinds
-def test_dropout_gradients_and_modes(kind, rng, tmp_path) -> None:
-    model = small_model(kind, rng, dropout=0.4)
+def test_dropout_gradients_and_modes(kind, rng, tmp_path, device) -> None:
+    model = small_model(kind, rng, dropout=0.4).to(device)
     features, captions = model_batch(model, rng)
     loss = lambda: model.loss(features, captions, rng=np.random.default_rng(3))  # noqa: E731 (one fixed mask)
     _, grads = loss()
@@ -186,18 +188,18 @@ def test_config_round_trips_into_the_constructor(kind, rng) -> None:
 
 
 @kinds
-def test_save_load_round_trip(kind, rng, tmp_path) -> None:
-    model = small_model(kind, rng, dtype=np.float32)
+def test_save_load_round_trip(kind, rng, tmp_path, device) -> None:
+    model = small_model(kind, rng, dtype=np.float32).to(device)
     model.metadata = {"encoder": "efficientnet-lite2", "scores": {"CIDEr": 0.42}}
     path = model.save(tmp_path / "model")
     assert path.name == "model.npz"
     features, captions = model_batch(model, rng)
-    for loaded in (type(model).load(path), load_model(path)):
-        assert type(loaded) is type(model)
+    for loaded in (type(model).load(path, device=device), load_model(path, device=device)):
+        assert type(loaded) is type(model) and loaded.device == device
         assert loaded.config() == model.config() and loaded.metadata == model.metadata
         assert loaded.word_to_idx == model.word_to_idx
         for name, value in model.params.items():
-            np.testing.assert_array_equal(loaded.params[name], value)
+            np.testing.assert_array_equal(to_numpy(loaded.params[name]), to_numpy(value))
             assert loaded.params[name].dtype == np.float32
         assert loaded.loss(features, captions)[0] == model.loss(features, captions)[0]
         np.testing.assert_array_equal(loaded.beam_search(features, 2, 6), model.beam_search(features, 2, 6))
@@ -219,27 +221,30 @@ def test_files_of_another_model_class_are_refused(kind, other, rng, tmp_path) ->
 
 
 @kinds
-def test_select_state_keeps_each_images_hypotheses_together(kind) -> None:
+def test_select_state_keeps_each_images_hypotheses_together(kind, device) -> None:
     """Rows of image n stay within image n's block (what beam search asks): stepping the selected state is
     stepping the whole state and taking those rows, when the state repeats each image B times and when it
     reorders an image's hypotheses."""
     model, features = peaked_model(kind)
+    model.to(device)
     N, B = len(features), 3
     words = np.arange(N, dtype=np.int32) % (model.vocab_size - 4) + 4
     _, state = model.step(model.init_state(features), words)
     repeat = np.repeat(np.arange(N), B)  # (N*B,): image n's hypotheses at rows n*B .. n*B + B - 1
-    beam_log_probs, _ = model.step(model.select_state(state, repeat), words[repeat])
-    np.testing.assert_allclose(beam_log_probs, model.step(state, words)[0][repeat], rtol=1e-12)
+    device_repeat, device_reorder = on(device, [repeat, (np.arange(N)[:, None] * B + np.array([2, 0, 0])).ravel()])
+    beam_log_probs, _ = model.step(model.select_state(state, device_repeat), words[repeat])
+    np.testing.assert_allclose(to_numpy(beam_log_probs), to_numpy(model.step(state, words)[0])[repeat], rtol=1e-12)
     beam_words = (np.arange(N * B, dtype=np.int32) % (model.vocab_size - 4) + 4).astype(np.int32)
-    _, beams = model.step(model.select_state(state, repeat), beam_words)  # each beam of an image now differs
-    reorder = (np.arange(N)[:, None] * B + np.array([2, 0, 0])).ravel()  # within each image's block
-    selected = model.step(model.select_state(beams, reorder), beam_words[reorder])[0]
-    np.testing.assert_allclose(selected, model.step(beams, beam_words)[0][reorder], rtol=1e-12)
+    _, beams = model.step(model.select_state(state, device_repeat), beam_words)  # each beam of an image now differs
+    reorder = to_numpy(device_reorder)  # within each image's block
+    selected = model.step(model.select_state(beams, device_reorder), beam_words[reorder])[0]
+    np.testing.assert_allclose(to_numpy(selected), to_numpy(model.step(beams, beam_words)[0])[reorder], rtol=1e-12)
 
 
 @kinds
-def test_a_beam_of_one_is_greedy_search(kind) -> None:
+def test_a_beam_of_one_is_greedy_search(kind, device) -> None:
     model, features = peaked_model(kind, seed=1)
+    model.to(device)
     greedy = greedy_search(model, features, 8, return_attention=model.attends)
     beam = beam_search(model, features, 1, 8, return_attention=model.attends)
     if model.attends:
@@ -252,10 +257,11 @@ def test_a_beam_of_one_is_greedy_search(kind) -> None:
 
 
 @kinds
-def test_images_decode_apart(kind) -> None:
+def test_images_decode_apart(kind, device) -> None:
     """Decoding images together or one by one gives the same captions (and attention weights, which are
     distributions over the grid behind every word and zero after <END>)."""
     model, features = peaked_model(kind, seed=3)
+    model.to(device)
     together = model.beam_search(features, beam_size=3, max_length=7, return_attention=model.attends)
     for n in range(len(features)):
         alone = model.beam_search(features[n : n + 1], 3, 7, return_attention=model.attends)
@@ -273,14 +279,15 @@ def test_images_decode_apart(kind) -> None:
 
 @kinds
 @pytest.mark.parametrize(("beam_size", "max_length"), [(3, 7), (4, 6)])
-def test_beam_search_beats_greedy_on_total_log_probability(kind, beam_size, max_length) -> None:
+def test_beam_search_beats_greedy_on_total_log_probability(kind, beam_size, max_length, device) -> None:
     model, features = peaked_model(kind, seed=3)
+    model.to(device)
 
     def log_prob(n: int, tokens: np.ndarray) -> float:
         state, previous, total = model.init_state(features[n : n + 1]), START, 0.0
         for token in tokens[tokens != NULL]:
             log_probs, state = model.step(state, np.array([previous]))
-            total, previous = total + log_probs[0, token], token
+            total, previous = total + float(log_probs[0, token]), token
         return total
 
     beam = model.beam_search(features, beam_size=beam_size, max_length=max_length)
@@ -311,8 +318,8 @@ BAD_FEATURES = {
 
 @kinds
 @pytest.mark.parametrize("case", BAD_FEATURES)
-def test_bad_features_are_refused(kind, case, rng) -> None:
-    model = small_model(kind, rng)
+def test_bad_features_are_refused(kind, case, rng, device) -> None:
+    model = small_model(kind, rng).to(device)
     make, message = BAD_FEATURES[case]
     features = make(model.feature_shape)
     message = message.replace("{expected}", re.escape(model.input_shape_label))

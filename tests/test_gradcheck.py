@@ -5,29 +5,32 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import make_captions, make_vocab
+from helpers import make_captions, make_vocab, on
 from rnncap import CaptioningRNN, nn
+from rnncap.backend import array_module, to_device, to_numpy
 from rnncap.gradcheck import check_layer, check_model, numerical_gradient, rel_error
 
 
-def test_numerical_gradient_of_a_known_function(rng):
-    x = rng.standard_normal((3, 4))
-    grad = numerical_gradient(lambda: float(np.sum(np.sin(x) * x)), x)
-    np.testing.assert_allclose(grad, np.cos(x) * x + np.sin(x), rtol=1e-9)
+def test_numerical_gradient_of_a_known_function(rng, device):
+    host = rng.standard_normal((3, 4))
+    x = to_device(host, device)
+    xp = array_module(x)
+    grad = numerical_gradient(lambda: float(xp.sum(xp.sin(x) * x)), x)
+    np.testing.assert_allclose(to_numpy(grad), np.cos(host) * host + np.sin(host), rtol=1e-9)
 
 
-def test_catches_a_wrong_backward(rng):
+def test_catches_a_wrong_backward(rng, device):
     def broken_backward(dout, cache):
         dx, dw, db = nn.affine_backward(dout, cache)
         return dx, dw * 1.001, db  # a 0.1% error in one gradient
 
-    inputs = [rng.standard_normal((3, 4)), rng.standard_normal((4, 5)), rng.standard_normal(5)]
+    inputs = on(device, [rng.standard_normal((3, 4)), rng.standard_normal((4, 5)), rng.standard_normal(5)])
     errors = check_layer(nn.affine_forward, broken_backward, inputs)
     assert errors[0] < 1e-9 and errors[2] < 1e-9
     assert errors[1] > 1e-4
 
 
-def test_catches_a_wrong_model_gradient(rng):
+def test_catches_a_wrong_model_gradient(rng, device):
     class Broken(CaptioningRNN):
         def loss(self, features, captions):
             loss, grads = super().loss(features, captions)
@@ -35,6 +38,7 @@ def test_catches_a_wrong_model_gradient(rng):
             return loss, grads
 
     model = Broken(make_vocab(4), input_dim=3, wordvec_dim=3, hidden_dim=3, cell_type="rnn", dtype=np.float64, rng=0)
+    model.to(device)
     errors = check_model(model, rng.standard_normal((2, 3)), make_captions(rng, 2, 5, model.vocab_size))
     assert errors["Wh"] > 1e-3
     assert errors["W_vocab"] < 1e-8

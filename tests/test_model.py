@@ -29,9 +29,9 @@ def _cs231n_model(cell_type: str) -> CaptioningRNN:
     ("cell_type", "feature_range", "expected"),
     [("rnn", (-1.5, 0.3), 9.83235591003), ("lstm", (-0.5, 1.7), 9.82445935443)],
 )
-def test_cs231n_published_loss(cell_type, feature_range, expected):
+def test_cs231n_published_loss(cell_type, feature_range, expected, device):
     N, D, T = 10, 20, 13
-    model = _cs231n_model(cell_type)
+    model = _cs231n_model(cell_type).to(device)
     features = np.linspace(*feature_range, num=N * D).reshape(N, D)
     captions = (np.arange(N * T) % model.vocab_size).reshape(N, T)
     loss, _ = model.loss(features, captions)

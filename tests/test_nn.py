@@ -8,7 +8,9 @@ import typing
 import numpy as np
 import pytest
 
+from helpers import on
 from rnncap import nn
+from rnncap.backend import to_device, to_numpy
 from rnncap.gradcheck import check_layer, numerical_gradient, rel_error
 
 LAYER_TOLERANCE = 1e-7  # the issue's bound for layers; CS231n's notebooks accept about the same
@@ -41,7 +43,7 @@ def _assert_all_close(errors):
 
 
 @pytest.mark.parametrize("cell", sorted(SEQUENCES))
-def test_sequence_gradients(cell, rng):
+def test_sequence_gradients(cell, rng, device):
     forward, backward, k = SEQUENCES[cell]
     x = rng.standard_normal((N, T, D))
     h0 = rng.standard_normal((N, H))
@@ -52,54 +54,55 @@ def test_sequence_gradients(cell, rng):
         rng.standard_normal((H, k * H)) * 0.5,
         rng.standard_normal(k * H),
     ]
-    _assert_all_close(check_layer(forward, backward, inputs, rng=1))
+    _assert_all_close(check_layer(forward, backward, on(device, inputs), rng=1))
 
 
-def test_rnn_step_gradients(rng):
-    _assert_all_close(check_layer(nn.rnn_step_forward, nn.rnn_step_backward, _recurrent_inputs(rng, 1)))
+def test_rnn_step_gradients(rng, device):
+    inputs = on(device, _recurrent_inputs(rng, 1))
+    _assert_all_close(check_layer(nn.rnn_step_forward, nn.rnn_step_backward, inputs))
 
 
-def test_gru_step_gradients(rng):
-    _assert_all_close(check_layer(nn.gru_step_forward, nn.gru_step_backward, _recurrent_inputs(rng, 3)))
+def test_gru_step_gradients(rng, device):
+    inputs = on(device, _recurrent_inputs(rng, 3))
+    _assert_all_close(check_layer(nn.gru_step_forward, nn.gru_step_backward, inputs))
 
 
-def test_lstm_step_gradients(rng):
-    inputs = _recurrent_inputs(rng, 4, with_cell_state=True)
+def test_lstm_step_gradients(rng, device):
+    inputs = on(device, _recurrent_inputs(rng, 4, with_cell_state=True))
     _assert_all_close(check_layer(nn.lstm_step_forward, nn.lstm_step_backward, inputs))
 
 
-def test_affine_gradients(rng):
-    inputs = [rng.standard_normal((N, D)), rng.standard_normal((D, H)), rng.standard_normal(H)]
+def test_affine_gradients(rng, device):
+    inputs = on(device, [rng.standard_normal((N, D)), rng.standard_normal((D, H)), rng.standard_normal(H)])
     _assert_all_close(check_layer(nn.affine_forward, nn.affine_backward, inputs))
 
 
-def test_temporal_affine_gradients(rng):
-    inputs = [rng.standard_normal((N, T, D)), rng.standard_normal((D, H)), rng.standard_normal(H)]
+def test_temporal_affine_gradients(rng, device):
+    inputs = on(device, [rng.standard_normal((N, T, D)), rng.standard_normal((D, H)), rng.standard_normal(H)])
     _assert_all_close(check_layer(nn.temporal_affine_forward, nn.temporal_affine_backward, inputs))
 
 
-def test_word_embedding_gradients(rng):
-    ids = rng.integers(0, V, size=(N, T))
-    errors = check_layer(nn.word_embedding_forward, nn.word_embedding_backward, [ids, rng.standard_normal((V, D))])
+def test_word_embedding_gradients(rng, device):
+    inputs = on(device, [rng.integers(0, V, size=(N, T)), rng.standard_normal((V, D))])
+    errors = check_layer(nn.word_embedding_forward, nn.word_embedding_backward, inputs)
     assert errors[0] is None  # token ids get no gradient
     _assert_all_close(errors)
 
 
-def test_word_embedding_backward_matches_add_at(rng):
+def test_word_embedding_backward_matches_add_at(rng, device):
     ids = rng.integers(0, 50, size=(16, 9))
     dout = rng.standard_normal((16, 9, 5)).astype(np.float32)
-    _, cache = nn.word_embedding_forward(ids, np.zeros((50, 5), dtype=np.float32))
+    device_ids, device_dout, W = on(device, [ids, dout, np.zeros((50, 5), dtype=np.float32)])
+    _, cache = nn.word_embedding_forward(device_ids, W)
     expected = np.zeros((50, 5), dtype=np.float32)
     np.add.at(expected, ids.ravel(), dout.reshape(-1, 5))
-    dW = nn.word_embedding_backward(dout, cache)
+    dW = nn.word_embedding_backward(device_dout, cache)
     assert dW.dtype == np.float32
-    np.testing.assert_allclose(dW, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(dW), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_temporal_softmax_loss_gradient(rng):
-    x = rng.standard_normal((N, T, V))
-    y = rng.integers(0, V, size=(N, T))
-    mask = rng.random((N, T)) > 0.3
+def test_temporal_softmax_loss_gradient(rng, device):
+    x, y, mask = on(device, [rng.standard_normal((N, T, V)), rng.integers(0, V, size=(N, T)), rng.random((N, T)) > 0.3])
     _, dx = nn.temporal_softmax_loss(x, y, mask)
     assert rel_error(dx, numerical_gradient(lambda: nn.temporal_softmax_loss(x, y, mask)[0], x)) < LAYER_TOLERANCE
 
@@ -133,34 +136,35 @@ def test_log_softmax_rows_normalise(rng):
 
 
 @pytest.mark.parametrize("cell", sorted(SEQUENCES))
-def test_float32_stays_float32(cell, rng):
+def test_float32_stays_float32(cell, rng, device):
     """float32 in, float32 everywhere: no silent upcast in forward or backward."""
     forward, backward, k = SEQUENCES[cell]
     f32 = np.float32
     x = rng.standard_normal((N, T, D)).astype(f32)
     h0 = rng.standard_normal((N, H)).astype(f32)
     weights = [rng.standard_normal(s).astype(f32) for s in ((D, k * H), (H, k * H), (k * H,))]
-    h, cache = forward(x, h0, *weights)
+    h, cache = forward(*on(device, [x, h0, *weights]))
     assert h.dtype == f32
-    assert all(g.dtype == f32 for g in backward(np.ones_like(h), cache))
+    assert all(g.dtype == f32 for g in backward(to_device(np.ones(h.shape, f32), device), cache))
 
 
 @pytest.mark.parametrize("cell", sorted(SEQUENCES))
-def test_sequence_equals_repeated_steps(cell, rng):
+def test_sequence_equals_repeated_steps(cell, rng, device):
     """The sequence function and the step function compute the same thing."""
     forward, _, k = SEQUENCES[cell]
     step = {"rnn": nn.rnn_step_forward, "lstm": nn.lstm_step_forward, "gru": nn.gru_step_forward}[cell]
     x = rng.standard_normal((N, T, D))
     h0 = rng.standard_normal((N, H))
     Wx, Wh, b = rng.standard_normal((D, k * H)), rng.standard_normal((H, k * H)), rng.standard_normal(k * H)
+    x, h0, Wx, Wh, b, c = on(device, [x, h0, Wx, Wh, b, np.zeros((N, H))])
     h_seq, _ = forward(x, h0, Wx, Wh, b)
-    h, c = h0, np.zeros_like(h0)
+    h = h0
     for t in range(T):
         if cell == "lstm":
             h, c, _ = step(x[:, t], h, c, Wx, Wh, b)
         else:
             h, _ = step(x[:, t], h, Wx, Wh, b)
-        np.testing.assert_allclose(h_seq[:, t], h, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(to_numpy(h_seq[:, t]), to_numpy(h), rtol=1e-12, atol=1e-12)
 
 
 def test_lstm_known_values():
@@ -216,13 +220,14 @@ def test_sigmoid_is_stable_and_exact():
     np.testing.assert_allclose(nn.activations.sigmoid_(x.copy()), expected, rtol=1e-15, atol=1e-16)
 
 
-def test_dropout_gradient_and_statistics(rng):
-    x = rng.standard_normal((4, 5, 6))
+def test_dropout_gradient_and_statistics(rng, device):
+    x = to_device(rng.standard_normal((4, 5, 6)), device)
     forward = lambda x: nn.dropout_forward(x, 0.3, np.random.default_rng(7))  # noqa: E731 (same mask every call)
     _assert_all_close(check_layer(forward, nn.dropout_backward, [x]))
-    big = np.ones((200, 500), dtype=np.float32)
+    big = to_device(np.ones((200, 500), dtype=np.float32), device)
     out, _ = nn.dropout_forward(big, 0.25, rng)
     assert out.dtype == np.float32
+    out = to_numpy(out)
     assert abs((out == 0).mean() - 0.25) < 0.01  # about a quarter dropped
     assert abs(out.mean() - 1.0) < 0.02  # the survivors' scale keeps the expectation
     same, cache = nn.dropout_forward(big, 0.0, rng)

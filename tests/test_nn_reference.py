@@ -1,13 +1,15 @@
 """The fast layers equal the plain reference ones (rnncap.nn.reference) in float64: forward outputs and every
 gradient, for every cell's step and whole sequence (the reference step run in a Python loop over time), the attention
-step, the gate and the attention decoder."""
+step, the gate and the attention decoder. The fast layers run on each device, the reference on the host: the oracle."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from helpers import on
 from rnncap import nn
+from rnncap.backend import to_device, to_numpy
 from rnncap.nn import reference as ref
 
 N, T, D, H, W, L, A = 3, 5, 4, 6, 5, 7, 8
@@ -34,16 +36,17 @@ def assert_equal_to_reference(fast, reference):
     """Equal up to float64 rounding: the two differ only in the order of the operations."""
     assert len(fast) == len(reference)
     for i, (ours, theirs) in enumerate(zip(fast, reference, strict=True)):
-        np.testing.assert_allclose(ours, theirs, rtol=1e-10, atol=1e-12, err_msg=f"output {i}")
+        np.testing.assert_allclose(to_numpy(ours), theirs, rtol=1e-10, atol=1e-12, err_msg=f"output {i}")
 
 
-def compare_layers(fast, reference, inputs, rng):
-    """Run both forward passes on ``inputs`` and both backward passes on the same random upstream gradients."""
-    *fast_outputs, fast_cache = fast[0](*inputs)
+def compare_layers(fast, reference, inputs, rng, device):
+    """Run both forward passes on ``inputs`` (the fast one on ``device``) and both backward passes on the same
+    random upstream gradients."""
+    *fast_outputs, fast_cache = fast[0](*on(device, inputs))
     *reference_outputs, reference_cache = reference[0](*inputs)
     assert_equal_to_reference(fast_outputs, reference_outputs)
     douts = [rng.standard_normal(out.shape) for out in reference_outputs]
-    assert_equal_to_reference(fast[1](*douts, fast_cache), reference[1](*douts, reference_cache))
+    assert_equal_to_reference(fast[1](*on(device, douts), fast_cache), reference[1](*douts, reference_cache))
 
 
 def random_arrays(rng, shapes, scale=1.0):
@@ -57,10 +60,10 @@ def cell_weights(rng, cell, input_dim):
 
 
 @pytest.mark.parametrize("cell", sorted(GATES))
-def test_step_equals_reference(cell, rng):
+def test_step_equals_reference(cell, rng, device):
     state = [rng.standard_normal((N, H)) for _ in range(2 if cell == "lstm" else 1)]  # prev_h (, prev_c)
     inputs = [rng.standard_normal((N, D)), *state, *cell_weights(rng, cell, D)]
-    compare_layers(FAST_STEPS[cell], REFERENCE_STEPS[cell], inputs, rng)
+    compare_layers(FAST_STEPS[cell], REFERENCE_STEPS[cell], inputs, rng, device)
 
 
 def reference_sequence(cell, x, h0, Wx, Wh, b, dh):
@@ -86,15 +89,15 @@ def reference_sequence(cell, x, h0, Wx, Wh, b, dh):
 
 
 @pytest.mark.parametrize("cell", sorted(GATES))
-def test_sequence_equals_reference_steps_in_a_loop(cell, rng):
+def test_sequence_equals_reference_steps_in_a_loop(cell, rng, device):
     x, h0 = rng.standard_normal((N, T, D)), rng.standard_normal((N, H))
     weights = cell_weights(rng, cell, D)
     dh = rng.standard_normal((N, T, H))
     forward, backward = FAST_SEQUENCES[cell]
-    h, cache = forward(x, h0, *weights)
+    h, cache = forward(*on(device, [x, h0, *weights]))
     expected_h, expected_grads = reference_sequence(cell, x, h0, *weights, dh)
-    np.testing.assert_allclose(h, expected_h, rtol=1e-10, atol=1e-12)
-    assert_equal_to_reference(backward(dh, cache), expected_grads)
+    np.testing.assert_allclose(to_numpy(h), expected_h, rtol=1e-10, atol=1e-12)
+    assert_equal_to_reference(backward(to_device(dh, device), cache), expected_grads)
 
 
 def attention_mask():
@@ -106,24 +109,30 @@ def attention_mask():
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_attention_step_equals_reference(masked, rng):
+def test_attention_step_equals_reference(masked, rng, device):
     mask = attention_mask() if masked else None
+    device_mask = None if mask is None else to_device(mask, device)
     features_and_state = random_arrays(rng, [(N, L, D), (N, L, A), (N, H)])  # features, feat_proj, prev_h
     inputs = features_and_state + random_arrays(rng, [(H, A), (A,)], scale=0.5)  # W_h_att, w_att
-    fast_forward = lambda *inputs: nn.attention_step_forward(*inputs, mask=mask)  # noqa: E731
+    fast_forward = lambda *inputs: nn.attention_step_forward(*inputs, mask=device_mask)  # noqa: E731
     reference_forward = lambda *inputs: ref.attention_step_forward(*inputs, mask=mask)  # noqa: E731
     compare_layers(
-        (fast_forward, nn.attention_step_backward), (reference_forward, ref.attention_step_backward), inputs, rng
+        (fast_forward, nn.attention_step_backward),
+        (reference_forward, ref.attention_step_backward),
+        inputs,
+        rng,
+        device,
     )
 
 
-def test_attention_gate_equals_reference(rng):
+def test_attention_gate_equals_reference(rng, device):
     inputs = random_arrays(rng, [(N, D), (N, H), (H, 1), (1,)])  # context, prev_h, W_beta, b_beta
     compare_layers(
         (nn.attention_gate_forward, nn.attention_gate_backward),
         (ref.attention_gate_forward, ref.attention_gate_backward),
         inputs,
         rng,
+        device,
     )
 
 
@@ -162,16 +171,18 @@ def reference_decoder(inputs, mask, dh, dalpha):
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_attention_decoder_equals_reference_steps_in_a_loop(masked, rng):
+def test_attention_decoder_equals_reference_steps_in_a_loop(masked, rng, device):
     mask = attention_mask() if masked else None
     data = random_arrays(rng, [(N, T, W), (N, L, D), (N, L, A), (N, H), (N, H)])
     weights = random_arrays(rng, [(W + D, 4 * H), (H, 4 * H), (4 * H,), (H, A), (A,), (H, 1), (1,)], scale=0.3)
     inputs = data + weights  # named as DECODER_INPUTS
     dh, dalpha = rng.standard_normal((N, T, H)), rng.standard_normal((N, T, L))
-    h, alpha, cache = nn.attention_lstm_forward(*inputs, mask=mask)
+    h, alpha, cache = nn.attention_lstm_forward(
+        *on(device, inputs), mask=None if mask is None else to_device(mask, device)
+    )
     expected_h, expected_alpha, expected_grads = reference_decoder(inputs, mask, dh, dalpha)
-    np.testing.assert_allclose(h, expected_h, rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(alpha, expected_alpha, rtol=1e-10, atol=1e-12)
-    grads = nn.attention_lstm_backward(dh, dalpha, cache)
+    np.testing.assert_allclose(to_numpy(h), expected_h, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(to_numpy(alpha), expected_alpha, rtol=1e-10, atol=1e-12)
+    grads = nn.attention_lstm_backward(*on(device, [dh, dalpha]), cache)
     for name, expected in expected_grads.items():
-        np.testing.assert_allclose(getattr(grads, name), expected, rtol=1e-10, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(to_numpy(getattr(grads, name)), expected, rtol=1e-10, atol=1e-12, err_msg=name)

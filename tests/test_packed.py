@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import model_batch, parity_captions, small_model
+from helpers import model_batch, on, parity_captions, small_model
 from rnncap import nn
+from rnncap.backend import to_numpy
 from rnncap.gradcheck import check_layer
 from rnncap.models import attention_captioner, captioning_rnn
 from rnncap.models.teacher_forcing import length_order, packed_steps
@@ -40,30 +41,32 @@ def _valid(lengths, T):
 def _assert_close(padded, packed, valid, tol=1e-12):
     """Equal where the rows run; the padded path's dx is zero past a row's length already (its dh is)."""
     for name, a, b in zip(padded._fields, padded, packed, strict=True):
+        a, b = to_numpy(a), to_numpy(b)
         a = a * valid if name == "dx" else a
         assert np.max(np.abs(a - b)) < tol, name
 
 
 @pytest.mark.parametrize("cell", sorted(GATES))
-def test_packed_equals_padded_on_the_rows_own_steps(cell, rng):
+def test_packed_equals_padded_on_the_rows_own_steps(cell, rng, device):
     forward, backward = getattr(nn, f"{cell}_forward"), getattr(nn, f"{cell}_backward")
-    inputs = _cell_inputs(rng, GATES[cell])
+    inputs = on(device, _cell_inputs(rng, GATES[cell]))
     valid = _valid(LENGTHS, T)
-    dh = rng.standard_normal((N, T, H)) * valid  # the vocabulary loss gives padding no gradient
+    (dh,) = on(device, [rng.standard_normal((N, T, H)) * valid])  # the vocabulary loss gives padding no gradient
     h_padded, cache = forward(*inputs)
     padded = backward(dh, cache)
     h_packed, cache = forward(*inputs, active=active_from_lengths(LENGTHS, T))
     packed = backward(dh, cache)
+    h_padded, h_packed = to_numpy(h_padded), to_numpy(h_packed)
     assert np.max(np.abs(h_padded * valid - h_packed)) < 1e-12
     assert not np.any(h_packed[~valid[:, :, 0]])  # nothing computed past a row's length
     _assert_close(padded, packed, valid)
 
 
 @pytest.mark.parametrize("cell", sorted(GATES))
-def test_packed_gradients(cell, rng):
+def test_packed_gradients(cell, rng, device):
     active = active_from_lengths(LENGTHS, T)
     forward = lambda *inputs: getattr(nn, f"{cell}_forward")(*inputs, active=active)  # noqa: E731
-    errors = check_layer(forward, getattr(nn, f"{cell}_backward"), _cell_inputs(rng, GATES[cell]))
+    errors = check_layer(forward, getattr(nn, f"{cell}_backward"), on(device, _cell_inputs(rng, GATES[cell])))
     assert max(errors) < 1e-7, errors
 
 
@@ -103,16 +106,16 @@ def _grid_mask():
 
 
 @pytest.mark.parametrize("masked", [False, True])
-def test_packed_attention_decoder_equals_padded(masked, rng):
-    mask = _grid_mask() if masked else None
-    inputs, valid = _decoder_inputs(rng, T), _valid(LENGTHS, T)
-    dh = rng.standard_normal((N, T, H)) * valid
-    dalpha = rng.standard_normal((N, T, L)) * valid
+def test_packed_attention_decoder_equals_padded(masked, rng, device):
+    (mask,) = on(device, [_grid_mask() if masked else None])
+    inputs, valid = on(device, _decoder_inputs(rng, T)), _valid(LENGTHS, T)
+    dh, dalpha = on(device, [rng.standard_normal((N, T, H)) * valid, rng.standard_normal((N, T, L)) * valid])
     h_padded, alpha_padded, cache = nn.attention_lstm_forward(*inputs, mask=mask)
     padded = nn.attention_lstm_backward(dh, dalpha, cache)
     active = active_from_lengths(LENGTHS, T)
     h_packed, alpha_packed, cache = nn.attention_lstm_forward(*inputs, mask=mask, active=active)
     packed = nn.attention_lstm_backward(dh, dalpha, cache)
+    h_padded, alpha_padded, h_packed, alpha_packed = map(to_numpy, (h_padded, alpha_padded, h_packed, alpha_packed))
     assert np.max(np.abs(h_padded * valid - h_packed)) < 1e-12
     assert np.max(np.abs(alpha_padded * valid - alpha_packed)) < 1e-12
     _assert_close(padded, packed, valid)
@@ -131,10 +134,11 @@ def test_packed_attention_decoder_without_active_rows_at_the_end(rng):
         _assert_close(padded, nn.attention_lstm_backward(dh, None, cache), valid)
 
 
-def test_packed_attention_decoder_gradients(rng):
+def test_packed_attention_decoder_gradients(rng, device):
     active = active_from_lengths(LENGTHS, T)
-    forward = lambda *inputs: nn.attention_lstm_forward(*inputs, mask=_grid_mask(), active=active)  # noqa: E731
-    errors = check_layer(forward, nn.attention_lstm_backward, _decoder_inputs(rng, T), rng=1)
+    (mask,) = on(device, [_grid_mask()])
+    forward = lambda *inputs: nn.attention_lstm_forward(*inputs, mask=mask, active=active)  # noqa: E731
+    errors = check_layer(forward, nn.attention_lstm_backward, on(device, _decoder_inputs(rng, T)), rng=1)
     assert max(errors) < 1e-7, errors
 
 
@@ -223,9 +227,9 @@ def _padded(monkeypatch, kind):
 
 @pytest.mark.parametrize(("kind", "settings"), MODELS, ids=["rnn", "lstm", "gru", "lstm-first-word", "attention"])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_model_loss_packed_equals_padded(kind, settings, weighted, rng, monkeypatch):
+def test_model_loss_packed_equals_padded(kind, settings, weighted, rng, monkeypatch, device):
     """Same loss and gradients to 1e-12 (float64) on captions of 0 to T words, in an unsorted batch."""
-    model = small_model(kind, rng, **settings)
+    model = small_model(kind, rng, **settings).to(device)
     captions = parity_captions(rng, 8, model.vocab_size)[[3, 0, 5, 1, 6, 2, 4]]  # not sorted by length
     captions[captions == 3] = 4  # no <UNK>: the weighted loss leaves it out of the softmax
     features = rng.standard_normal((len(captions), *model.feature_shape))
@@ -235,7 +239,7 @@ def test_model_loss_packed_equals_padded(kind, settings, weighted, rng, monkeypa
     padded_loss, padded_grads = model.loss(features, captions, caption_weights=weights)
     assert abs(loss - padded_loss) < 1e-12
     for name, grad in padded_grads.items():
-        assert np.max(np.abs(grads[name] - grad)) < 1e-12, name
+        assert np.max(np.abs(to_numpy(grads[name]) - to_numpy(grad))) < 1e-12, name
 
 
 @pytest.mark.parametrize("kind", ["lstm", "attention"])
