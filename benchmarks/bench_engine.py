@@ -1,4 +1,5 @@
-"""The NumPy engine against its PyTorch twin, on the CPU, in one run on one machine.
+"""The NumPy engine against its PyTorch twin, on the CPU (or with ``--device cuda`` on one GPU), in one run on one
+machine.
 
 For each configuration (float32 LSTM captioners of the sizes people train):
 
@@ -17,6 +18,14 @@ Usage::
     python benchmarks/bench_engine.py                      # both configurations, all cores
     python benchmarks/bench_engine.py --config cs231n-lstm --repeats 9 --threads 1
     python benchmarks/bench_engine.py --config flickr-lstm --profile   # where the NumPy step spends its time
+    python benchmarks/bench_engine.py --device cuda        # on a GPU: the engine through CuPy vs the twin on CUDA
+
+``--device cuda`` (:func:`bench_cuda`) runs the same engine code through CuPy (``rnncap[gpu]``) against the twins
+on the same GPU, whose LSTM is ``torch.nn.LSTM`` (cuDNN): captions/s of the flickr-lstm and flickr-attention
+training steps (realistic padding) and of beam search (greedy sampling too for attention, whose twin has no beam
+search). Features and weights are resident on the GPU for both sides; every timed call ends with a device
+synchronisation (CUDA runs asynchronously). It needs a CUDA build of torch for the twin's side, and measures the
+engine alone without one.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -381,11 +391,113 @@ def machine_description(threads: int) -> str:
     )
 
 
+# ---------------------------------------------------------------------------------------------- --device cuda
+
+CUDA_CONFIGS = {"flickr": ("flickr-lstm", "flickr-attention"), "small": ("cs231n-lstm", "small")}
+
+
+def synced(fn: Callable[[], object], sync: Callable[[], object]) -> Callable[[], object]:
+    """``fn`` then ``sync``: a timed call ends when the device has finished its work, not when it was queued."""
+
+    def run() -> object:
+        out = fn()
+        sync()
+        return out
+
+    return run
+
+
+def bench_cuda(which: str, warmup: int, repeats: int) -> None:
+    """The NumPy engine through CuPy against the PyTorch twins on the same GPU; prints a markdown table."""
+    import torch
+
+    import bench_attention  # here: it imports this module
+    from rnncap.backend import module_for
+
+    cupy = module_for("cuda")  # the clear DeviceError without CuPy or a GPU
+    twin_on_gpu = torch.cuda.is_available()
+    gpu = cupy.cuda.runtime.getDeviceProperties(0)["name"]
+    print(f"GPU: {gpu.decode() if isinstance(gpu, bytes) else gpu}; CuPy {cupy.__version__}; torch {torch.__version__}")
+    if twin_on_gpu:
+        print(f"torch on CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}")
+    else:
+        print("torch has no CUDA here (a CPU build): the twins' side is skipped, the engine is measured alone")
+    print(f"float32, realistic padding; median of {repeats} repeats after {warmup} warm-up rounds, sides alternating")
+    lstm_name, attention_name = CUDA_CONFIGS[which]
+    rows = [
+        "| config | measure | NumPy engine (CuPy) | PyTorch twin (CUDA) | engine / twin |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for cfg, module in (
+        (
+            CONFIGS[lstm_name],
+            SimpleNamespace(build_numpy=build_numpy, build_torch=build_torch, twin_module=twin_module),
+        ),
+        (bench_attention.CONFIGS[attention_name], bench_attention),
+    ):
+        for label, seconds in _cuda_measures(
+            cfg, module, twin_on_gpu, cupy.cuda.runtime.deviceSynchronize, warmup, repeats
+        ):
+            ours = cfg.N / seconds["numpy"]
+            theirs = cfg.N / seconds["torch"] if "torch" in seconds else None
+            twin_text, ratio = ("-", "-") if theirs is None else (f"{theirs:.0f}", f"{ours / theirs:.2f}")
+            rows.append(f"| {cfg.name} | {label} | {ours:.0f} | {twin_text} | {ratio} |")
+            print(rows[-1], flush=True)
+    print()
+    print("\n".join(rows))
+    print("\nengine / twin: above 1, the NumPy engine through CuPy is faster. The attention twin has no beam search.")
+
+
+def _cuda_measures(
+    cfg: Any, module: Any, twin_on_gpu: bool, ours_sync: Callable[[], object], warmup: int, repeats: int
+) -> list[tuple[str, dict[str, float]]]:
+    """Median seconds of each side for one configuration on the GPU: beam search, greedy sampling (attention),
+    then the training step (last: it changes the weights). ``module``: the LSTM's functions of this file or
+    bench_attention, whose ``build_numpy``, ``build_torch`` and ``twin_module`` build the sides."""
+    import torch
+
+    from rnncap.backend import to_device
+
+    model, features, captions = module.build_numpy(cfg)
+    twin = None
+    if twin_on_gpu:  # built from the host weights, before the model moves
+        twin, t_features, t_captions = module.build_torch(model, features, captions)
+        twin, t_features, t_captions = twin.cuda(), t_features.cuda(), t_captions.cuda()
+    model.to("cuda")
+    features = to_device(features, "cuda")  # resident on the GPU for both sides
+    twins, attends = module.twin_module(), model.attends
+    sides: list[tuple[str, dict[str, Callable[[], object]]]] = []
+    beam = {"numpy": synced(lambda: model.beam_search(features, beam_size=BEAM, max_length=cfg.T), ours_sync)}
+    if twin is not None and not attends:
+        beam["torch"] = synced(
+            lambda: twins.beam_search(twin, t_features, beam_size=BEAM, max_length=cfg.T), torch.cuda.synchronize
+        )
+    sides.append((f"beam-{BEAM} search, max_length T: captions/s", beam))
+    if attends:
+        greedy = {"numpy": synced(lambda: model.sample(features, max_length=cfg.T), ours_sync)}
+        if twin is not None:
+            greedy["torch"] = synced(lambda: twins.sample(twin, t_features, max_length=cfg.T), torch.cuda.synchronize)
+        sides.append(("greedy sampling, max_length T: captions/s", greedy))
+    step = {"numpy": synced(numpy_train_step(model, features, captions), ours_sync)}
+    if twin is not None:
+        step["torch"] = synced(torch_train_step(twin, t_features, t_captions), torch.cuda.synchronize)
+    sides.append(("training step (loss, backward, Adam): captions/s", step))
+    return [(label, alternate(fns, warmup, repeats)) for label, fns in sides]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument("--config", choices=[*CONFIGS, "all"], default="all")
+    parser.add_argument(
+        "--config",
+        choices=[*CONFIGS, "all", *CUDA_CONFIGS],
+        default=None,
+        help="default: all (the CPU run); with --device cuda: flickr (default) or small",
+    )
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="cuda: the engine through CuPy vs the twins on CUDA"
+    )
     parser.add_argument("--repeats", type=int, default=7, help="timed repeats per measurement (median reported)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed rounds before the repeats")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="default: all cores")
@@ -395,6 +507,19 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.repeats < 1 or args.threads < 1 or args.warmup < 0:
         parser.error("--repeats and --threads must be >= 1, --warmup >= 0")
+    if args.device == "cuda":
+        if args.config not in (None, *CUDA_CONFIGS):
+            parser.error(f"with --device cuda, --config is one of {list(CUDA_CONFIGS)}")
+        from rnncap.backend import DeviceError
+
+        try:
+            bench_cuda(args.config or "flickr", args.warmup, args.repeats)
+        except DeviceError as exc:
+            parser.exit(1, f"bench_engine.py: error: {exc}\n")
+        return
+    if args.config in CUDA_CONFIGS:
+        parser.error(f"--config {args.config} is for --device cuda")
+    args.config = args.config or "all"
     configs = list(CONFIGS.values()) if args.config == "all" else [CONFIGS[args.config]]
 
     if args.memory_probe:  # child process of run_memory_probe: one line of JSON

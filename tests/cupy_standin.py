@@ -102,8 +102,9 @@ def _function(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
             raise TypeError(f"cupy.argsort sorts stably only, got kind={kwargs['kind']!r}")
         if name in TRANSFERS:
             source, *rest = args
-            if isinstance(source, DeviceArray):  # already there: asarray keeps it (a view), array copies
-                return getattr(np, name)(source.view(np.ndarray), *rest, **kwargs).view(DeviceArray)
+            if isinstance(source, DeviceArray):  # already there: asarray keeps it (itself), array copies
+                same = name == "asarray" and kwargs.get("dtype", source.dtype) == source.dtype and not rest
+                return source if same else getattr(np, name)(source.view(np.ndarray), *rest, **kwargs).view(DeviceArray)
             return np.array(source, *rest, **kwargs).view(DeviceArray)  # a transfer is a copy
         where = f"cupy.{name}"
         result = func(*_unwrap(list(args), where), **{key: _unwrap(v, where) for key, v in kwargs.items()})
@@ -129,9 +130,19 @@ class _Ufunc:
 
 
 class _Runtime:
+    """``cupy.cuda.runtime``'s calls the engine and the GPU benchmark make (CuPy's names)."""
+
     @staticmethod
-    def getDeviceCount() -> int:  # noqa: N802 (CuPy's name)
+    def getDeviceCount() -> int:  # noqa: N802
         return 1
+
+    @staticmethod
+    def deviceSynchronize() -> None:  # noqa: N802 (nothing runs asynchronously here)
+        return None
+
+    @staticmethod
+    def getDeviceProperties(device: int) -> dict[str, bytes]:  # noqa: N802
+        return {"name": b"CuPy stand-in (NumPy on the CPU)"}
 
 
 class StandIn(types.ModuleType):

@@ -11,6 +11,7 @@ import pytest
 
 from helpers import make_vocab
 from rnncap import CaptioningRNN
+from rnncap.backend import to_numpy
 from rnncap.decode import beam_candidates, beam_search
 
 NULL, START, END, UNK = 0, 1, 2, 3
@@ -39,7 +40,7 @@ def _sequence_log_prob(model, features, tokens):
     previous, total = START, 0.0
     for token in tokens:
         log_probs, state = model.step(state, np.array([previous]))
-        total += log_probs[0, token]
+        total += float(log_probs[0, token])
         previous = token
     return total
 
@@ -57,9 +58,10 @@ def _exhaustive_best(model, features, max_length, length_penalty):
 
 
 @pytest.mark.parametrize("cell_type", ["rnn", "lstm", "gru"])
-def test_greedy_shapes_and_special_tokens(cell_type):
+def test_greedy_shapes_and_special_tokens(cell_type, device):
     model, features = _peaked_model(cell_type)
     model.params["b_vocab"][UNK] = 50.0  # the most likely word everywhere: still never emitted
+    model.to(device)
     captions = model.sample(features, max_length=9)
     assert captions.shape == (5, 9) and captions.dtype == np.int32
     assert UNK not in beam_search(model, features, beam_size=3, max_length=9)
@@ -72,8 +74,9 @@ def test_greedy_shapes_and_special_tokens(cell_type):
             assert (row[ends[0] + 1 :] == NULL).all()
 
 
-def test_greedy_picks_the_argmax_at_every_step():
+def test_greedy_picks_the_argmax_at_every_step(device):
     model, features = _peaked_model()
+    model.to(device)
     captions = model.sample(features, max_length=6)
     for n in range(len(features)):
         state, previous = model.init_state(features[n : n + 1]), START
@@ -81,15 +84,17 @@ def test_greedy_picks_the_argmax_at_every_step():
             if t > 0 and captions[n, t - 1] in (END, NULL):
                 break
             log_probs, state = model.step(state, np.array([previous]))
+            log_probs = to_numpy(log_probs)
             log_probs[0, [NULL, START, UNK]] = -np.inf
             assert captions[n, t] == log_probs[0].argmax()
             previous = captions[n, t]
 
 
 @pytest.mark.parametrize("length_penalty", [0.0, 1.0])
-def test_wide_beam_equals_exhaustive_search(length_penalty):
+def test_wide_beam_equals_exhaustive_search(length_penalty, device):
     """With more beams than hypotheses, beam search is exact: it must find the best caption of all."""
     model, features = _peaked_model(words=2)  # tokens <END>, w0, w1: captions of at most 3 of w0, w1
+    model.to(device)
     max_length = 3
     captions = beam_search(model, features, beam_size=64, max_length=max_length, length_penalty=length_penalty)
     for n in range(len(features)):
@@ -99,8 +104,9 @@ def test_wide_beam_equals_exhaustive_search(length_penalty):
         np.testing.assert_array_equal(captions[n], expected)
 
 
-def test_length_penalty_favours_longer_captions():
+def test_length_penalty_favours_longer_captions(device):
     model, features = _peaked_model(seed=1)
+    model.to(device)
     short = (beam_search(model, features, 5, 10, length_penalty=0.0) != NULL).sum()
     long = (beam_search(model, features, 5, 10, length_penalty=1.0) != NULL).sum()
     assert long >= short
@@ -121,8 +127,9 @@ def test_bad_search_arguments(kwargs, message):
 
 
 @pytest.mark.parametrize("length_penalty", [0.0, 0.7])
-def test_beam_candidates_keep_every_hypothesis_and_beam_searchs_best(length_penalty):
+def test_beam_candidates_keep_every_hypothesis_and_beam_searchs_best(length_penalty, device):
     model, features = _peaked_model(words=4)
+    model.to(device)
     found = beam_candidates(model, features, beam_size=4, max_length=5, length_penalty=length_penalty)
     rows = np.arange(len(features))
     np.testing.assert_array_equal(

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from helpers import on
+from rnncap.backend import device_of, to_device, to_numpy
 from rnncap.gradcheck import rel_error
 from rnncap.optim import (
     DEFAULTS,
@@ -129,33 +131,35 @@ def _torch_optimizer(torch, rule: str, param, config: dict):
 
 @pytest.mark.parametrize("rule", sorted(UPDATE_RULES))
 @pytest.mark.parametrize("config", [{}, {"learning_rate": 3e-2}], ids=["defaults", "lr3e-2"])
-def test_matches_torch_optim(rule, config):
-    """Ten steps in float64 on random gradients: our rules and torch.optim agree to rounding."""
+def test_matches_torch_optim(rule, config, device):
+    """Ten steps in float64 on random gradients: our rules (on each device) and torch.optim agree to rounding."""
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(0)
     w = rng.standard_normal((6, 7))
     param = torch.nn.Parameter(torch.from_numpy(w.copy()))
     optimizer = _torch_optimizer(torch, rule, param, config)
     ours = dict(config)
+    w = to_device(w, device)
     for _ in range(10):
         dw = rng.standard_normal(w.shape)
-        w, ours = UPDATE_RULES[rule](w, dw, ours)
+        w, ours = UPDATE_RULES[rule](w, to_device(dw, device), ours)
         param.grad = torch.from_numpy(dw.copy())
         optimizer.step()
-    np.testing.assert_allclose(w, param.detach().numpy(), rtol=1e-12, atol=1e-14)
+    assert device_of(w) == device
+    np.testing.assert_allclose(to_numpy(w), param.detach().numpy(), rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("rule", sorted(UPDATE_RULES))
-def test_in_place_keeps_float32_and_leaves_gradient(rule):
+def test_in_place_keeps_float32_and_leaves_gradient(rule, device):
     rng = np.random.default_rng(1)
-    w = rng.standard_normal((3, 4)).astype(np.float32)
-    dw = rng.standard_normal((3, 4)).astype(np.float32)
+    w, dw = on(device, [rng.standard_normal((3, 4)).astype(np.float32), rng.standard_normal((3, 4)).astype(np.float32)])
     dw_before = dw.copy()
     next_w, config = UPDATE_RULES[rule](w, dw)
     assert next_w is w  # updated in place, no new array per step
     assert next_w.dtype == np.float32
     assert all(config[key].dtype == np.float32 for key in STATE_KEYS[rule] if key != "t")
-    np.testing.assert_array_equal(dw, dw_before)
+    assert all(device_of(config[key]) == device for key in STATE_KEYS[rule] if key != "t")  # beside the weights
+    np.testing.assert_array_equal(to_numpy(dw), to_numpy(dw_before))
     # A float64 gradient does not upcast float32 weights either.
     next_w, _ = UPDATE_RULES[rule](w, dw.astype(np.float64), config)
     assert next_w.dtype == np.float32
@@ -222,7 +226,7 @@ def test_gradient_shape_must_match():
         adam(np.ones(3), np.ones((3, 1)))
 
 
-def test_clip_grad_norm_matches_torch():
+def test_clip_grad_norm_matches_torch(device):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(2)
     grads = {"a": rng.standard_normal((4, 3)), "b": rng.standard_normal(5)}
@@ -230,10 +234,11 @@ def test_clip_grad_norm_matches_torch():
     for t, g in zip(tensors, grads.values(), strict=True):
         t.grad = torch.from_numpy(g.copy())
     expected_norm = float(torch.nn.utils.clip_grad_norm_(tensors, max_norm=1.0))
+    grads = {name: to_device(g, device) for name, g in grads.items()}
     norm = clip_grad_norm(grads, 1.0)
     assert norm == pytest.approx(expected_norm, rel=1e-14)
     for t, g in zip(tensors, grads.values(), strict=True):
-        np.testing.assert_allclose(g, t.grad.numpy(), rtol=1e-14)
+        np.testing.assert_allclose(to_numpy(g), t.grad.numpy(), rtol=1e-14)
     assert global_norm(grads) == pytest.approx(1.0, rel=1e-5)
 
 

@@ -171,10 +171,11 @@ def sample(twin: TorchAttentionCaptioner, features: torch.Tensor, max_length: in
     attention weights (zero after ``<END>``)."""
     h, c, proj = twin.init_state(features)
     N, L = features.shape[:2]
-    captions = torch.full((N, max_length), NULL_ID, dtype=torch.int64)
-    attention = torch.zeros((N, max_length, L), dtype=features.dtype)
-    words = torch.full((N,), START_ID, dtype=torch.int64)
-    finished = torch.zeros(N, dtype=torch.bool)
+    on = features.device  # the twin's own device: a GPU for the benchmark's --device cuda
+    captions = torch.full((N, max_length), NULL_ID, dtype=torch.int64, device=on)
+    attention = torch.zeros((N, max_length, L), dtype=features.dtype, device=on)
+    words = torch.full((N,), START_ID, dtype=torch.int64, device=on)
+    finished = torch.zeros(N, dtype=torch.bool, device=on)
     for t in range(max_length):
         alpha, h, c = twin.attend_and_step(features, proj, twin.embed(words), h, c)
         log_probs = F.log_softmax(twin.vocab(h), dim=1)
@@ -185,4 +186,4 @@ def sample(twin: TorchAttentionCaptioner, features: torch.Tensor, max_length: in
         finished |= words == END_ID
         if finished.all():
             break
-    return captions.numpy().astype(np.int32), attention.numpy()
+    return captions.cpu().numpy().astype(np.int32), attention.cpu().numpy()

@@ -254,9 +254,10 @@ def sample(twin: TorchCaptioner, features: torch.Tensor, max_length: int = 30) -
     """
     state = twin.init_state(features)
     N = features.shape[0]
-    captions = torch.full((N, max_length), NULL_ID, dtype=torch.int64)
-    words = torch.full((N,), START_ID, dtype=torch.int64)
-    finished = torch.zeros(N, dtype=torch.bool)
+    on = features.device  # the twin's own device: a GPU for the benchmark's --device cuda
+    captions = torch.full((N, max_length), NULL_ID, dtype=torch.int64, device=on)
+    words = torch.full((N,), START_ID, dtype=torch.int64, device=on)
+    finished = torch.zeros(N, dtype=torch.bool, device=on)
     for t in range(max_length):
         log_probs, state = twin.step(state, words)
         words = _forbid_special_tokens(log_probs).argmax(dim=1)
@@ -264,7 +265,7 @@ def sample(twin: TorchCaptioner, features: torch.Tensor, max_length: int = 30) -
         finished |= words == END_ID
         if finished.all():
             break
-    return captions.numpy().astype(np.int32)
+    return captions.cpu().numpy().astype(np.int32)
 
 
 @torch.no_grad()
@@ -281,11 +282,12 @@ def beam_search(twin: TorchCaptioner, features: torch.Tensor, beam_size: int = 3
         state = tuple(s.repeat_interleave(B, dim=1) for s in state)  # (1, N*B, H): beam b of image n at n*B + b
     else:
         state = state.repeat_interleave(B, dim=1)
-    tokens = torch.full((N, B, max_length), NULL_ID, dtype=torch.int64)
-    scores = torch.zeros(N, B, dtype=torch.float64)
+    on = features.device
+    tokens = torch.full((N, B, max_length), NULL_ID, dtype=torch.int64, device=on)
+    scores = torch.zeros(N, B, dtype=torch.float64, device=on)
     scores[:, 1:] = -torch.inf  # all beams start identical: only the first may expand at step 0
-    finished = torch.zeros(N, B, dtype=torch.bool)
-    words = torch.full((N * B,), START_ID, dtype=torch.int64)
+    finished = torch.zeros(N, B, dtype=torch.bool, device=on)
+    words = torch.full((N * B,), START_ID, dtype=torch.int64, device=on)
     for t in range(max_length):
         log_probs, state = twin.step(state, words)
         log_probs = _forbid_special_tokens(log_probs.double()).reshape(N, B, V)
@@ -298,9 +300,9 @@ def beam_search(twin: TorchCaptioner, features: torch.Tensor, beam_size: int = 3
         finished = was_finished | (words_nb == END_ID)
         tokens = tokens.gather(1, parent[:, :, None].expand(N, B, max_length)).clone()
         tokens[:, :, t] = torch.where(was_finished, NULL_ID, words_nb)
-        rows = (parent + torch.arange(N)[:, None] * B).reshape(-1)  # (N*B,) rows of the surviving parents
+        rows = (parent + torch.arange(N, device=on)[:, None] * B).reshape(-1)  # (N*B,) rows of the surviving parents
         state = tuple(s[:, rows] for s in state) if isinstance(state, tuple) else state[:, rows]
         words = words_nb.reshape(-1)
         if finished.all():
             break
-    return tokens[torch.arange(N), scores.argmax(dim=1)].numpy().astype(np.int32)
+    return tokens[torch.arange(N, device=on), scores.argmax(dim=1)].cpu().numpy().astype(np.int32)

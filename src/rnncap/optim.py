@@ -94,7 +94,7 @@ def _prepare(
         config = {}
     config.update(resolve_hyperparameters(rule, config))
     xp = array_module(w, dw)
-    w, dw = xp.asarray(w), xp.asarray(dw)
+    w, dw = (a if is_array(a) else np.asarray(a) for a in (w, dw))  # arrays stay where they are
     if w.shape != dw.shape:
         raise ValueError(f"{rule}: gradient shape {dw.shape} does not match weight shape {w.shape}")
     if not np.issubdtype(w.dtype, np.floating):
