@@ -3,7 +3,9 @@
 Two steps, each resumable: :func:`rnncap.data.create_store` writes photos, captions and vocabulary (seconds), then
 :func:`extract_into_store` runs the CNN over every photo whose features are not written yet (hours for COCO on a
 CPU). Running the same preparation again continues an interrupted extraction; unreadable photos are reported by
-name, marked in the file and left out of every split, and cost nothing else.
+name, marked in the file and left out of every split, and cost nothing else. ``prepare_dataset(..., shard=(i, n))``
+does the same for shard ``i`` of ``n`` of the photos, into a part file that :mod:`rnncap.apps.prepare_shards`
+merges with the others (or runs under torchrun, one shard per process).
 
 CS231n's ``coco_captioning`` folder already holds features and encoded captions: :func:`prepare_cs231n` copies
 them into the same file format, so that one trainer reads both.
@@ -22,7 +24,16 @@ import numpy as np
 
 from rnncap.apps.outputs import check_writable
 from rnncap.apps.paths import model_path
-from rnncap.data import Dataset, ImageRecord, create_store, open_store, prepare_records, read_cs231n, summary_line
+from rnncap.data import (
+    Dataset,
+    ImageRecord,
+    Prepared,
+    create_store,
+    open_store,
+    prepare_records,
+    read_cs231n,
+    summary_line,
+)
 from rnncap.models.serialization import read_model_file
 from rnncap.text import check_special_ids, decode_captions
 
@@ -69,6 +80,7 @@ def prepare_dataset(
     overwrite: bool = False,
     progress: bool = True,
     word_to_idx: Mapping[str, int] | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> PrepareResult:
     """Prepare ``dataset``: vocabulary from its train split, encoded captions, and CNN features of every photo.
 
@@ -86,14 +98,52 @@ def prepare_dataset(
         progress: show a progress bar.
         word_to_idx: encode with this vocabulary (e.g. :func:`read_vocabulary` of a trained model) instead of
             building one from the train split: a test set for an existing model needs no train split.
+        shard: ``(i, n)``: write only shard ``i`` of ``n`` (its photos' features, every caption of them, the
+            vocabulary of the whole data set) into ``out``, a part for :func:`rnncap.data.store_merge.merge_shards`.
 
     Raises:
         OutputError: ``out`` is a folder or cannot be written (checked before anything is read or encoded).
-        ValueError: no ``word_to_idx`` and no train split to build the vocabulary from.
+        ValueError: no ``word_to_idx`` and no train split to build the vocabulary from; a bad ``shard``.
     """
     check_writable(out, "out")
     prepared = prepare_records(dataset, min_count=min_count, max_length=max_length, word_to_idx=word_to_idx)
-    created = create_store(out, dataset, *prepared, root=dataset.root, name=dataset.name, overwrite=overwrite)
+    return prepare_records_into(
+        dataset,
+        prepared,
+        out,
+        encoder=encoder,
+        backend=backend,
+        batch_size=batch_size,
+        workers=workers,
+        grid=grid,
+        overwrite=overwrite,
+        progress=progress,
+        shard=shard,
+    )
+
+
+def prepare_records_into(
+    dataset: Dataset,
+    prepared: Prepared,
+    out: str | os.PathLike,
+    *,
+    encoder: str = "efficientnet-lite2",
+    backend: Backend = "auto",
+    batch_size: int = 32,
+    workers: int = 2,
+    grid: bool = True,
+    overwrite: bool = False,
+    progress: bool = True,
+    shard: tuple[int, int] | None = None,
+    threads: int | None = None,
+    position: int | None = None,
+) -> PrepareResult:
+    """:func:`prepare_dataset` once the captions are encoded (``prepared``: :func:`rnncap.data.prepare_records` of
+    ``dataset``): write the store (or shard) and extract its features. ``threads`` and ``position``: see
+    :func:`extract_into_store`."""
+    created = create_store(
+        out, dataset, *prepared, root=dataset.root, name=dataset.name, overwrite=overwrite, shard=shard
+    )
     result = extract_into_store(
         out,
         encoder,
@@ -103,6 +153,9 @@ def prepare_dataset(
         grid=grid,
         restart=overwrite,
         progress=progress,
+        shard=shard,
+        threads=threads,
+        position=position,
     )
     return PrepareResult(Path(out), summary_line(dataset, prepared), created, *result)
 
@@ -151,8 +204,14 @@ def extract_into_store(
     grid: bool = True,
     restart: bool = False,
     progress: bool = True,
+    shard: tuple[int, int] | None = None,
+    threads: int | None = None,
+    position: int | None = None,
 ) -> tuple[int, list[tuple[str, str]], float]:
     """Encode every photo of a prepared file that has no features yet.
+
+    ``shard`` ``(i, n)`` labels the progress bar, ``position`` puts it on that line of the terminal (processes that
+    share one), ``threads`` are the encoder's per inference (None: one per physical core).
 
     Returns:
         (photos encoded, ``(photo, reason)`` of the unreadable ones, seconds).
@@ -162,7 +221,7 @@ def extract_into_store(
     with open_store(path, writable=True) as store:
         if store.pending().size == 0 and store.encoder == encoder and not restart:
             return 0, [], 0.0  # nothing left to do; another encoder's name goes on to begin_features, which refuses
-        model = load_encoder(encoder, backend)
+        model = load_encoder(encoder, backend, num_threads=threads)
         grid_shape = (model.spec.grid_cells, model.feature_dim) if grid else None  # (L, C) of the grid features
         store.begin_features(model.name, model.feature_dim, grid_shape, restart=restart)
         pending = store.pending()
@@ -185,6 +244,8 @@ def extract_into_store(
             workers=workers,
             with_grid=grid,
             progress=progress,
+            desc=None if shard is None else f"shard {shard[0]}/{shard[1]} {model.name} features",
+            position=position,
         )
     return report.encoded, failed, report.seconds
 

@@ -5,14 +5,24 @@ rnncap prepare coco --root DIR --year 2014 [--karpathy FILE] --out FILE
 rnncap prepare cs231n --root DIR --out FILE
 rnncap prepare folder --root DIR [--captions FILE] --out FILE
 rnncap prepare flickr8k --root DIR --splits test --vocab flickr8k-lstm --out FILE   (a test set for a model)
+
+Sharded extraction (rnncap.apps.prepare_shards):
+rnncap prepare SOURCE ... --shard I/N --out PART             (shard I of N of the photos into a part file)
+rnncap prepare merge --out FILE PART...                      (the parts of every shard into the whole file)
+torchrun --nproc-per-node N -m rnncap prepare SOURCE ... --out FILE   (both: one shard per process, then merged)
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rnncap.cli.args import OUTPUTS_RULE, non_negative, positive, split_list
+
+if TYPE_CHECKING:
+    from rnncap.apps.prepare import PrepareResult
+    from rnncap.data import Dataset
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -22,7 +32,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="read a data set, build the vocabulary and extract CNN features into one HDF5 file",
         description="Read a data set, build the vocabulary, encode the captions and extract CNN features into one "
         "HDF5 file that `rnncap train` reads. Running it again continues an interrupted extraction; a --out file that "
-        f"holds other data is replaced only with --overwrite. {OUTPUTS_RULE}",
+        f"holds other data is replaced only with --overwrite. {OUTPUTS_RULE} The extraction can be cut into shards: "
+        "--shard I/N writes shard I of N into its own --out, `rnncap prepare merge` joins the parts, and under "
+        "`torchrun --nproc-per-node N -m rnncap prepare ...` each process extracts one shard and the first merges "
+        "them into --out.",
     )
     sources = prepare.add_subparsers(dest="source", required=True)
     photo_sources = _add_photo_sources(sources)
@@ -36,6 +49,34 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     for source in photo_sources:
         _add_extraction_options(source)
         source.set_defaults(run=_run_prepare_photos)
+    _add_merge(sources)
+
+
+def shard_spec(text: str) -> tuple[int, int]:
+    """``I/N`` -> (I, N): shard I of N, N >= 1, 0 <= I < N."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected I/N, shard I of N (e.g. 0/2), got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        shards = "N must be at least 1" if count < 1 else f"I must be one of 0..{count - 1}"
+        raise argparse.ArgumentTypeError(f"shard {text}: {shards} (the shards of N = 2 are 0/2 and 1/2)")
+    return index, count
+
+
+def _add_merge(sources: argparse._SubParsersAction) -> None:
+    """``rnncap prepare merge``: the part files of every shard into the whole prepared file."""
+    merge = sources.add_parser(
+        "merge",
+        help="merge the part files of a sharded extraction (--shard I/N) into one prepared file",
+        description="Check that the part files are every shard of one finished extraction (the same data set, "
+        "settings, vocabulary and encoder, each shard once, every photo done) and write the prepared file the "
+        "unsharded `rnncap prepare` writes.",
+    )
+    merge.add_argument("parts", nargs="+", type=Path, metavar="PART", help="the part file of every shard")
+    merge.add_argument("--out", type=Path, required=True, help="the prepared HDF5 file to write")
+    merge.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    merge.set_defaults(run=_run_prepare_merge)
 
 
 def _add_photo_sources(sources: argparse._SubParsersAction) -> tuple[argparse.ArgumentParser, ...]:
@@ -104,13 +145,24 @@ def _add_extraction_options(source: argparse.ArgumentParser) -> None:
         action="store_false",
         help="skip the spatial grid features (attention models need them)",
     )
+    source.add_argument(
+        "--shard",
+        type=shard_spec,
+        metavar="I/N",
+        help="extract only shard I of N of the photos (contiguous blocks) into --out, a part for `rnncap prepare "
+        "merge`; resumes like a whole file. Under torchrun each process takes its own shard by itself",
+    )
 
 
 def _run_prepare_photos(args: argparse.Namespace) -> None:
     from rnncap.apps.outputs import check_writable
     from rnncap.apps.prepare import prepare_dataset, read_vocabulary
+    from rnncap.apps.prepare_shards import prepare_distributed, torchrun_shard
     from rnncap.data import read_coco, read_flickr8k, read_folder
 
+    ranks = torchrun_shard()
+    if ranks is not None and args.shard is not None:
+        raise ValueError(f"--shard {args.shard[0]}/{args.shard[1]} under torchrun: give --shard or run under torchrun")
     check_writable(args.out, "--out")  # before reading the data set (COCO: a minute); the file's rule is create_store's
     word_to_idx = None if args.vocab is None else read_vocabulary(args.vocab)
     if args.source == "flickr8k":
@@ -119,21 +171,41 @@ def _run_prepare_photos(args: argparse.Namespace) -> None:
         dataset = read_coco(args.root, year=args.year, karpathy=args.karpathy, splits=args.splits)
     else:
         dataset = read_folder(args.root, args.captions)
-    result = prepare_dataset(
-        dataset,
-        args.out,
-        min_count=args.min_count,
-        max_length=args.max_length,
-        encoder=args.encoder,
-        backend=args.backend,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        grid=args.grid,
-        overwrite=args.overwrite,
-        word_to_idx=word_to_idx,
-    )
-    print(f"found {result.summary}")
-    _print_skipped(dataset.skipped)
+    settings = {
+        "min_count": args.min_count,
+        "max_length": args.max_length,
+        "word_to_idx": word_to_idx,
+        "encoder": args.encoder,
+        "backend": args.backend,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "grid": args.grid,
+        "overwrite": args.overwrite,
+    }
+    if ranks is None:
+        _print_prepared(prepare_dataset(dataset, args.out, shard=args.shard, **settings), dataset, args.shard)
+        return
+    done = prepare_distributed(dataset, args.out, *ranks, **settings)
+    if done.shard is None:
+        if done.rank == 0:
+            print(f"{args.out} already holds this preparation with every feature of {args.encoder}: nothing to do")
+        return
+    _print_prepared(done.shard, dataset, (done.rank, done.world), found=done.rank == 0)
+    if done.merged is not None:
+        print(f"merged the {done.merged.parts} shards in {done.merged.seconds:.0f} s and removed their part files")
+        print(f"wrote {done.merged.summary}")
+
+
+def _print_prepared(result: PrepareResult, dataset: Dataset, shard: tuple[int, int] | None, found: bool = True) -> None:
+    """What a preparation found and did; ``found``: also what the data set holds (once per torchrun job)."""
+    from rnncap.data.store_create import shard_rows
+
+    if found:
+        print(f"found {result.summary}")
+        _print_skipped(dataset.skipped)
+    if shard is not None:
+        start, stop = shard_rows(len(dataset), *shard)
+        print(f"shard {shard[0]}/{shard[1]}: photos {start:,}..{stop - 1:,} of the {len(dataset):,}")
     if not result.created:
         print(f"{result.path} already held this data: continued its feature extraction")
     print(f"encoded {result.encoded:,} photos in {result.seconds:.0f} s ({result.images_per_second:.1f} photos/s)")
@@ -152,10 +224,28 @@ def _print_skipped(skipped: tuple[str, ...], shown: int = 5) -> None:
         print(f"  {line}")
 
 
+def _refuse_torchrun(what: str) -> None:
+    """Refuse to run ``what`` in several processes, which would all write the same file."""
+    from rnncap.apps.prepare_shards import torchrun_shard
+
+    if torchrun_shard() is not None:
+        raise ValueError(f"{what} runs in one process: start it without torchrun")
+
+
+def _run_prepare_merge(args: argparse.Namespace) -> None:
+    from rnncap.apps.prepare_shards import merge_prepared
+
+    _refuse_torchrun("rnncap prepare merge")
+    result = merge_prepared(args.parts, args.out, overwrite=args.overwrite)
+    print(f"merged {result.parts} parts in {result.seconds:.0f} s")
+    print(f"wrote {result.summary}")
+
+
 def _run_prepare_cs231n(args: argparse.Namespace) -> None:
     from rnncap.apps.outputs import check_writable
     from rnncap.apps.prepare import prepare_cs231n
 
+    _refuse_torchrun("rnncap prepare cs231n (its features come with it: there is nothing to extract, nor to shard)")
     check_writable(args.out, "--out")
     summary = prepare_cs231n(args.root, args.out, pca=args.pca, overwrite=args.overwrite)
     print(f"wrote {summary}")

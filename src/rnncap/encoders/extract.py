@@ -62,6 +62,8 @@ def extract_features(
     workers: int = 2,
     with_grid: bool = True,
     progress: bool = True,
+    desc: str | None = None,
+    position: int | None = None,
 ) -> ExtractionReport:
     """Encode photo files batch by batch; returns an :class:`ExtractionReport` of what was done.
 
@@ -82,6 +84,8 @@ def extract_features(
         workers: decoding processes; 0 decodes in this process, between inferences (no overlap).
         with_grid: compute and pass the grid features.
         progress: show a progress bar with photos per second.
+        desc: the bar's label (default "ENCODER features"), e.g. naming the shard of a sharded extraction.
+        position: the bar's line, for several processes sharing one terminal (one per shard).
 
     Worker processes are started with "spawn" (fork is unsafe once inference threads exist): each imports the
     calling script as a module, so a script calling this with ``workers > 0`` needs the usual
@@ -93,7 +97,8 @@ def extract_features(
     tasks = [(i, os.fspath(p)) for i, p in enumerate(paths) if i not in skip_set]
     report = ExtractionReport(skipped=len(skip_set))
 
-    with tqdm(total=len(tasks), unit="img", desc=f"{encoder.name} features", disable=not progress) as bar:
+    desc = f"{encoder.name} features" if desc is None else desc
+    with tqdm(total=len(tasks), unit="img", desc=desc, position=position, disable=not progress) as bar:
 
         def unreadable(index: int, message: str) -> None:
             report.failed.append((index, message))
