@@ -9,6 +9,7 @@ import pytest
 
 from helpers import make_vocab, model_batch, peaked_model, small_model
 from rnncap import nn
+from rnncap.backend import to_numpy
 from rnncap.gradcheck import check_model
 from rnncap.models import AttentionCaptioner
 
@@ -17,9 +18,9 @@ NULL, START, END = 0, 1, 2
 L, D = 4, 5  # small_model("attention")'s grid: L locations of D channels
 
 
-def test_gradients_without_the_regulariser(rng):
+def test_gradients_without_the_regulariser(rng, device):
     """Every parameter with alpha_reg = 0 (test_contract checks them with the regulariser)."""
-    model = small_model("attention", rng, alpha_reg=0.0)
+    model = small_model("attention", rng, alpha_reg=0.0).to(device)
     errors = check_model(model, *model_batch(model, rng))
     assert errors.keys() == model.params.keys()
     assert max(errors.values()) < MODEL_TOLERANCE, errors
@@ -69,9 +70,10 @@ def test_parameter_shapes_and_positional_arguments():
 # ---------------------------------------------------------------------------------------------- decoding
 
 
-def test_sample_returns_attention_distributions():
+def test_sample_returns_attention_distributions(device):
     model, features = peaked_model("attention")
     model.params["b_vocab"][END] += 4  # some captions end early, so that the padding of the weights is tested
+    model.to(device)
     captions, attention = model.sample(features, max_length=8, return_attention=True)
     assert captions.shape == (5, 8) and captions.dtype == np.int32
     assert attention.shape == (5, 8, L)
@@ -82,31 +84,35 @@ def test_sample_returns_attention_distributions():
     np.testing.assert_array_equal(model.sample(features, max_length=8), captions)  # plain call: ids only
 
 
-def test_sampled_attention_is_what_each_step_used():
+def test_sampled_attention_is_what_each_step_used(device):
     """Replaying a greedy caption word by word reproduces its weights: the weights behind word t are those of the
     step that produced it."""
     model, features = peaked_model("attention", seed=2)
+    model.to(device)
     captions, attention = model.sample(features, max_length=6, return_attention=True)
     state = model.init_state(features)
     previous = np.full(len(features), START, dtype=np.int32)
     for t in range(6):
         log_probs, state = model.step(state, previous)
+        log_probs = to_numpy(log_probs)
         log_probs[:, [NULL, START]] = -np.inf
         alive = captions[:, t] != NULL
         np.testing.assert_array_equal(log_probs.argmax(axis=1)[alive], captions[alive, t])
-        np.testing.assert_allclose(model.attention_weights(state)[alive], attention[alive, t], rtol=1e-12)
+        weights = to_numpy(model.attention_weights(state))
+        np.testing.assert_allclose(weights[alive], attention[alive, t], rtol=1e-12)
         previous = np.where(alive, captions[:, t], END).astype(np.int32)
 
 
-def test_beam_attention_replays_along_the_chosen_caption():
+def test_beam_attention_replays_along_the_chosen_caption(device):
     """The weights returned with a beam caption are those of the steps that wrote its words."""
     model, features = peaked_model("attention", seed=4)
+    model.to(device)
     captions, attention = model.beam_search(features, beam_size=4, max_length=6, return_attention=True)
     for n in range(len(features)):
         state, previous = model.init_state(features[n : n + 1]), START
         for t, token in enumerate(captions[n][captions[n] != NULL]):
             _, state = model.step(state, np.array([previous]))
-            np.testing.assert_allclose(model.attention_weights(state)[0], attention[n, t], rtol=1e-10)
+            np.testing.assert_allclose(to_numpy(model.attention_weights(state))[0], attention[n, t], rtol=1e-10)
             previous = token
 
 

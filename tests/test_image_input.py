@@ -11,6 +11,7 @@ import pytest
 
 from helpers import make_vocab, model_batch, redraw_weights
 from rnncap import CaptioningRNN
+from rnncap.backend import to_numpy
 from rnncap.decode import beam_search, greedy_search
 from rnncap.gradcheck import check_model, numerical_gradient, rel_error
 from rnncap.models import ModelFileError, RNNConfig, load_model
@@ -52,36 +53,38 @@ def test_the_first_input_projects_to_a_word_vector(cell_type):
 
 
 @cells
-def test_gradients_check(cell_type, rng):
-    model = first_word_model(cell_type)
+def test_gradients_check(cell_type, rng, device):
+    model = first_word_model(cell_type).to(device)
     errors = check_model(model, *model_batch(model, rng))
     assert errors.keys() == model.params.keys()
     assert max(errors.values()) < TOLERANCE, errors
 
 
 @cells
-def test_dropout_gradients_check_and_drop_the_image_too(cell_type, rng):
-    model = first_word_model(cell_type, dropout=0.4)
+def test_dropout_gradients_check_and_drop_the_image_too(cell_type, rng, device):
+    model = first_word_model(cell_type, dropout=0.4).to(device)
     features, captions = model_batch(model, rng)
     loss = lambda: model.loss(features, captions, rng=np.random.default_rng(3))  # noqa: E731 (one fixed mask)
     _, grads = loss()
     for name, param in model.params.items():
         assert rel_error(grads[name], numerical_gradient(lambda: loss()[0], param)) < TOLERANCE, name
     # Some projected-image units are dropped: their bias gets no gradient under this mask.
-    assert (grads["b_proj"] == 0).any() and (grads["b_proj"] != 0).any()
+    b_proj = to_numpy(grads["b_proj"])
+    assert (b_proj == 0).any() and (b_proj != 0).any()
     assert model.loss(features, captions)[0] != loss()[0]  # without a generator nothing is dropped
 
 
 @image_inputs
 @cells
-def test_the_loss_is_what_decoding_step_by_step_predicts(cell_type, image_input, rng):
+def test_the_loss_is_what_decoding_step_by_step_predicts(cell_type, image_input, rng, device):
     """Teacher forcing through init_state and step gives the loss: the image step of the first input, run by
     init_state, is the one the loss runs before <START>."""
-    model = first_word_model(cell_type, image_input=image_input)
+    model = first_word_model(cell_type, image_input=image_input).to(device)
     features, captions = model_batch(model, rng, n=4, t=8)
     state, total = model.init_state(features), 0.0
     for t in range(captions.shape[1] - 1):
         log_probs, state = model.step(state, captions[:, t])
+        log_probs = to_numpy(log_probs)
         targets = captions[:, t + 1]
         total -= log_probs[np.arange(len(targets)), targets][targets != 0].sum()
     assert model.loss(features, captions)[0] == pytest.approx(total / len(features), rel=1e-12)
@@ -100,8 +103,8 @@ def test_init_state_has_read_the_image(cell_type, rng):
 
 
 @cells
-def test_a_beam_of_one_is_greedy_search(cell_type):
-    model = first_word_model(cell_type, seed=1, scale=1.5)
+def test_a_beam_of_one_is_greedy_search(cell_type, device):
+    model = first_word_model(cell_type, seed=1, scale=1.5).to(device)
     features = np.random.default_rng(2).standard_normal((5, 5))
     greedy = greedy_search(model, features, 8)
     np.testing.assert_array_equal(beam_search(model, features, 1, 8), greedy)
