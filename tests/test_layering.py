@@ -2,7 +2,7 @@
 
 The rules, each a test below:
 
-- The engine (``ENGINE``: nn, models, decode, optim, train, gradcheck, text, files, checks) imports none of
+- The engine (``ENGINE``: backend, nn, models, decode, optim, train, gradcheck, text, files, checks) imports none of
   ``HEAVY`` (torch, torchvision, onnx, onnxruntime, h5py, PIL, matplotlib) and none of the outer layers (``OUTER``:
   data, encoders, metrics' neighbours apps, report, cli), at module level or inside a function. One exception,
   ``LAZY_EXCEPTIONS``: the trainer may import ``rnncap.report.plots`` inside a function, to draw its loss curves
@@ -36,7 +36,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 TESTS = Path(__file__).resolve().parent
 PACKAGE = "rnncap"
-ENGINE = ("nn", "models", "decode", "optim", "train", "gradcheck", "text", "files", "checks")
+ENGINE = ("backend", "nn", "models", "decode", "optim", "train", "gradcheck", "text", "files", "checks")
 OUTER = ("data", "encoders", "apps", "report", "cli")
 HEAVY = ("torch", "torchvision", "onnx", "onnxruntime", "h5py", "PIL", "matplotlib")
 # (importing package, imported module) pairs allowed inside a function only, with the reason.
