@@ -1,4 +1,5 @@
-"""Hand-written layers: pure NumPy functions with CS231n's names and shapes.
+"""Hand-written layers: pure NumPy functions with CS231n's names and shapes, which run on a GPU too: each takes its
+array module from its inputs (:func:`rnncap.backend.array_module`), so CuPy arrays in give CuPy arrays out.
 
 Every layer is a pair: ``*_forward(...) -> (out, cache)`` and ``*_backward(dout, cache) -> grads``, the gradients in
 the order of the forward inputs. Where there are five or more they come as a named tuple, which unpacks like
