@@ -28,6 +28,10 @@ Layout (M photos, K captions, T = max_length + 2, F pooled feature size, L grid 
     features/pooled  (M, F) float16    globally pooled CNN features (created by Store.begin_features)
     features/grid    (M, L, C) float16 optional spatial features, e.g. L = 81 cells of a 9x9 grid, C = 1280
 
+A shard part of a sharded extraction (``create_store(..., shard=(i, n))``) has this layout for its block of the
+photos, plus the attributes ``shard``, ``shard_rows`` and ``shard_of`` (:mod:`rnncap.data.store_create`); its
+extraction resumes like a whole file's, and :mod:`rnncap.data.store_merge` joins the parts into the whole file.
+
 Opening a file checks every attribute, dataset and index relation above (:mod:`rnncap.data.store_checks`: the
 dtypes, the dimensions, M and K agreeing between datasets, captions/image within images/, the vocabulary's
 special ids; token ids as a split reads them), so that damage is a :class:`StoreError` naming the field, never an
