@@ -186,8 +186,8 @@ def test_training_runs_and_resumes_on_device(device, tmp_path):
         assert archive["param/Wx"].dtype == np.float32
     resumed.train()
     assert resumed.model.device == device
-    for name, value in cpu.params.items():
-        np.testing.assert_allclose(to_numpy(resumed.model.params[name]), value, rtol=1e-5, atol=1e-6, err_msg=name)
+    for name, value in cpu.params.items():  # float32 on a GPU: 16 Adam steps of rounding differences at most
+        np.testing.assert_allclose(to_numpy(resumed.model.params[name]), value, rtol=1e-4, atol=1e-5, err_msg=name)
 
 
 def replace_epochs(config: TrainConfig, epochs: int) -> TrainConfig:
