@@ -1,6 +1,7 @@
-"""The models that ship in the package: their files, their captions of the example photos and of Flickr8k dev photos.
+"""The models that ship in the package: their files, their captions of the example photos, of Flickr8k dev photos
+and of COCO-subset val photos.
 
-The Flickr8k test needs ../shared/data/flickr8k and is skipped without it.
+The Flickr8k and COCO tests need ../shared/data/flickr8k and ../shared/data/coco-subset and are skipped without them.
 """
 
 from __future__ import annotations
@@ -19,10 +20,17 @@ from rnncap.text import END, NULL, START, UNK
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "photos"
 FLICKR8K = REPO.parent / "shared" / "data" / "flickr8k"
+COCO = REPO.parent / "shared" / "data" / "coco-subset"
 
 
 # name -> (size limit in MiB, the first 200 Flickr8k dev photos' BLEU-4 and CIDEr must exceed these).
-SHIPPED = {"flickr8k-lstm": (25, 0.17, 0.41), "flickr8k-attention": (30, 0.19, 0.50)}
+SHIPPED = {
+    "flickr8k-lstm": (25, 0.17, 0.41),
+    "flickr8k-attention": (30, 0.19, 0.50),
+    "flickr8k-coco-lstm": (25, 0.19, 0.46),
+}
+# The models trained on COCO too -> the first 150 COCO-subset val photos' BLEU-4 and CIDEr must exceed these.
+COCO_BOUNDS = {"flickr8k-coco-lstm": (0.21, 0.57)}
 
 
 @pytest.fixture(scope="module", params=sorted(SHIPPED))
@@ -73,7 +81,8 @@ def test_flickr8k_dev_photos_from_their_files(shipped: str, captioner: Captioner
 
     Measured when the models were shipped, on these 200 photos: flickr8k-lstm BLEU-4 0.192, CIDEr 0.467
     (0.190 / 0.423 on all 1,000 through the prepared file, as the README reports), flickr8k-attention 0.218 /
-    0.560 (0.212 / 0.523 on all 1,000). The bounds leave room for other BLAS libraries.
+    0.560 (0.212 / 0.523 on all 1,000), flickr8k-coco-lstm 0.210 / 0.513 (0.197 / 0.462). The bounds leave room
+    for other BLAS libraries.
     """
     from rnncap.data import read_flickr8k
     from rnncap.metrics import evaluate
@@ -86,4 +95,30 @@ def test_flickr8k_dev_photos_from_their_files(shipped: str, captioner: Captioner
         metrics=("BLEU", "CIDEr"),
     )
     _, bleu4, cider = SHIPPED[shipped]
+    assert scores["BLEU-4"] > bleu4 and scores["CIDEr"] > cider, scores
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not COCO.is_dir(), reason="needs ../shared/data/coco-subset (the COCO photos)")
+@pytest.mark.parametrize("name", sorted(COCO_BOUNDS))
+def test_coco_val_photos_from_their_files(name: str, tmp_path_factory) -> None:
+    """The models trained on COCO too, on everyday scenes from their photo files (the first 150 val photos).
+
+    Measured when shipped: flickr8k-coco-lstm BLEU-4 0.231, CIDEr 0.629 (0.214 / 0.595 on all 300 through the
+    prepared file, as the README reports).
+    """
+    from rnncap.data.coco import read_coco
+    from rnncap.metrics import evaluate
+
+    cache = tmp_path_factory.getbasetemp() / "rnncap-cache"
+    model = load_model(model_path(name))
+    captioner = Captioner(model, load_encoder(model.metadata["encoder"], "onnx", cache_dir=cache))
+    records = read_coco(COCO, 2017, COCO / "dataset_coco.json", ("val",)).records[:150]
+    captions = captioner.caption_many([record.path for record in records])
+    scores = evaluate(
+        dict(zip([r.image_id for r in records], captions, strict=True)),
+        {record.image_id: list(record.captions) for record in records},
+        metrics=("BLEU", "CIDEr"),
+    )
+    bleu4, cider = COCO_BOUNDS[name]
     assert scores["BLEU-4"] > bleu4 and scores["CIDEr"] > cider, scores
