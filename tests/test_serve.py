@@ -18,6 +18,7 @@ import pytest
 from PIL import Image
 from starlette.testclient import TestClient
 
+from rnncap.apps.paths import ASSETS, DEFAULT_MODEL
 from rnncap.serve import ServeSettings, create_app, load_served_models
 from rnncap.serve.server import exposure_warning, is_loopback, steady_memory
 
@@ -63,21 +64,27 @@ def png_claiming(width: int, height: int) -> bytes:
     return bytes(raw)
 
 
+SHIPPED_NAMES = {path.stem for path in ASSETS.glob("*.npz")}
+
+
 # ---- what is offered ---------------------------------------------------------------------------------------------
 
 
 def test_health_says_the_models_and_encoder_are_loaded(client) -> None:
     health = client.get("/api/health").json()
-    assert health["status"] == "ok" and health["default"] == "flickr8k-attention"
-    assert set(health["models"]) == {"flickr8k-attention", "flickr8k-lstm"}
+    assert health["status"] == "ok" and health["default"] == DEFAULT_MODEL
+    assert set(health["models"]) == SHIPPED_NAMES
     assert health["encoders"] == ["efficientnet-lite2"] and health["queue"]["max_queue"] == 64
 
 
 def test_models_lists_the_shipped_models_and_which_attend(client) -> None:
     listing = client.get("/api/models").json()
     by_name = {model["name"]: model for model in listing["models"]}
-    assert listing["default"] == "flickr8k-attention" and by_name["flickr8k-attention"]["default"]
-    assert by_name["flickr8k-attention"]["attention"] and not by_name["flickr8k-lstm"]["attention"]
+    assert listing["default"] == DEFAULT_MODEL and by_name[DEFAULT_MODEL]["default"]
+    assert set(by_name) == SHIPPED_NAMES
+    assert {name for name, model in by_name.items() if model["attention"]} == {
+        name for name in SHIPPED_NAMES if name.endswith("-attention")
+    }
     assert {m["encoder"] for m in by_name.values()} == {"efficientnet-lite2"}
 
 
@@ -97,7 +104,7 @@ def test_the_example_photos_get_the_captioners_captions(client, models) -> None:
     response = client.post("/api/caption", files=[("image", jpeg(path)) for path in PHOTOS])
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["model"] == "flickr8k-attention" and body["encoder"] == "efficientnet-lite2"
+    assert body["model"] == DEFAULT_MODEL and body["encoder"] == "efficientnet-lite2"
     expected = models.get(None).caption_many(PHOTOS)  # the CLI's captions: the same Captioner
     assert [c["caption"] for c in body["captions"]] == expected
     assert [c["image"] for c in body["captions"]] == [p.name for p in PHOTOS]
