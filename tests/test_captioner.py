@@ -196,7 +196,7 @@ def test_shipped_models_are_found_by_name(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr("rnncap.apps.paths.ASSETS", tmp_path)
     tiny_model().save(tmp_path / f"{captioner_module.DEFAULT_MODEL}.npz")
     tiny_model().save(tmp_path / "other.npz")
-    assert model_path() == model_path(captioner_module.DEFAULT_MODEL) == tmp_path / "flickr8k-attention.npz"
+    assert model_path() == model_path(captioner_module.DEFAULT_MODEL) == tmp_path / "flickr8k-coco-attention.npz"
     assert model_path("other") == tmp_path / "other.npz"
     assert Captioner.from_pretrained("other").encoder_name == ENCODER
     with pytest.raises(ModelFileError, match=r"no model file or shipped model named 'nope' \(shipped models: \['"):

@@ -70,7 +70,7 @@ def test_uploaded_photos_get_captions_candidates_and_attention_maps(page) -> Non
     from selenium.webdriver.common.by import By
 
     wait_for(page, lambda d: "efficientnet-lite2" in d.find_element(By.ID, "serving").text, 60)
-    assert "flickr8k-attention" in page.find_element(By.ID, "serving").text
+    assert "flickr8k-coco-attention" in page.find_element(By.ID, "serving").text
     page.find_element(By.ID, "files").send_keys("\n".join(str(p) for p in PHOTOS))
     wait_for(page, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".card.done")) == len(PHOTOS))
 

@@ -5,7 +5,7 @@ each photo's attention maps go to.
 
     from rnncap.apps.paths import attention_map_paths, find_images, find_photos, model_path
 
-    model_path()                                   # .../rnncap/assets/flickr8k-attention.npz, the shipped default
+    model_path()                                   # .../rnncap/assets/flickr8k-coco-attention.npz, the shipped default
     model_path("runs/flickr/best.npz")             # a path stays a path
     photos = find_images(["photos/", "cat.png"])   # ['photos/a.jpg', 'photos/b.png', 'cat.png']; else ValueError
     found = find_photos(["empty/", "cat.png"])     # .photos ['cat.png'], .problems [empty: holds no photos (...)]
@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 from rnncap.models import ModelFileError
 
-DEFAULT_MODEL = "flickr8k-attention"
+DEFAULT_MODEL = "flickr8k-coco-attention"
 ASSETS = Path(__file__).resolve().parent.parent / "assets"  # shipped models: assets/<name>.npz
 # What find_images takes from a folder, by extension (lower-cased): the formats photos come in that Pillow reads.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff")
