@@ -82,8 +82,8 @@ def test_flickr8k_dev_photos_from_their_files(shipped: str, captioner: Captioner
 
     Measured when the models were shipped, on these 200 photos: flickr8k-lstm BLEU-4 0.192, CIDEr 0.467
     (0.190 / 0.423 on all 1,000 through the prepared file, as the README reports), flickr8k-attention 0.218 /
-    0.560 (0.212 / 0.523 on all 1,000), flickr8k-coco-lstm 0.210 / 0.513 (0.197 / 0.462), flickr8k-coco-attention 0.218 / 0.556 (0.211 / 0.509). The bounds leave room
-    for other BLAS libraries.
+    0.560 (0.212 / 0.523 on all 1,000), flickr8k-coco-lstm 0.210 / 0.513 (0.197 / 0.462), flickr8k-coco-attention
+    0.218 / 0.556 (0.211 / 0.509). The bounds leave room for other BLAS libraries.
     """
     from rnncap.data import read_flickr8k
     from rnncap.metrics import evaluate
