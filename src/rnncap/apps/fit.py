@@ -31,6 +31,11 @@ same command again on the same ``out_dir`` continues an interrupted run from its
 and only then: a rerun with another data file (by content), another model or other training settings (more epochs
 aside) stops and names what differs (:mod:`rnncap.apps.continuation`). The run folder is checked before any work.
 
+Under torchrun (``torchrun --nproc-per-node N -m rnncap train ...``; :mod:`rnncap.apps.distributed`) every process
+runs ``fit`` with a ``communicator`` and computes its block of each global batch of ``batch_size`` captions: the
+same run as one process's, to float32 rounding (:mod:`rnncap.train.distributed`), which resumes on any number of
+processes; process 0 scores the epochs and writes the files.
+
 Besides the Trainer's files, ``out_dir`` gets ``best-float16.npz``: the best model with float16 weights, half
 the size, the form a model ships in.
 """
@@ -75,6 +80,7 @@ from rnncap.metrics import evaluate
 from rnncap.models import AttentionConfig, CaptionModel, ModelConfig, RNNConfig, build_model, load_model
 from rnncap.train import BEST_FILE, STATE_FILE, CaptionData, History, MetricScorer, TrainConfig, Trainer
 from rnncap.train.checkpoint import RUN_FILES, TrainerState, check_out_dir, model_from_state, read_state
+from rnncap.train.distributed import Communicator
 
 SELECT_BY = ("CIDEr", "BLEU-4", "val_loss")
 SHIPPED_FILE = "best-float16.npz"
@@ -106,6 +112,7 @@ def fit(
     min_count: int = 5,
     init: str | os.PathLike | None = None,
     device: str = "cpu",
+    communicator: Communicator | None = None,
 ) -> FitResult:
     """Train (or continue training) a captioner on a prepared file; see the module docstring.
 
@@ -129,6 +136,11 @@ def fit(
             weights (by content).
         device: where the model trains, ``"cpu"`` or ``"cuda"`` (:mod:`rnncap.backend`); not part of the run:
             a run may continue on the other device.
+        communicator: the processes of a data-parallel run (each calls ``fit`` with the same arguments), e.g.
+            :func:`rnncap.apps.distributed.torchrun_communicator`'s; None: this process alone. ``config.batch_size``
+            is the global batch; process 0 scores the epochs and writes ``out_dir``, which every process reads
+            to continue a run (on several machines, put it on a file system they share). Not part of the run:
+            a run may continue on another number of processes.
 
     Raises:
         ValueError: an unknown ``select_by``, splits missing from ``data``, an attention model on a file without
@@ -157,7 +169,9 @@ def fit(
         else _read_joint_inputs(paths, train_split, val_split, grid, min_count)
     )
     try:
-        return _fit_on(inputs, out_dir, state, model, paths, settings, config, select_by, init_path, device)
+        return _fit_on(
+            inputs, out_dir, state, model, paths, settings, config, select_by, init_path, device, communicator
+        )
     finally:  # a streamed split holds its file open
         for split in (inputs.train, inputs.val, *(part.data for part in inputs.parts)):
             split.close()
@@ -174,6 +188,7 @@ def _fit_on(
     select_by: str,
     init: Path | None,
     device: str,
+    communicator: Communicator | None,
 ) -> FitResult:
     """:func:`fit` once its data is read: build, fine-tune or continue the run, train, save the best model."""
     fingerprint = inputs.fingerprint
@@ -190,14 +205,16 @@ def _fit_on(
     if model is not None and state is not None:
         _check_continues(out_dir, state, model, inputs, fingerprint, paths, settings, config, init)
         model.metadata["data_fingerprint"] = fingerprint  # a 0.2 run's first record of it
-        trainer = Trainer.resume(out_dir, inputs.train, inputs.val, model=model, config=config, scorer=scorer)
+        trainer = Trainer.resume(
+            out_dir, inputs.train, inputs.val, model=model, config=config, scorer=scorer, communicator=communicator
+        )
     elif model is not None and init is not None and config is not None:
         _check_init_fits(model, init, inputs)
         # The data the fine-tune learns from, by content (what a rerun must match), and the weights it started from.
         model.metadata |= {"data": data_label(paths), "data_fingerprint": fingerprint, "scst_init": init_record(init)}
         if len(paths) > 1:
             model.metadata["data_sets"] = inputs.names
-        trainer = Trainer(model, inputs.train, inputs.val, config, out_dir, scorer=scorer)
+        trainer = Trainer(model, inputs.train, inputs.val, config, out_dir, scorer=scorer, communicator=communicator)
     else:
         config = TrainConfig() if config is None else config
         settings = _sized_for(RNNConfig() if settings is None else settings, inputs.train.features)
@@ -212,13 +229,17 @@ def _fit_on(
         }
         if len(paths) > 1:
             model.metadata["data_sets"] = inputs.names
-        trainer = Trainer(model, inputs.train, inputs.val, config, out_dir, scorer=scorer)
+        trainer = Trainer(model, inputs.train, inputs.val, config, out_dir, scorer=scorer, communicator=communicator)
 
     start = time.perf_counter()
     history = trainer.train()
     seconds = time.perf_counter() - start
     val_splits = {part.name: part.split for part in inputs.parts}
-    best_path, shipped_path = _save_best(trainer, out_dir, select_by, val_splits)
+    if trainer.communicator.rank == 0:
+        best_path, shipped_path = _save_best(trainer, out_dir, select_by, val_splits)
+    else:  # the other processes hold the same model; process 0 writes it
+        best_path, shipped_path = out_dir / BEST_FILE, out_dir / SHIPPED_FILE
+    trainer.communicator.barrier()
     return FitResult(trainer.model, history, trainer.best_epoch, best_path, shipped_path, seconds, state is not None)
 
 
@@ -274,11 +295,14 @@ def _check_init_fits(model: CaptionModel, init: Path, inputs: _Inputs) -> None:
     model_encoder(model, inputs.encoder, source="the data", model_name=f"the init model {init}")
 
 
-def fit_run(run: RunConfig, *, resume: bool = True, device: str = "cpu") -> FitResult:
+def fit_run(
+    run: RunConfig, *, resume: bool = True, device: str = "cpu", communicator: Communicator | None = None
+) -> FitResult:
     """:func:`fit` with the settings of ``run`` (e.g. :func:`load_run_config`), in ``run.run_dir``.
 
     A run already in ``run.run_dir`` is continued with its own settings where ``run`` gives none
     (:meth:`RunConfig.continuing`): a rerun of the same command continues, one with a setting changed is refused.
+    ``device`` and ``communicator`` are :func:`fit`'s.
     """
     state_file = run.run_dir / STATE_FILE
     if resume and state_file.is_file():
@@ -295,6 +319,7 @@ def fit_run(run: RunConfig, *, resume: bool = True, device: str = "cpu") -> FitR
         resume=resume,
         min_count=run.min_count,
         device=device,
+        communicator=communicator,
     )
 
 

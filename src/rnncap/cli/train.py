@@ -5,6 +5,8 @@ rnncap train --data flickr8k.h5 --attention [--attention-dim 512] [--alpha-reg 1
 rnncap train --data flickr8k.h5 --data coco.h5 [--min-count 5] ...   (one model, several data sets)
 rnncap train --data flickr8k.h5 --scst --init runs/flickr8k-lstm/best.npz [--samples 5] [--baseline mean] ...
     (self-critical fine-tuning for CIDEr-D: rnncap.train.scst)
+torchrun --nproc-per-node N -m rnncap train --data flickr8k.h5 ...   (data-parallel: N processes, one global batch;
+    --nnodes/--rdzv-endpoint across machines: rnncap.apps.distributed)
 
 Every option can also come from a TOML file (``--config``), keys named as the options (``hidden = 512``,
 ``lr_decay = 0.9``, ``attention = true``); options given on the command line win. The file is read, and the
@@ -19,6 +21,7 @@ import argparse
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -37,6 +40,9 @@ from rnncap.nn import CELLS
 from rnncap.optim import UPDATE_RULES
 from rnncap.train import SCSTConfig, TrainConfig
 from rnncap.train.config import BASELINES
+
+if TYPE_CHECKING:
+    from rnncap.apps.fit import FitResult
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -174,23 +180,33 @@ def _add_training_options(option: Callable[..., argparse.Action]) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> None:
-    from rnncap.apps.fit import fit_run  # imported here: it brings h5py and the metrics
+    # Imported here: fit brings h5py and the metrics; the communicator brings torch, under torchrun only.
+    from rnncap.apps.distributed import torchrun_communicator
+    from rnncap.apps.fit import fit_run
 
     given = {key: getattr(args, key) for key in RUN_KEYS if getattr(args, key) is not None}
     run = load_run_config(args.config, given)  # the command line wins over the file
     if run.data is None:
         args.parser.error("--data is required (on the command line or in the --config file)")
     run = replace(run, train=replace(run.train, progress=True))
-    data = " + ".join(str(path) for path in run.data_files)
-    choice = f"{run.select_by} on {run.val_split}"
-    if len(run.data_files) > 1:
-        choice = f"the mean {run.select_by} of the data sets, each on its {run.val_split} split (val without one)"
-    kind = f"fine-tuning {run.init} self-critically " if run.scst else "training "
-    print(f"{kind}on {data} ({run.train_split}), choosing by {choice}; run: {run.run_dir}")
-    result = fit_run(run, resume=not args.fresh, device=args.device)
+    with torchrun_communicator(args.device) as communicator:
+        report = print if communicator.rank == 0 else _silent  # one report per run, not one per process
+        data = " + ".join(str(path) for path in run.data_files)
+        choice = f"{run.select_by} on {run.val_split}"
+        if len(run.data_files) > 1:
+            choice = f"the mean {run.select_by} of the data sets, each on its {run.val_split} split (val without one)"
+        kind = f"fine-tuning {run.init} self-critically " if run.scst else "training "
+        processes = "" if communicator.world_size == 1 else f" in {communicator.world_size} processes"
+        report(f"{kind}on {data} ({run.train_split}){processes}, choosing by {choice}; run: {run.run_dir}")
+        result = fit_run(run, resume=not args.fresh, device=args.device, communicator=communicator)
+    _report(result, report)
+
+
+def _report(result: FitResult, report: Callable[[str], object]) -> None:
+    """The epochs of a finished run, its best one marked, and the files written."""
     history = result.history
     names = [name for name in _score_columns(history["metrics"])]
-    print("epoch  train_loss  val_loss  " + "  ".join(names) + ("  (greedy, 0-100)" if names else ""))
+    report("epoch  train_loss  val_loss  " + "  ".join(names) + ("  (greedy, 0-100)" if names else ""))
     for epoch, train_loss, val_loss, metrics in zip(
         history["epoch"], history["train_loss"], history["val_loss"], history["metrics"], strict=True
     ):
@@ -198,9 +214,13 @@ def _run_train(args: argparse.Namespace) -> None:
             f"{'':>{len(name)}}" if metrics is None else f"{100 * metrics[name]:>{len(name)}.1f}" for name in names
         )
         best = "  <- best" if epoch == result.best_epoch else ""
-        print(f"{epoch:5d}  {train_loss:10.3f}  {val_loss:8.3f}  {scores}{best}")
-    print(f"trained {len(history['epoch'])} epochs in {sum(history['epoch_time']):.0f} s")
-    print(f"wrote {result.best_path} (epoch {result.best_epoch}) and {result.shipped_path} (float16 weights)")
+        report(f"{epoch:5d}  {train_loss:10.3f}  {val_loss:8.3f}  {scores}{best}")
+    report(f"trained {len(history['epoch'])} epochs in {sum(history['epoch_time']):.0f} s")
+    report(f"wrote {result.best_path} (epoch {result.best_epoch}) and {result.shipped_path} (float16 weights)")
+
+
+def _silent(text: str) -> None:
+    """What a process other than process 0 reports: nothing."""
 
 
 def _score_columns(metrics: list[dict[str, float] | None]) -> list[str]:

@@ -5,8 +5,8 @@ file (:mod:`rnncap.data.stream`), which reads only the rows a batch needs: COCO 
 then train in bounded memory. :meth:`CaptionData.batches` reads the batches of a given order ahead of their use
 in a background thread.
 
-It depends on NumPy and :mod:`rnncap.text` alone, so that the data layer (``rnncap.data``) can build it without
-importing the trainer, its progress bars or the models.
+It depends on NumPy, :mod:`rnncap.text` and the block arithmetic of :mod:`rnncap.train.distributed` alone, so
+that the data layer (``rnncap.data``) can build it without importing the trainer, its progress bars or the models.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from rnncap.checks import is_integer
 from rnncap.text import check_caption_ids
+from rnncap.train.distributed import block
 
 
 @runtime_checkable
@@ -188,7 +190,9 @@ class CaptionData:
         """Features (N, D) or (N, L, D) and captions (N, T) of the captions ``idx`` (N,)."""
         return take_rows(self.features, self.image_idxs[idx]), self.captions[idx]
 
-    def batches(self, order: np.ndarray, batch_size: int, prefetch: int = 1) -> Iterator[Batch]:
+    def batches(
+        self, order: np.ndarray, batch_size: int, prefetch: int = 1, part: tuple[int, int] = (0, 1)
+    ) -> Iterator[Batch]:
         """The minibatches of ``order`` (K',) caption indices, ``batch_size`` at a time, in that order.
 
         Yields ``(idx, features, captions)``: idx (N,) = ``order[i * batch_size : (i + 1) * batch_size]`` and
@@ -196,6 +200,10 @@ class CaptionData:
         reads up to that many batches ahead while the caller trains on the current one (a streamed source reads
         from disk meanwhile); at most ``prefetch + 2`` batches are in memory. Closing the iterator early (break,
         an exception) stops the thread; an error while reading is raised at the batch it concerns.
+
+        ``part = (rank, world_size)``: only process ``rank``'s block of each batch
+        (:func:`rnncap.train.distributed.block`; empty where a short batch has fewer captions than processes), so
+        that a data-parallel process reads no feature it does not compute.
         """
         order = np.asarray(order)
         if order.ndim != 1 or not (order.size == 0 or np.issubdtype(order.dtype, np.integer)):
@@ -204,7 +212,12 @@ class CaptionData:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if isinstance(prefetch, bool) or not isinstance(prefetch, int | np.integer) or prefetch < 0:
             raise ValueError(f"prefetch must be a non-negative integer (0: no background thread), got {prefetch!r}")
+        rank, world_size = part
+        if not (is_integer(rank) and is_integer(world_size) and 0 <= rank < world_size):
+            raise ValueError(f"part must be (rank, world_size) with 0 <= rank < world_size, got {part!r}")
         slices = [order[start : start + batch_size] for start in range(0, len(order), int(batch_size))]
+        if world_size > 1:
+            slices = [idx[block(len(idx), rank, world_size)] for idx in slices]
         if prefetch == 0:
             return ((idx, *self.batch(idx)) for idx in slices)
         return read_ahead(lambda idx: (idx, *self.batch(idx)), slices, int(prefetch))

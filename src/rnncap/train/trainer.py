@@ -23,6 +23,14 @@ gradient turns NaN or infinite, or the loss jumps far above its level (:mod:`rnn
 stops with :class:`TrainingDiverged` before the update and before anything is written, so the files of the last
 good epoch stay as they were.
 
+Data-parallel training: with a ``communicator`` of P processes (:mod:`rnncap.train.distributed`; torch.distributed
+in :mod:`rnncap.apps.distributed`, what ``torchrun ... rnncap train`` uses) every process runs this loop on the same
+data and seed, computes its block of every global batch of ``batch_size`` captions, and the loss and gradients are
+summed over the processes before one identical update in each: the run is, to float32 rounding, the run of one
+process with the same ``batch_size``, dropout and shuffling included, and its checkpoints resume at any number of
+processes. Validation is split over the processes the same way; process 0 alone scores the model (its ``score_fn``)
+and tells the others, writes the run's files and shows progress, the others waiting at a barrier.
+
 References: Stanford CS231n assignment 3, ``captioning_solver.py`` (update rules per parameter, ``lr_decay`` per
 epoch); karpathy/nanoGPT ``train.py`` (config dataclass, checkpoint and resume).
 """
@@ -36,13 +44,14 @@ import time
 from collections.abc import Generator
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from rnncap.backend import array_module, is_array, to_device
 from rnncap.models import CaptionModel
+from rnncap.nn.dropout import DropoutDraws
 from rnncap.optim import clip_grad_norm, get_update_rule, global_norm, resolve_hyperparameters
 from rnncap.train.checkpoint import (
     PLOT_FILE,
@@ -61,6 +70,16 @@ from rnncap.train.checkpoint import (
 )
 from rnncap.train.config import TrainConfig
 from rnncap.train.data import Batch, CaptionData, take_rows
+from rnncap.train.distributed import (
+    SINGLE_PROCESS,
+    Communicator,
+    GradientReducer,
+    block,
+    check_communicator,
+    check_same_run,
+    run_digest,
+    sum_over_processes,
+)
 from rnncap.train.divergence import TrainingDiverged, divergence_reason, know_nothing_loss
 from rnncap.train.rewards import CiderD
 from rnncap.train.scoring import Score, ScoreFn, Scorer, choose_scorer
@@ -82,6 +101,7 @@ class Trainer:
         score_fn: ScoreFn | None = None,
         higher_is_better: bool | None = None,
         score_key: str | None = None,
+        communicator: Communicator | None = None,
     ) -> None:
         """Set up a run; nothing is trained or written until :meth:`train`.
 
@@ -99,9 +119,13 @@ class Trainer:
                 into the history, ``score_key`` chooses.
             higher_is_better: whether a larger ``score_fn`` value is better; required with ``score_fn``.
             score_key: with a ``score_fn`` that returns a mapping, the entry that chooses the best epoch.
+            communicator: the processes of a data-parallel run (:mod:`rnncap.train.distributed`), each of which
+                builds its Trainer with the same arguments; None: this process alone. ``score_fn`` is called in
+                process 0 only, ``out_dir`` written by process 0 only.
 
         Raises:
-            ValueError: data that does not fit the model, or a score set-up that cannot work.
+            ValueError: data that does not fit the model, a score set-up that cannot work, or a data-parallel run
+                with more processes than captions per batch, or with self-critical training.
         """
         self.config = TrainConfig() if config is None else config
         if not isinstance(self.config, TrainConfig):
@@ -116,6 +140,10 @@ class Trainer:
         self.keep_best = self.scorer is not None if self.config.keep_best is None else self.config.keep_best
         if self.keep_best and self.scorer is None:
             raise ValueError("keep_best needs a score: pass validation data or a score_fn")
+
+        self.communicator = SINGLE_PROCESS if communicator is None else check_communicator(communicator)
+        self._check_parallel()
+        self._reducer: GradientReducer | None = None  # the gradients' buffer, made at the first parallel step
 
         self._rule = get_update_rule(self.config.update_rule)
         self.optim_configs: dict[str, dict[str, Any]] = {name: {} for name in model.params}
@@ -132,6 +160,26 @@ class Trainer:
         if self.config.scst is not None:  # self-critical training: rewards against each photo's own captions
             self._rewards = reward_index(self.train_data, model.vocab_size, model.end_id, self.config.scst)
             self.history |= {key: [] for key in SCST_HISTORY}
+
+    def _check_parallel(self) -> None:
+        """Refuse a data-parallel run that cannot give every process a share of the work."""
+        world = self.communicator.world_size
+        if world == 1:
+            return
+        if self.config.scst is not None:
+            # Its captions are sampled photo by photo from the generator, for the process's photos only: a block of
+            # a global batch would sample other captions than one process does. Not yet drawn per global batch.
+            raise ValueError(
+                f"self-critical training runs in one process, not in {world}: its sampled captions are not drawn "
+                "per global batch yet (run it without torchrun)"
+            )
+        if world > self.config.batch_size:
+            raise ValueError(
+                f"{world} processes cannot share batches of {self.config.batch_size} captions: the batch size is "
+                f"the global one, split over the processes; use a batch size of at least {world}"
+            )
+        if len(self.train_data) < world:
+            raise ValueError(f"{world} processes cannot share {len(self.train_data)} training captions")
 
     # ------------------------------------------------------------------ training
 
@@ -158,11 +206,16 @@ class Trainer:
         """
         if self._last_params is not None:
             self.model.params, self._last_params = self._last_params, None
+        if self.communicator.world_size > 1:
+            self._check_processes_agree()
+            self._reducer = None  # made again at the first step: the parameters may have moved to another device
         if self._resumed_from is not None and self.out_dir is not None:
-            # A kill may have left files one checkpoint ahead of the state read: write them again from it, as read.
-            draw = self._draw if self.config.plot else None
-            write_run_files(self.out_dir, self._resumed_from, self.model, True, draw)
+            if self.communicator.rank == 0:
+                # A kill may have left files one checkpoint ahead of the state read: write them again from it.
+                draw = self._draw if self.config.plot else None
+                write_run_files(self.out_dir, self._resumed_from, self.model, True, draw)
             self._resumed_from = None
+            self.communicator.barrier()
         while self.epoch < self.config.num_epochs and not self.stopped_early:
             self._train_epoch()
         if self.keep_best and self.best_params is not None:
@@ -179,6 +232,7 @@ class Trainer:
 
         start_time = time.perf_counter()
         disable = None if cfg.progress is None else not cfg.progress
+        disable = True if self.communicator.rank != 0 else disable  # one bar per run, not per process
         scst = cfg.scst is not None
         K = len(self.train_data.features) if scst else len(self.train_data)
         unit = "photo" if scst else "caption"
@@ -207,22 +261,30 @@ class Trainer:
         ):
             self.history[key].append(value)
         if self.out_dir is not None:
-            self._save_checkpoint(improved)
+            if self.communicator.rank == 0:
+                self._save_checkpoint(improved)
+            self.communicator.barrier()
 
     def _run_batches(self, epoch: int, learning_rate: float, bar: Any) -> float:
-        """One pass over the training captions in a fresh order; returns the mean loss per caption."""
+        """One pass over the training captions in a fresh order; returns the mean loss per caption.
+
+        In a data-parallel run each process reads its block of every batch (the same permutation in all of them).
+        """
         batch_size, K = self.config.batch_size, len(self.train_data)
         order = self._rng.permutation(K)
         num_batches = math.ceil(K / batch_size)
         total_loss = 0.0
+        part = (self.communicator.rank, self.communicator.world_size)
         # The permutation is drawn before the batches and the reading thread never touches the generator, so a
         # streamed split trains bit for bit as one in memory (closing stops the thread if a step raises).
-        with _closing_batches(self.train_data, order, batch_size) as batches:
-            for i, (idx, features, captions) in enumerate(batches):
-                loss = self._step(features, captions, epoch, i + 1, num_batches, learning_rate)
+        with _closing_batches(self.train_data, order, batch_size, part) as batches:
+            for i, (_, features, captions) in enumerate(batches):
+                batch = order[i * batch_size : (i + 1) * batch_size]  # (n,) the global batch
+                step = _Step(epoch, i + 1, num_batches, learning_rate, self.train_data.captions[batch])
+                loss = self._step(features, captions, step)
                 self.history["iteration_loss"].append(loss)
-                total_loss += loss * len(idx)
-                bar.update(len(idx))
+                total_loss += loss * len(batch)
+                bar.update(len(batch))
                 bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         return total_loss / K
 
@@ -294,32 +356,50 @@ class Trainer:
                 None,
                 val_loss,
             )
-        return val_loss, None if self.scorer is None else self.scorer.score(self.model, epoch, val_loss)
+        if self.scorer is None:
+            return val_loss, None
+        # Scored once, by process 0 (a score_fn decodes the validation photos): every process then chooses the
+        # same best epoch and stops at the same one.
+        score = self.scorer.score(self.model, epoch, val_loss) if self.communicator.rank == 0 else None
+        return val_loss, self.communicator.broadcast(score)
 
-    def _step(
-        self,
-        features: np.ndarray,
-        captions: np.ndarray,
-        epoch: int,
-        iteration: int,
-        num_batches: int,
-        learning_rate: float,
-    ) -> float:
-        """One update on a minibatch: features (N, D) or (N, L, D), captions (N, T); returns the minibatch loss."""
-        loss, grads = self.model.loss(features, captions, rng=self._rng)  # the trainer's generator: resumable
+    def _step(self, features: np.ndarray, captions: np.ndarray, step: _Step) -> float:
+        """One update on a minibatch, features (N, D) or (N, L, D) and captions (N, T): this process's block of
+        the global batch ``step.captions`` (n, T) (all of it in one process); returns the global batch's loss."""
+        if self.communicator.world_size == 1:
+            loss, grads = self.model.loss(features, captions, rng=self._rng)  # the trainer's generator: resumable
+        else:
+            loss, grads = self._parallel_loss(features, captions, len(step.captions))
         norm = self._clipped_norm(grads)
-        know_nothing = know_nothing_loss(captions, self.model.null_id, self.model.vocab_size)
+        know_nothing = know_nothing_loss(step.captions, self.model.null_id, self.model.vocab_size)
         reason = divergence_reason(loss, norm, self.history["iteration_loss"], know_nothing)
         if reason is not None:  # the rule and its factor: rnncap.train.divergence
             raise TrainingDiverged(
-                f"training diverged at epoch {epoch}, iteration {iteration}/{num_batches}: {reason}. "
-                f"{self._advice(learning_rate)}",
-                epoch,
-                iteration,
+                f"training diverged at epoch {step.epoch}, iteration {step.iteration}/{step.num_batches}: {reason}. "
+                f"{self._advice(step.learning_rate)}",
+                step.epoch,
+                step.iteration,
                 loss,
             )
         self._update(grads)
         return loss
+
+    def _parallel_loss(self, features: np.ndarray, captions: np.ndarray, n: int) -> tuple[float, dict[str, Any]]:
+        """The loss and gradients of a global batch of ``n`` captions, of which this process holds ``captions``
+        (its :func:`~rnncap.train.distributed.block`), summed over the processes."""
+        comm = self.communicator
+        if self._reducer is None:
+            self._reducer = GradientReducer(self.model.params, comm)
+        rows = block(n, comm.rank, comm.world_size)
+        grads: dict[str, Any] = {}
+        loss = 0.0
+        if len(captions):  # the dropout masks of these rows of the global batch, as one process would draw them
+            loss, grads = self.model.loss(features, captions, rng=DropoutDraws(self._rng, rows, n))
+        global_loss, global_grads = self._reducer.reduce(loss, grads, len(captions) / n)
+        if n < comm.world_size:
+            # A process without captions drew no dropout masks: it takes the generator of process 0, which has.
+            self._rng.bit_generator.state = comm.broadcast(self._rng.bit_generator.state)
+        return global_loss, global_grads
 
     def _advice(self, learning_rate: float) -> str:
         if self.out_dir is None:
@@ -332,15 +412,37 @@ class Trainer:
         return f"Lower the learning rate (now {learning_rate:g}){clip}. {kept}"
 
     def _mean_loss(self, split: CaptionData) -> float:
-        """The loss per caption over a whole split, in batches of ``val_batch_size``, in order."""
+        """The loss per caption over a whole split, in batches of ``val_batch_size``, in order (each process of a
+        data-parallel run computing its block of every batch)."""
         batch_size = self.config.val_batch_size or self.config.batch_size
         K = len(split)
         total = 0.0
-        with _closing_batches(split, np.arange(K), batch_size) as batches:
+        part = (self.communicator.rank, self.communicator.world_size)
+        with _closing_batches(split, np.arange(K), batch_size, part) as batches:
             for idx, features, captions in batches:
-                loss, _ = self.model.loss(features, captions, compute_grads=False)
-                total += loss * len(idx)
+                if len(idx):
+                    loss, _ = self.model.loss(features, captions, compute_grads=False)
+                    total += loss * len(idx)
+        if self.communicator.world_size > 1:
+            (total,) = sum_over_processes(self.communicator, [total])
         return total / K
+
+    def _check_processes_agree(self) -> None:
+        """Raise ValueError in every process unless all of them start from the same run: the same data, config,
+        epoch, generator and parameters (a process that read another run folder, or other data, would otherwise
+        train on silently apart)."""
+        facts = {
+            "epoch": self.epoch,
+            "settings": asdict(self.config) | {"progress": None},  # whether a bar shows is each process's own
+            "shuffling generator": self._rng.bit_generator.state,
+        }
+        arrays = {"parameters": list(self.model.params.values())}
+        for name, split in (("training", self.train_data), ("validation", self.val_data)):
+            if split is not None:  # the captions and their images (the features are too large to read for it)
+                arrays[f"{name} captions"] = [split.captions, split.image_idxs, np.array(split.features.shape)]
+        hint = "Every process must be given the same data, settings and run folder (on several machines: a folder "
+        hint += "on a file system they share)."
+        check_same_run(self.communicator, run_digest(arrays, facts), hint)
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -387,6 +489,7 @@ class Trainer:
         score_fn: ScoreFn | None = None,
         higher_is_better: bool | None = None,
         score_key: str | None = None,
+        communicator: Communicator | None = None,
     ) -> Trainer:
         """Continue the run checkpointed in ``out_dir`` from its last completed epoch.
 
@@ -406,6 +509,8 @@ class Trainer:
             scorer, score_fn, higher_is_better, score_key: as in :class:`Trainer`; a run that chose its best by a
                 ``score_fn`` needs it again (functions are not saved); ``higher_is_better`` and ``score_key``
                 default to the saved ones.
+            communicator: as in :class:`Trainer`: a run continues on any number of processes, whatever number
+                wrote the checkpoint (every process reads it).
 
         Raises:
             FileNotFoundError: no checkpoint in ``out_dir``.
@@ -429,6 +534,7 @@ class Trainer:
             score_fn=score_fn,
             higher_is_better=higher_is_better,
             score_key=score_key,
+            communicator=communicator,
         )
         check_scorer(state, trainer.scorer, out_dir)
         trainer._restore(state)
@@ -483,8 +589,18 @@ def _check_split(model: CaptionModel, data: CaptionData, name: str) -> CaptionDa
 
 
 def _closing_batches(
-    split: CaptionData, order: np.ndarray, batch_size: int
+    split: CaptionData, order: np.ndarray, batch_size: int, part: tuple[int, int]
 ) -> contextlib.closing[Generator[Batch, None, None]]:
-    """``split.batches(order, batch_size)``, closed when the ``with`` ends: a step that raises stops the thread
-    reading ahead."""
-    return contextlib.closing(cast(Generator[Batch, None, None], split.batches(order, batch_size)))
+    """``split.batches(order, batch_size, part=part)``, closed when the ``with`` ends: a step that raises stops the
+    thread reading ahead."""
+    return contextlib.closing(cast(Generator[Batch, None, None], split.batches(order, batch_size, part=part)))
+
+
+class _Step(NamedTuple):
+    """Where a training step is, for its messages, and the captions (n, T) of its whole global batch."""
+
+    epoch: int
+    iteration: int
+    num_batches: int
+    learning_rate: float
+    captions: np.ndarray
