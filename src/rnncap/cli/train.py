@@ -150,7 +150,8 @@ def _add_training_options(option: Callable[..., argparse.Action]) -> None:
     option(
         "--batch-size",
         type=positive,
-        help=f"captions per update (default {train.batch_size}; photos with --scst, default {SCST_BATCH_SIZE})",
+        help=f"captions per update (default {train.batch_size}; photos with --scst, default {SCST_BATCH_SIZE}); "
+        "under torchrun the global batch, split over the processes",
     )
     option("--update-rule", choices=sorted(UPDATE_RULES), help=f"optimiser (default {train.update_rule})")
     option("--lr", type=float, help=f"learning rate (default {learning_rate})")
