@@ -9,7 +9,8 @@ import pytest
 
 from rnncap.apps.run_config import RUN_KEYS, RunConfig, default_run_dir, load_run_config
 from rnncap.models import AttentionConfig, RNNConfig
-from rnncap.train import TrainConfig
+from rnncap.train import SCSTConfig, TrainConfig
+from rnncap.train.scst import SCST_BATCH_SIZE, SCST_LEARNING_RATE, scst_config
 
 
 def test_a_run_file_sets_the_model_the_training_and_the_run(tmp_path: Path) -> None:
@@ -109,3 +110,16 @@ def test_image_input_chooses_how_the_recurrent_network_reads_the_image() -> None
     run = load_run_config(overrides={"image_input": "first_word", "data": Path("flickr8k.h5")})
     assert run.settings == RNNConfig(image_input="first_word")
     assert load_run_config(overrides={"data": Path("flickr8k.h5")}).settings.image_input == "init"  # CS231n's
+
+
+def test_an_scst_run_has_the_fine_tunes_defaults_until_options_say_otherwise() -> None:
+    default = load_run_config(overrides={"scst": True, "init": "flickr8k-lstm"}).train
+    assert default == scst_config()  # one set of defaults: scst_config's, from the command line as from Python
+    assert (default.batch_size, default.lr_decay) == (SCST_BATCH_SIZE, 1.0)
+    assert default.optim_config == {"learning_rate": SCST_LEARNING_RATE} and default.scst == SCSTConfig()
+    given = {"scst": True, "init": "m", "batch_size": 7, "lr": 1e-3, "lr_decay": 0.5, "samples": 3, "epochs": 2}
+    train = load_run_config(overrides=given).train
+    assert train == scst_config(learning_rate=1e-3, batch_size=7, lr_decay=0.5, num_samples=3, num_epochs=2), (
+        "the options win over the defaults"
+    )
+    assert train.scst == SCSTConfig(num_samples=3) and train.num_epochs == 2

@@ -48,8 +48,6 @@ _SCST_KEYS: dict[str, tuple[str, type]] = {
     "baseline": ("baseline", str),
     "scst_max_length": ("max_length", int),
 }
-SCST_BATCH_SIZE = 50  # photos per update under scst (self-critical.pytorch's batch of 50 photos x 5 samples)
-SCST_LEARNING_RATE = 5e-5  # the fine-tune's default: scst_config's (self-critical.pytorch's)
 RUN_KEYS: dict[str, type] = {"attention": bool, "scst": bool, "init": str} | {
     key: kind for keys in (_MODEL_KEYS, TOML_KEYS, _FIT_KEYS, _SCST_KEYS) for key, (_, kind) in keys.items()
 }
@@ -155,7 +153,7 @@ class RunConfig:
     @classmethod
     def _scst_from_options(cls, options: Mapping[str, Any]) -> RunConfig:
         """An SCST run: the model is ``init``'s (no model options), batch size and learning rate default to the
-        fine-tune's (:data:`SCST_BATCH_SIZE`, :data:`SCST_LEARNING_RATE`), no learning rate decay."""
+        fine-tune's (:func:`rnncap.train.scst.scst_config`'s), no learning rate decay."""
         sizes = sorted(key for key in ("attention", *_MODEL_KEYS) if key in options)
         if sizes:
             raise ValueError(
@@ -165,13 +163,10 @@ class RunConfig:
             raise ValueError("scst fine-tunes a trained model: name it with init (--init MODEL)")
         base = TrainConfig.from_options({key: options[key] for key in TOML_KEYS if key in options and key != "lr"})
         scst = {name: options[key] for key, (name, _) in _SCST_KEYS.items() if key in options}
-        train = scst_config(
-            base,
-            learning_rate=options.get("lr", SCST_LEARNING_RATE),
-            batch_size=options.get("batch_size", SCST_BATCH_SIZE),
-            lr_decay=options.get("lr_decay", 1.0),
-            **scst,
-        )
+        # scst_config's defaults give way to what the options set, which ``base`` already holds
+        given = {name: getattr(base, name) for name in ("batch_size", "lr_decay") if name in options}
+        lr = {"learning_rate": options["lr"]} if "lr" in options else {}
+        train = scst_config(base, **lr, **given, **scst)
         run = {name: options[key] for key, (name, _) in _FIT_KEYS.items() if key in options}
         return cls(RNNConfig(), train, **run, init=str(options["init"]), given=dict(options))
 

@@ -23,6 +23,7 @@ re-run forward could not replay the sampler's masks otherwise).
 
 from __future__ import annotations
 
+from dataclasses import fields as dataclass_fields
 from dataclasses import replace
 from typing import Any, NamedTuple
 
@@ -39,7 +40,9 @@ SCST_HISTORY = ("iteration_reward", "iteration_baseline", "train_reward", "train
 the mean baseline (CIDEr-D, 0-10 scale)."""
 
 __all__ = [
+    "SCST_BATCH_SIZE",
     "SCST_HISTORY",
+    "SCST_LEARNING_RATE",
     "SCSTConfig",
     "StepStats",
     "advantages",
@@ -57,22 +60,26 @@ class StepStats(NamedTuple):
     baseline: float
 
 
+SCST_LEARNING_RATE = 5e-5
+"""The fine-tune's Adam learning rate (self-critical.pytorch's), constant (``lr_decay=1``)."""
+SCST_BATCH_SIZE = 50
+"""Photos per SCST update (self-critical.pytorch's batch of 50 photos x 5 samples)."""
+
+
 def scst_config(
-    base: TrainConfig | None = None,
-    *,
-    num_samples: int = 5,
-    learning_rate: float = 5e-5,
-    baseline: str = "mean",
-    max_length: int = 16,
-    **fields: Any,
+    base: TrainConfig | None = None, *, learning_rate: float = SCST_LEARNING_RATE, **fields: Any
 ) -> TrainConfig:
     """A TrainConfig for self-critical fine-tuning: ``base`` (default ``TrainConfig()``) with an
-    :class:`SCSTConfig`, Adam at ``learning_rate`` without decay (``lr_decay=1``), and any other TrainConfig
-    ``fields`` (``num_epochs``, ``batch_size`` in photos, ``seed`` ...)."""
+    :class:`SCSTConfig` of the ``fields`` that are its own (``num_samples``, ``baseline``, ``max_length``,
+    ``count_end``), Adam at ``learning_rate``, :data:`SCST_BATCH_SIZE` photos per update and no learning rate
+    decay unless the other ``fields`` (any TrainConfig field: ``num_epochs``, ``batch_size``, ``seed`` ...) say
+    otherwise."""
     base = TrainConfig() if base is None else base
-    settings = SCSTConfig(num_samples=num_samples, baseline=baseline, max_length=max_length)
-    fields = {"lr_decay": 1.0, **fields}
-    return replace(base, scst=settings, optim_config={"learning_rate": learning_rate}, **fields)
+    own = {item.name for item in dataclass_fields(SCSTConfig)}
+    settings = SCSTConfig(**{name: value for name, value in fields.items() if name in own})
+    train = {"lr_decay": 1.0, "batch_size": SCST_BATCH_SIZE}
+    train.update((name, value) for name, value in fields.items() if name not in own)
+    return replace(base, scst=settings, optim_config={"learning_rate": learning_rate}, **train)
 
 
 def reward_index(train: CaptionData, vocab_size: int, end_id: int, settings: SCSTConfig) -> CiderD:
