@@ -53,8 +53,11 @@ def test_scst_fine_tunes_the_init_model_and_keeps_its_best_epoch(trained, tmp_pa
     data, init = trained
     out = tmp_path / "scst"
     _train("--data", data, "--init", init, "--out", out, "--epochs", "1", *SCST)
-    assert "fine-tuning" in capsys.readouterr().out
+    printed = capsys.readouterr().out
     history = json.loads((out / "history.json").read_text())
+    assert "fine-tuning" in printed and "epoch  reward  baseline  val_loss" in printed and "train_loss" not in printed
+    reward, baseline = 100 * history["train_reward"][0], 100 * history["train_baseline"][0]
+    assert f"    1  {reward:6.1f}  {baseline:8.1f}" in printed  # the epoch's row, on the 0-100 scale
     best = load_model(out / "best.npz")
     assert best.settings == load_model(init).settings and best.word_to_idx == load_model(init).word_to_idx
     assert best.metadata["training"]["val_greedy"]["CIDEr"] == history["metrics"][0]["CIDEr"]

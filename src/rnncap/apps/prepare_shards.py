@@ -69,7 +69,7 @@ def torchrun_shard(environ: Mapping[str, str] = os.environ) -> tuple[int, int] |
     if not (rank.isdigit() and world.isdigit() and int(rank) < int(world)):
         raise ValueError(
             f"RANK={rank!r} WORLD_SIZE={world!r}: expected integers with 0 <= RANK < WORLD_SIZE, as torchrun sets "
-            "them (unset both to prepare in one process)"
+            "them (unset both to run in one process)"
         )
     return None if int(world) == 1 else (int(rank), int(world))
 

@@ -28,8 +28,6 @@ import numpy as np
 from rnncap.apps.run_config import (
     RUN_KEYS,
     RUNS_DIR,
-    SCST_BATCH_SIZE,
-    SCST_LEARNING_RATE,
     RunConfig,
     load_run_config,
 )
@@ -40,6 +38,7 @@ from rnncap.nn import CELLS
 from rnncap.optim import UPDATE_RULES
 from rnncap.train import SCSTConfig, TrainConfig
 from rnncap.train.config import BASELINES
+from rnncap.train.scst import SCST_BATCH_SIZE, SCST_LEARNING_RATE
 
 if TYPE_CHECKING:
     from rnncap.apps.fit import FitResult
@@ -204,18 +203,33 @@ def _run_train(args: argparse.Namespace) -> None:
 
 
 def _report(result: FitResult, report: Callable[[str], object]) -> None:
-    """The epochs of a finished run, its best one marked, and the files written."""
+    """The epochs of a finished run, its best one marked, and the files written. A self-critical run shows its
+    epochs' mean sample reward and baseline (CIDEr-D, 0-100) where a cross-entropy run shows its training loss."""
     history = result.history
     names = [name for name in _score_columns(history["metrics"])]
-    report("epoch  train_loss  val_loss  " + "  ".join(names) + ("  (greedy, 0-100)" if names else ""))
-    for epoch, train_loss, val_loss, metrics in zip(
-        history["epoch"], history["train_loss"], history["val_loss"], history["metrics"], strict=True
+    scst = "train_reward" in history
+    report(
+        ("epoch  reward  baseline" if scst else "epoch  train_loss")
+        + "  val_loss  "
+        + "  ".join(names)
+        + ("  (greedy, 0-100)" if names else "")
+    )
+    trained = (
+        [
+            f"{100 * r:6.1f}  {100 * b:8.1f}"
+            for r, b in zip(history["train_reward"], history["train_baseline"], strict=True)
+        ]
+        if scst
+        else [f"{loss:10.3f}" for loss in history["train_loss"]]
+    )
+    for epoch, train, val_loss, metrics in zip(
+        history["epoch"], trained, history["val_loss"], history["metrics"], strict=True
     ):
         scores = "  ".join(
             f"{'':>{len(name)}}" if metrics is None else f"{100 * metrics[name]:>{len(name)}.1f}" for name in names
         )
         best = "  <- best" if epoch == result.best_epoch else ""
-        report(f"{epoch:5d}  {train_loss:10.3f}  {val_loss:8.3f}  {scores}{best}")
+        report(f"{epoch:5d}  {train}  {val_loss:8.3f}  {scores}{best}")
     report(f"trained {len(history['epoch'])} epochs in {sum(history['epoch_time']):.0f} s")
     report(f"wrote {result.best_path} (epoch {result.best_epoch}) and {result.shipped_path} (float16 weights)")
 

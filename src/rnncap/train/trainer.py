@@ -408,7 +408,7 @@ class Trainer:
             kept = f"No epoch had completed, so nothing was written to {self.out_dir}."
         else:
             kept = f"The last good checkpoint (epoch {self.epoch}) in {self.out_dir} is untouched."
-        clip = "" if self.config.max_grad_norm is not None else " or set max_grad_norm to clip gradients"
+        clip = "" if self.config.max_grad_norm is not None else " or clip the gradients (max_grad_norm, --clip)"
         return f"Lower the learning rate (now {learning_rate:g}){clip}. {kept}"
 
     def _mean_loss(self, split: CaptionData) -> float:
