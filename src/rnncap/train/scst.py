@@ -77,7 +77,7 @@ def scst_config(
     base = TrainConfig() if base is None else base
     own = {item.name for item in dataclass_fields(SCSTConfig)}
     settings = SCSTConfig(**{name: value for name, value in fields.items() if name in own})
-    train = {"lr_decay": 1.0, "batch_size": SCST_BATCH_SIZE}
+    train: dict[str, Any] = {"lr_decay": 1.0, "batch_size": SCST_BATCH_SIZE}
     train.update((name, value) for name, value in fields.items() if name not in own)
     return replace(base, scst=settings, optim_config={"learning_rate": learning_rate}, **train)
 
