@@ -106,16 +106,16 @@ def test_two_shards_merged_are_the_unsharded_store(tmp_path, capsys):
 def test_three_uneven_shards_merge_to_the_same_store(tmp_path, capsys):
     """Three shards of 8 photos (2, 3, 3), through the Python API: the vocabulary of every shard is the whole
     data set's although a shard of val and test photos alone has no train caption."""
-    from rnncap.apps.prepare import prepare_dataset
+    from rnncap.apps.prepare import Extraction, prepare_dataset
     from rnncap.apps.prepare_shards import merge_prepared
 
     root = _photo_folder(tmp_path / "photos")
     dataset = read_folder(root)
-    settings = {"min_count": 1, "encoder": ENCODER, "workers": 0, "batch_size": 3, "progress": False}
-    prepare_dataset(dataset, tmp_path / "whole.h5", **settings)
+    extraction = Extraction(ENCODER, batch_size=3, workers=0, progress=False)
+    prepare_dataset(dataset, tmp_path / "whole.h5", extraction, min_count=1)
     parts = [tmp_path / f"p{i}.h5" for i in range(3)]
     for index, part in enumerate(parts):
-        prepare_dataset(dataset, part, shard=(index, 3), **settings)
+        prepare_dataset(dataset, part, extraction, min_count=1, shard=(index, 3))
     assert [shard_rows(8, i, 3) for i in range(3)] == [(0, 2), (2, 5), (5, 8)]
     with open_store(parts[2]) as last:
         assert set(last.splits()) == {"val", "test"}

@@ -66,20 +66,36 @@ class PrepareResult:
         return (self.encoded + len(self.failed)) / self.seconds if self.seconds > 0 else 0.0
 
 
+@dataclass(frozen=True)
+class Extraction:
+    """How the CNN runs over the photos: one set of settings for every way of preparing (whole, shard, torchrun).
+
+    Attributes:
+        encoder: a name for :func:`rnncap.encoders.load_encoder`.
+        backend: "auto", "onnx" or "torch" (see ``load_encoder``).
+        batch_size: photos per inference.
+        workers: photo-decoding processes.
+        grid: also store the spatial grid features (for attention models).
+        progress: show a progress bar.
+    """
+
+    encoder: str = "efficientnet-lite2"
+    backend: Backend = "auto"
+    batch_size: int = 32
+    workers: int = 2
+    grid: bool = True
+    progress: bool = True
+
+
 def prepare_dataset(
     dataset: Dataset,
     out: str | os.PathLike,
+    extraction: Extraction = Extraction(),
     *,
     min_count: int = 5,
     max_length: int = 16,
-    encoder: str = "efficientnet-lite2",
-    backend: Backend = "auto",
-    batch_size: int = 32,
-    workers: int = 2,
-    grid: bool = True,
-    overwrite: bool = False,
-    progress: bool = True,
     word_to_idx: Mapping[str, int] | None = None,
+    overwrite: bool = False,
     shard: tuple[int, int] | None = None,
 ) -> PrepareResult:
     """Prepare ``dataset``: vocabulary from its train split, encoded captions, and CNN features of every photo.
@@ -87,17 +103,12 @@ def prepare_dataset(
     Args:
         dataset: from a reader (``read_flickr8k``, ``read_coco``, ``read_folder``).
         out: the HDF5 file to write (or to continue).
+        extraction: the encoder and how it runs.
         min_count: words seen fewer times in the train split become ``<UNK>``.
         max_length: the most words kept per caption.
-        encoder: a name for :func:`rnncap.encoders.load_encoder`.
-        backend: "auto", "onnx" or "torch" (see ``load_encoder``).
-        batch_size: photos per inference.
-        workers: photo-decoding processes.
-        grid: also store the spatial grid features (for attention models).
-        overwrite: replace a file that holds other data, or features of another encoder.
-        progress: show a progress bar.
         word_to_idx: encode with this vocabulary (e.g. :func:`read_vocabulary` of a trained model) instead of
             building one from the train split: a test set for an existing model needs no train split.
+        overwrite: replace a file that holds other data, or features of another encoder.
         shard: ``(i, n)``: write only shard ``i`` of ``n`` (its photos' features, every caption of them, the
             vocabulary of the whole data set) into ``out``, a part for :func:`rnncap.data.store_merge.merge_shards`.
 
@@ -107,33 +118,16 @@ def prepare_dataset(
     """
     check_writable(out, "out")
     prepared = prepare_records(dataset, min_count=min_count, max_length=max_length, word_to_idx=word_to_idx)
-    return prepare_records_into(
-        dataset,
-        prepared,
-        out,
-        encoder=encoder,
-        backend=backend,
-        batch_size=batch_size,
-        workers=workers,
-        grid=grid,
-        overwrite=overwrite,
-        progress=progress,
-        shard=shard,
-    )
+    return prepare_records_into(dataset, prepared, out, extraction, overwrite=overwrite, shard=shard)
 
 
 def prepare_records_into(
     dataset: Dataset,
     prepared: Prepared,
     out: str | os.PathLike,
+    extraction: Extraction,
     *,
-    encoder: str = "efficientnet-lite2",
-    backend: Backend = "auto",
-    batch_size: int = 32,
-    workers: int = 2,
-    grid: bool = True,
     overwrite: bool = False,
-    progress: bool = True,
     shard: tuple[int, int] | None = None,
     threads: int | None = None,
     position: int | None = None,
@@ -144,19 +138,7 @@ def prepare_records_into(
     created = create_store(
         out, dataset, *prepared, root=dataset.root, name=dataset.name, overwrite=overwrite, shard=shard
     )
-    result = extract_into_store(
-        out,
-        encoder,
-        backend=backend,
-        batch_size=batch_size,
-        workers=workers,
-        grid=grid,
-        restart=overwrite,
-        progress=progress,
-        shard=shard,
-        threads=threads,
-        position=position,
-    )
+    result = extract_into_store(out, extraction, restart=overwrite, shard=shard, threads=threads, position=position)
     return PrepareResult(Path(out), summary_line(dataset, prepared), created, *result)
 
 
@@ -196,14 +178,9 @@ def read_vocabulary(source: str | os.PathLike) -> dict[str, int]:
 
 def extract_into_store(
     path: str | os.PathLike,
-    encoder: str = "efficientnet-lite2",
+    extraction: Extraction = Extraction(),
     *,
-    backend: Backend = "auto",
-    batch_size: int = 32,
-    workers: int = 2,
-    grid: bool = True,
     restart: bool = False,
-    progress: bool = True,
     shard: tuple[int, int] | None = None,
     threads: int | None = None,
     position: int | None = None,
@@ -219,10 +196,11 @@ def extract_into_store(
     from rnncap.encoders import extract_features, load_encoder  # torch/onnxruntime load only when extracting
 
     with open_store(path, writable=True) as store:
-        if store.pending().size == 0 and store.encoder == encoder and not restart:
+        if store.pending().size == 0 and store.encoder == extraction.encoder and not restart:
             return 0, [], 0.0  # nothing left to do; another encoder's name goes on to begin_features, which refuses
-        model = load_encoder(encoder, backend, num_threads=threads)
-        grid_shape = (model.spec.grid_cells, model.feature_dim) if grid else None  # (L, C) of the grid features
+        model = load_encoder(extraction.encoder, extraction.backend, num_threads=threads)
+        # (L, C) of the grid features
+        grid_shape = (model.spec.grid_cells, model.feature_dim) if extraction.grid else None
         store.begin_features(model.name, model.feature_dim, grid_shape, restart=restart)
         pending = store.pending()
         paths = store.image_paths()
@@ -240,10 +218,10 @@ def extract_into_store(
             store.write_features,
             on_error=on_error,
             skip=np.flatnonzero(done),
-            batch_size=batch_size,
-            workers=workers,
-            with_grid=grid,
-            progress=progress,
+            batch_size=extraction.batch_size,
+            workers=extraction.workers,
+            with_grid=extraction.grid,
+            progress=extraction.progress,
             desc=None if shard is None else f"shard {shard[0]}/{shard[1]} {model.name} features",
             position=position,
         )

@@ -25,16 +25,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from rnncap.apps.outputs import OVERWRITE_HINT, OutputError, check_outputs, check_writable
-from rnncap.apps.prepare import PrepareResult, prepare_records_into
+from rnncap.apps.prepare import Extraction, PrepareResult, prepare_records_into
 from rnncap.data import Dataset, StoreError, open_store, prepare_records
 from rnncap.data.store_create import StoreContents, stored_fingerprint
 from rnncap.data.store_merge import MergeResult, merge_shards
-
-if TYPE_CHECKING:
-    from rnncap.encoders.encoder import Backend
 
 # How long a finished process waits at the barrier for the slowest shard: a COCO shard takes hours on a CPU. A
 # process that fails ends the whole job through torchrun, not through this timeout.
@@ -99,17 +95,12 @@ def prepare_distributed(
     out: str | os.PathLike,
     rank: int,
     world: int,
+    extraction: Extraction,
     *,
     min_count: int = 5,
     max_length: int = 16,
     word_to_idx: Mapping[str, int] | None = None,
-    encoder: str = "efficientnet-lite2",
-    backend: Backend = "auto",
-    batch_size: int = 32,
-    workers: int = 2,
-    grid: bool = True,
     overwrite: bool = False,
-    progress: bool = True,
 ) -> DistributedResult:
     """One process of a torchrun job: extract shard ``rank`` of ``world`` into its :func:`part_path`, wait for
     every shard, and on process 0 merge the parts into ``out`` and remove them.
@@ -126,7 +117,7 @@ def prepare_distributed(
     prepared = prepare_records(dataset, min_count=min_count, max_length=max_length, word_to_idx=word_to_idx)
     if os.path.lexists(out) and not overwrite:
         whole = StoreContents.from_records(dataset, *prepared, root=dataset.root, name=dataset.name)
-        if _finished(out, whole.fingerprint, encoder):
+        if _finished(out, whole.fingerprint, extraction.encoder):
             return DistributedResult(rank, world, None, None)
         raise OutputError(
             f"--out {out} already exists and holds other data or an unfinished extraction (finish that one with "
@@ -141,13 +132,8 @@ def prepare_distributed(
             dataset,
             prepared,
             part_path(out, rank, world),
-            encoder=encoder,
-            backend=backend,
-            batch_size=batch_size,
-            workers=workers,
-            grid=grid,
+            extraction,
             overwrite=overwrite,
-            progress=progress,
             shard=(rank, world),
             threads=cores,
             position=rank,
@@ -156,7 +142,7 @@ def prepare_distributed(
         merged = None
         if rank == 0:
             parts = [part_path(out, index, world) for index in range(world)]
-            merged = merge_shards(out, parts, overwrite=overwrite, progress=progress)
+            merged = merge_shards(out, parts, overwrite=overwrite, progress=extraction.progress)
             for part in parts:
                 part.unlink()
     finally:

@@ -156,7 +156,7 @@ def _add_extraction_options(source: argparse.ArgumentParser) -> None:
 
 def _run_prepare_photos(args: argparse.Namespace) -> None:
     from rnncap.apps.outputs import check_writable
-    from rnncap.apps.prepare import prepare_dataset, read_vocabulary
+    from rnncap.apps.prepare import Extraction, prepare_dataset, read_vocabulary
     from rnncap.apps.prepare_shards import prepare_distributed, torchrun_shard
     from rnncap.data import read_coco, read_flickr8k, read_folder
 
@@ -171,21 +171,18 @@ def _run_prepare_photos(args: argparse.Namespace) -> None:
         dataset = read_coco(args.root, year=args.year, karpathy=args.karpathy, splits=args.splits)
     else:
         dataset = read_folder(args.root, args.captions)
+    extraction = Extraction(args.encoder, args.backend, args.batch_size, args.workers, args.grid)
     settings = {
         "min_count": args.min_count,
         "max_length": args.max_length,
         "word_to_idx": word_to_idx,
-        "encoder": args.encoder,
-        "backend": args.backend,
-        "batch_size": args.batch_size,
-        "workers": args.workers,
-        "grid": args.grid,
         "overwrite": args.overwrite,
     }
     if ranks is None:
-        _print_prepared(prepare_dataset(dataset, args.out, shard=args.shard, **settings), dataset, args.shard)
+        result = prepare_dataset(dataset, args.out, extraction, shard=args.shard, **settings)
+        _print_prepared(result, dataset, args.shard)
         return
-    done = prepare_distributed(dataset, args.out, *ranks, **settings)
+    done = prepare_distributed(dataset, args.out, *ranks, extraction, **settings)
     if done.shard is None:
         if done.rank == 0:
             print(f"{args.out} already holds this preparation with every feature of {args.encoder}: nothing to do")
