@@ -7,10 +7,11 @@ mean baseline, the surrogate loss's backward over the sampled sequences, and Ada
 ``torch.multinomial`` in a loop over time under ``torch.no_grad``, then runs ``policy_forward`` (the same
 surrogate, tests/test_scst_parity.py) with autograd and ``torch.optim.Adam``.
 
-The models are the shipped ones (``flickr8k-lstm``, ``flickr8k-attention``: real weights, so sampled captions have
-realistic lengths), the photos Flickr8k dev photos from a prepared file (pooled for the LSTM, the 9 x 9 grid for
-the attention model). Both engines run float32 with the same number of threads; median of the repeats, the engines
-alternating so that machine noise hits both::
+The models are the shipped ones (``flickr8k-coco-lstm``, ``flickr8k-coco-attention``: real weights, so sampled
+captions have realistic lengths and rewards), the photos Flickr8k dev photos from a prepared file (pooled for the
+LSTM, the 9 x 9 grid for the attention model), rewarded against their own captions in the model's vocabulary.
+Both engines run float32 with the same number of threads; median of the repeats, the engines alternating so that
+machine noise hits both::
 
     python benchmarks/bench_scst.py --data /work/prepared/flickr8k.h5 --photos 50 --samples 5 --repeats 5
 """
@@ -29,9 +30,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from rnncap.apps.paths import model_path
-from rnncap.data.store import load_grid, load_split
+from rnncap.data.store import load_grid, load_references, load_split
 from rnncap.models import load_model
 from rnncap.optim import adam
+from rnncap.text import encode, tokenize
 from rnncap.train.config import SCSTConfig
 from rnncap.train.rewards import CiderD
 from rnncap.train.scst import advantages, scst_step
@@ -39,6 +41,15 @@ from rnncap.train.scst import advantages, scst_step
 TESTS = Path(__file__).resolve().parents[1] / "tests"
 LEARNING_RATE = 5e-5
 MAX_LENGTH = 16
+
+
+def reference_index(path: str, model) -> CiderD:
+    """CiderD over the dev photos' human captions encoded in the model's own vocabulary (a shipped model's
+    vocabulary may not be the prepared file's: the joint models read both data sets' words)."""
+    references = list(load_references(path, "dev").values())  # the dev photos in the order of their features
+    tokens = encode([tokenize(c) for captions in references for c in captions], model.word_to_idx, MAX_LENGTH)
+    image_idxs = np.repeat(np.arange(len(references)), [len(captions) for captions in references])
+    return CiderD.from_captions(tokens, image_idxs, len(references), model.vocab_size, model.end_id)
 
 
 def numpy_step(model, features, photos, index, settings, rng) -> Callable[[], dict[str, float]]:
@@ -144,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=5, help="captions drawn per photo (K)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--models", default="flickr8k-lstm,flickr8k-attention")
+    parser.add_argument("--models", default="flickr8k-coco-lstm,flickr8k-coco-attention")
     args = parser.parse_args(argv)
 
     import torch
@@ -158,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     with threadpool_limits(limits=args.threads, user_api="blas"):
         for name in args.models.split(","):
             model = load_model(model_path(name))
-            index = CiderD.from_captions(dev.captions, dev.image_idxs, len(dev.features), model.vocab_size, 2)
+            index = reference_index(args.data, model)
             features = load_grid(args.data, "dev")[: args.photos] if model.attends else dev.features[: args.photos]
             features = features.astype(np.float32)
             steps = {
