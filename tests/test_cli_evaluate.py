@@ -42,7 +42,14 @@ def test_prints_scores_on_the_0_100_scale_and_writes_json_and_html(tmp_path: Pat
     assert "Scores on the 0-100 scale" in printed and "| Metric (0-100) | Score |" in printed
     assert "| BLEU-4 " in printed and "| CIDEr " in printed and "ROUGE_L" not in printed
     assert "beam search (beam 2, length penalty 0), at most 7 tokens" in printed and "captioned 4 photos" in printed
-    for habit in ("distinct captions", "words used", "mean length", "copied from training captions"):
+    for habit in (
+        "distinct captions",
+        "words used",
+        "mean length",
+        "words repeated back to back",
+        "cut off mid-phrase",
+        "copied from training captions",
+    ):
         assert habit in printed
     assert f"wrote {out_json} (scores on the 0-1 scale)" in printed and f"wrote {out_html} (3 photos)" in printed
 

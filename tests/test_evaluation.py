@@ -192,10 +192,13 @@ def test_no_attention_maps_for_a_grid_rnncap_does_not_know(data: Path, tmp_path:
 
 def test_describe_stats() -> None:
     stats = {"captions": 1000, "distinct": 0.6734, "vocabulary": 2851, "mean_length": 9.44, "in_training": 0.2}
+    stats |= {"stutter": 0.003, "cut_off": 0.0125}
     assert describe_stats(stats) == {
         "distinct captions": "67.3% of 1,000",
         "words used": "2,851",
         "mean length": "9.4 words",
+        "words repeated back to back": "0.3%",
+        "cut off mid-phrase": "1.2%",
         "copied from training captions": "20.0%",
     }
     del stats["in_training"]

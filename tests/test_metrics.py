@@ -307,8 +307,22 @@ def test_caption_stats() -> None:
         "distinct": 3 / 4,  # the first two are the same caption once tokenised
         "vocabulary": 9,  # a, dog, runs, cat, sleeps, on, mat, two, dogs
         "mean_length": (3 + 3 + 6 + 2) / 4,
+        "stutter": 0.0,
+        "cut_off": 0.0,
         "in_training": 2 / 4,
     }
     assert "in_training" not in caption_stats(["a dog"])
+
+
+def test_caption_stats_find_stutters_and_cut_off_endings() -> None:
+    """The habits of a model fine-tuned for CIDEr: a run of words repeated back to back, a caption stopped on "the";
+    words used again further on ("a man and a man walk") are no stutter, a caption ending on a noun is not cut off."""
+    stutter = ["a dog in the in the", "the the dog", "a man a man runs", "a b c a b c d"]
+    clean = ["a man and a man walk", "a dog in the park", "a b c d a b c", "dog"]
+    assert caption_stats(stutter)["stutter"] == 1.0
+    assert caption_stats(clean)["stutter"] == 0.0
+    cut = caption_stats(["a dog runs in the", "a man sitting on", "a dog runs.", "a cat and"])
+    assert cut["cut_off"] == 3 / 4 and cut["stutter"] == 0.0
+    assert caption_stats(["a b c d a b c d"])["stutter"] == 0.0  # a repeated run of 4 words: beyond STUTTER_RUN
     with pytest.raises(ValueError, match="no captions"):
         caption_stats([])

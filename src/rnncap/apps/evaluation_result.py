@@ -173,6 +173,8 @@ def describe_stats(stats: Mapping[str, float]) -> dict[str, str]:
         "distinct captions": f"{stats['distinct']:.1%} of {int(stats['captions']):,}",
         "words used": f"{int(stats['vocabulary']):,}",
         "mean length": f"{stats['mean_length']:.1f} words",
+        "words repeated back to back": f"{stats['stutter']:.1%}",
+        "cut off mid-phrase": f"{stats['cut_off']:.1%}",
     }
     if "in_training" in stats:
         described["copied from training captions"] = f"{stats['in_training']:.1%}"

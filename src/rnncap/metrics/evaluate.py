@@ -4,7 +4,8 @@
 no Java needed; or pycocoevalcap's Java ``PTBTokenizer``), then scores them with BLEU-1..4, METEOR, ROUGE-L and
 CIDEr-D as pycocoevalcap does, on its 0-1 scale. ``format_scores`` makes the markdown table (0-100 scale) that
 papers print, and ``caption_stats`` describes the captions' habits beside the scores (how varied, how long, how
-much copied from the training set).
+much copied from the training set, how often they stutter or stop mid-phrase: the habits a model fine-tuned for
+CIDEr picks up, "a dog in the in the").
 """
 
 from __future__ import annotations
@@ -21,6 +22,12 @@ from rnncap.text import tokenize
 METRICS = ("BLEU", "METEOR", "ROUGE_L", "CIDEr")
 TOKENIZERS = ("rnncap", "ptb")
 _SHOW = 5  # ids named in an error message
+# Words no English caption ends on: a caption ending on one was cut off mid-phrase ("a dog runs in the").
+CUT_OFF_ENDINGS = frozenset(
+    {"a", "an", "the", "and", "or", "but", "of", "in", "on", "at", "with", "to", "for", "from", "by", "into", "onto"}
+    | {"over", "under", "near", "through", "its", "his", "her", "their", "is", "are"}
+)
+STUTTER_RUN = 3  # the longest run of words whose immediate repetition counts as a stutter ("in the in the")
 
 ImageId = TypeVar("ImageId", bound=Hashable)  # any hashable key; candidates and references share theirs
 
@@ -129,8 +136,10 @@ def caption_stats(
 
     Returns:
         ``captions``: how many; ``distinct``: the share of distinct captions (1.0 = all different);
-        ``vocabulary``: distinct words used; ``mean_length``: words per caption; ``in_training`` (only with
-        ``training_captions``): the share of captions that occur verbatim among them.
+        ``vocabulary``: distinct words used; ``mean_length``: words per caption; ``stutter``: the share of
+        captions that repeat a word or a run of up to :data:`STUTTER_RUN` words back to back ("the the", "in the in
+        the"); ``cut_off``: the share ending on a word of :data:`CUT_OFF_ENDINGS` ("... in the"); ``in_training``
+        (only with ``training_captions``): the share of captions that occur verbatim among them.
     """
     texts = list(candidates.values()) if isinstance(candidates, Mapping) else list(candidates)
     if not texts:
@@ -145,11 +154,22 @@ def caption_stats(
         "distinct": len(set(joined)) / len(texts),
         "vocabulary": len({w for t in tokens for w in t}),
         "mean_length": sum(map(len, tokens)) / len(texts),
+        "stutter": sum(map(_stutters, tokens)) / len(texts),
+        "cut_off": sum(bool(t) and t[-1] in CUT_OFF_ENDINGS for t in tokens) / len(texts),
     }
     if training_captions is not None:
         seen = {" ".join(tokenize(c)) for c in training_captions}
         stats["in_training"] = sum(j in seen for j in joined) / len(texts)
     return stats
+
+
+def _stutters(words: Sequence[str]) -> bool:
+    """Whether some run of 1..STUTTER_RUN words is followed at once by itself."""
+    return any(
+        words[i : i + n] == words[i + n : i + 2 * n]
+        for n in range(1, STUTTER_RUN + 1)
+        for i in range(len(words) - 2 * n + 1)
+    )
 
 
 def _check_inputs(candidates: Mapping[ImageId, str], references: Mapping[ImageId, Sequence[str]]) -> list[ImageId]:
