@@ -31,7 +31,7 @@ SHIPPED = {
     "flickr8k-coco-attention": (30, 0.19, 0.50),
 }
 # The models trained on COCO too -> the first 150 COCO-subset val photos' BLEU-4 and CIDEr must exceed these.
-COCO_BOUNDS = {"flickr8k-coco-lstm": (0.21, 0.57), "flickr8k-coco-attention": (0.21, 0.65)}
+COCO_BOUNDS = {"flickr8k-coco-lstm": (0.21, 0.57), "flickr8k-coco-attention": (0.19, 0.70)}
 
 
 @pytest.fixture(scope="module", params=sorted(SHIPPED))
@@ -106,7 +106,8 @@ def test_coco_val_photos_from_their_files(name: str, tmp_path_factory) -> None:
     """The models trained on COCO too, on everyday scenes from their photo files (the first 150 val photos).
 
     Measured when shipped: flickr8k-coco-lstm BLEU-4 0.231, CIDEr 0.629 (0.214 / 0.595 on all 300 through the
-    prepared file, as the README reports), flickr8k-coco-attention 0.229 / 0.709 (0.222 / 0.674).
+    prepared file, as the README reports); flickr8k-coco-attention, self-critically fine-tuned for CIDEr-D (shipped
+    2026-12-03): 0.206 / 0.753 (0.203 / 0.725 on all 300), its BLEU-4 below the cross-entropy model's 0.229 / 0.709.
     """
     from rnncap.data.coco import read_coco
     from rnncap.metrics import evaluate
