@@ -29,11 +29,12 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from rnncap.apps.joint import encode_references
 from rnncap.apps.paths import model_path
 from rnncap.data.store import load_grid, load_references, load_split
 from rnncap.models import load_model
 from rnncap.optim import adam
-from rnncap.text import encode, tokenize
+from rnncap.train import CaptionData
 from rnncap.train.config import SCSTConfig
 from rnncap.train.rewards import CiderD
 from rnncap.train.scst import advantages, scst_step
@@ -43,13 +44,12 @@ LEARNING_RATE = 5e-5
 MAX_LENGTH = 16
 
 
-def reference_index(path: str, model) -> CiderD:
+def reference_index(path: str, dev: CaptionData, model) -> CiderD:
     """CiderD over the dev photos' human captions encoded in the model's own vocabulary (a shipped model's
     vocabulary may not be the prepared file's: the joint models read both data sets' words)."""
     references = list(load_references(path, "dev").values())  # the dev photos in the order of their features
-    tokens = encode([tokenize(c) for captions in references for c in captions], model.word_to_idx, MAX_LENGTH)
-    image_idxs = np.repeat(np.arange(len(references)), [len(captions) for captions in references])
-    return CiderD.from_captions(tokens, image_idxs, len(references), model.vocab_size, model.end_id)
+    encoded = encode_references(dev.features, references, model.word_to_idx, MAX_LENGTH)
+    return CiderD.from_captions(encoded.captions, encoded.image_idxs, len(references), model.vocab_size, model.end_id)
 
 
 def numpy_step(model, features, photos, index, settings, rng) -> Callable[[], dict[str, float]]:
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     with threadpool_limits(limits=args.threads, user_api="blas"):
         for name in args.models.split(","):
             model = load_model(model_path(name))
-            index = reference_index(args.data, model)
+            index = reference_index(args.data, dev, model)
             features = load_grid(args.data, "dev")[: args.photos] if model.attends else dev.features[: args.photos]
             features = features.astype(np.float32)
             steps = {

@@ -130,14 +130,14 @@ def read_joint(paths: Sequence[Path], train_split: str, val_split: str, grid: bo
         word_to_idx = build_vocab((t for tokens in train_tokens for t in tokens), min_count)
         max_length = stores[0].max_length
         train_parts = [
-            _encoded(read_split(store, train_split, grid).features, refs, word_to_idx, max_length, tokens)
+            encode_references(read_split(store, train_split, grid).features, refs, word_to_idx, max_length, tokens)
             for store, refs, tokens in zip(stores, train_refs, train_tokens, strict=True)
         ]
         parts = []
         for store, name in zip(stores, names, strict=True):
             split = val_split_of(store, val_split)
             references = list(store.load_references(split).values())
-            data = _encoded(read_split(store, split, grid).features, references, word_to_idx, max_length)
+            data = encode_references(read_split(store, split, grid).features, references, word_to_idx, max_length)
             parts.append(ValPart(name, split, data, references))
         return JointData(
             concatenate(train_parts),
@@ -175,7 +175,7 @@ def _check_alike(stores: Sequence[Store]) -> None:
             )
 
 
-def _encoded(
+def encode_references(
     features: np.ndarray,
     references: list[list[str]],
     word_to_idx: dict[str, int],
