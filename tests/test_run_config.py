@@ -43,11 +43,12 @@ def test_what_nothing_sets_defaults_as_the_dataclasses_say() -> None:
 
 def test_the_keys_are_those_existing_run_files_use() -> None:
     # min_count is new with several data sets (rnncap.apps.joint), image_input with the LSTM recipe (issue 10);
-    # scst, init, samples, baseline and scst_max_length with self-critical fine-tuning (issue 12); every older key stays
+    # scst, init, samples, baseline and scst_max_length with self-critical fine-tuning (issue 12), keep_epochs with
+    # checkpoint averaging; every older key stays
     assert sorted(RUN_KEYS) == sorted(
         ["attention", "attention_dim", "alpha_reg", "cell", "wordvec", "hidden", "dropout", "epochs", "batch_size",
          "update_rule", "lr", "lr_decay", "clip", "patience", "select_by", "train_split", "val_split", "seed", "data",
-         "out", "min_count", "image_input", "scst", "init", "samples", "baseline", "scst_max_length"]
+         "out", "min_count", "image_input", "scst", "init", "samples", "baseline", "scst_max_length", "keep_epochs"]
     )  # fmt: skip
 
 

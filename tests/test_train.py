@@ -557,7 +557,10 @@ def test_config_from_toml(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("hidden = 16\n", r"train.toml: unknown option 'hidden'; known: \['batch_size', 'clip', 'epochs', 'lr'"),
+        (
+            "hidden = 16\n",
+            r"train.toml: unknown option 'hidden'; known: \['batch_size', 'clip', 'epochs', 'keep_epochs', 'lr'",
+        ),
         ("epochs = 2.5\n", "train.toml: epochs must be an integer, got 2.5"),
         ("lr = true\n", "train.toml: lr must be a number, got True"),
         ("[epochs]\nfirst = 1\n", r"train.toml: epochs must be an integer, got \{'first': 1\}"),

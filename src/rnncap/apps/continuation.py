@@ -6,8 +6,8 @@ A run folder holds one run. A rerun continues it only when it would be the run t
   recorded in the model's metadata (``data_fingerprint``) when the run began; a run on several data sets the same
   data sets in the same order (``data_sets``; the fingerprint covers every one of them, in order);
 - the same model settings (cell, sizes, dropout; attention or not);
-- the same training settings, except those that only say how long to go on or what to show
-  (:data:`CONTINUABLE`: more epochs, another patience, the progress bar, the plot).
+- the same training settings, except those that only say how long to go on or what to show and keep
+  (:data:`CONTINUABLE`: more epochs, another patience, the progress bar, the plot, every epoch's model kept).
 
 Anything else (a changed learning rate too: the run would no longer be the one its history describes) stops the
 rerun with a message that names each setting that differs, the run's value and the new one, and how to start
@@ -30,7 +30,7 @@ from rnncap.train import CaptionData, TrainConfig
 from rnncap.train.checkpoint import TrainerState
 from rnncap.train.data import take_rows
 
-CONTINUABLE = ("num_epochs", "patience", "progress", "plot")
+CONTINUABLE = ("num_epochs", "patience", "progress", "plot", "keep_epochs")
 """TrainConfig fields a rerun may change and still continue the run."""
 DATA_SIZES = ("input_dim", "num_locations")
 """Model config fields that a run takes from its data, whatever the config given says."""

@@ -122,8 +122,8 @@ def fit(
         settings: the new model's config, ``RNNConfig()`` by default. When a run in ``out_dir`` is continued,
             None means the run's, and a config given must be the run's (its sizes but the data's).
         config: the training settings; default ``TrainConfig()``. When a run is continued, None means the
-            run's, and a config given must be the run's but for ``num_epochs``, ``patience``, ``progress`` and
-            ``plot`` (:data:`rnncap.apps.continuation.CONTINUABLE`).
+            run's, and a config given must be the run's but for ``num_epochs``, ``patience``, ``progress``,
+            ``plot`` and ``keep_epochs`` (:data:`rnncap.apps.continuation.CONTINUABLE`).
         train_split, val_split: split names in ``data``; a file without ``val_split`` "dev" is validated on "val".
         select_by: "CIDEr", "BLEU-4" (greedy captions of ``val_split``; with several files, their mean) or
             "val_loss".

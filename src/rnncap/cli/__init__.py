@@ -5,6 +5,7 @@ rnncap train --data FILE [--cell lstm] ...      train a captioner, keep the best
 rnncap evaluate --data FILE [--model M] ...     caption a split and score it, JSON and HTML gallery (cli/evaluate.py)
 rnncap caption PHOTO|FOLDER ... [--model M]     describe photos in words (cli/caption.py)
 rnncap serve [--model M] [--port 8000] ...      a captioning web page and JSON API (cli/serve.py)
+rnncap average MODEL MODEL ... --out FILE       one model, the mean of a run's checkpoints (cli/average.py)
 
 Outputs, the one rule (rnncap.apps.outputs): no command replaces an existing file without --overwrite (prepare
 continues a file holding the same data), and every output is checked before any work starts.
@@ -17,11 +18,11 @@ import sys
 from collections.abc import Sequence
 
 from rnncap import __version__
-from rnncap.cli import caption, evaluate, prepare, serve, train
+from rnncap.cli import average, caption, evaluate, prepare, serve, train
 from rnncap.cli.args import OUTPUTS_RULE
 
 EXIT_ERROR = 1
-COMMANDS = (prepare, train, evaluate, caption, serve)
+COMMANDS = (prepare, train, evaluate, caption, serve, average)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

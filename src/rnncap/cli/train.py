@@ -177,6 +177,13 @@ def _add_training_options(option: Callable[..., argparse.Action]) -> None:
         f"{run.min_count}, as rnncap prepare's)",
     )
     option("--seed", type=int, help=f"seeds the initial weights and the shuffling (default {train.seed})")
+    option(
+        "--keep-epochs",
+        action="store_true",
+        default=None,  # None: not given, so that --config may set it
+        help="also keep every epoch's model in the run folder (epoch-001.npz ...), to average the last few with "
+        "`rnncap average`",
+    )
 
 
 def _run_train(args: argparse.Namespace) -> None:

@@ -8,6 +8,7 @@ from dataclasses import asdict
 import numpy as np
 
 from rnncap.models.attention_captioner import AttentionCaptioner
+from rnncap.models.averaging import average_model_files, average_models
 from rnncap.models.base import CaptionModel
 from rnncap.models.captioning_rnn import CaptioningRNN
 from rnncap.models.config import AttentionConfig, ModelConfig, RNNConfig
@@ -54,6 +55,8 @@ __all__ = [
     "ModelConfig",
     "ModelFileError",
     "RNNConfig",
+    "average_model_files",
+    "average_models",
     "build_model",
     "load_model",
 ]

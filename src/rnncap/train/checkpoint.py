@@ -2,7 +2,8 @@
 
 Written to the run's folder at the end of every epoch, each atomically (a temporary file renamed over the old):
 
-- ``model.npz``: the current model (``model.save``); ``best.npz``: the model of the best epoch so far.
+- ``model.npz``: the current model (``model.save``); ``best.npz``: the model of the best epoch so far;
+  with ``keep_epochs``, ``epoch-NNN.npz``: the model at the end of epoch NNN (:func:`epoch_file`), for averaging.
 - ``history.json``: the history (see :meth:`rnncap.train.Trainer.train`); ``loss.png``: its curves.
 - ``trainer_state.npz``, written LAST: the commit of the epoch. It holds everything a resume needs, so that it can
   never be half new and half old: arrays ``param/<name>`` (the current parameters), ``best/<name>`` (those of the
@@ -49,6 +50,12 @@ BEST_FILE = "best.npz"
 HISTORY_FILE = "history.json"
 PLOT_FILE = "loss.png"
 RUN_FILES = (MODEL_FILE, BEST_FILE, HISTORY_FILE, PLOT_FILE, STATE_FILE)  # in the order an epoch writes them
+
+
+def epoch_file(epoch: int) -> str:
+    """The name of the model kept at the end of ``epoch`` (1-based) with ``keep_epochs``: ``epoch-007.npz``."""
+    return f"epoch-{epoch:03d}.npz"
+
 
 History = dict[str, list]
 
@@ -167,16 +174,24 @@ def _state_from(arrays: dict[str, np.ndarray], numbers: dict[str, Any]) -> Train
 
 
 def write_run_files(
-    out_dir: Path, state: TrainerState, model: CaptionModel, best_changed: bool, draw: Callable[[], object] | None
+    out_dir: Path,
+    state: TrainerState,
+    model: CaptionModel,
+    best_changed: bool,
+    draw: Callable[[], object] | None,
+    keep_epoch: bool = False,
 ) -> None:
-    """Write an epoch's files from ``state``: model, best model (when ``best_changed``), history, plot (``draw``),
-    and the state file last, which commits them (see the module docstring).
+    """Write an epoch's files from ``state``: model, the epoch's model (``keep_epoch``), best model (when
+    ``best_changed``), history, plot (``draw``), and the state file last, which commits them (see the module
+    docstring).
 
     ``model`` gives the configuration, vocabulary and metadata of the model files; their weights are the state's.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    remove_debris(out_dir)
+    remove_debris(out_dir, [epoch_file(state.epoch)] if keep_epoch else [])
     _save_weights(model, state.params, out_dir / MODEL_FILE)
+    if keep_epoch:
+        _save_weights(model, state.params, out_dir / epoch_file(state.epoch))
     if best_changed and state.best_params is not None:
         _save_weights(model, state.best_params, out_dir / BEST_FILE)
     text = json.dumps(state.history, indent=1, allow_nan=False)
@@ -193,9 +208,10 @@ def _save_weights(model: CaptionModel, params: dict[str, np.ndarray], path: Path
     write_model_file(path, model.config(), model.word_to_idx, params, None, model.metadata)
 
 
-def remove_debris(out_dir: Path) -> None:
-    """Remove the temporary files that kills in the middle of writes left (see rnncap.files.leftover_temporaries)."""
-    for name in RUN_FILES:
+def remove_debris(out_dir: Path, also: Iterable[str] = ()) -> None:
+    """Remove the temporary files that kills in the middle of writes of the run files (and of the files ``also``)
+    left (see rnncap.files.leftover_temporaries)."""
+    for name in (*RUN_FILES, *also):
         for debris in leftover_temporaries(out_dir / name):
             debris.unlink(missing_ok=True)
 

@@ -81,6 +81,8 @@ class TrainConfig:
             score has nothing to count and trains all ``num_epochs``.
         progress: show a progress bar per epoch; None: only on a terminal.
         plot: draw ``loss.png`` in ``out_dir`` every epoch.
+        keep_epochs: also keep every epoch's model in ``out_dir`` (``epoch-001.npz`` ...), to average the last
+            few (:func:`rnncap.models.average_models`, ``rnncap average``).
         scst: self-critical fine-tuning instead of teacher forcing (:mod:`rnncap.train.scst`; ``batch_size``
             then counts photos); a dict of its fields is read as one (a saved config). None: teacher forcing.
     """
@@ -97,6 +99,7 @@ class TrainConfig:
     patience: int | None = 4
     progress: bool | None = None
     plot: bool = True
+    keep_epochs: bool = False
     scst: SCSTConfig | None = None
 
     def __post_init__(self) -> None:
@@ -133,8 +136,9 @@ class TrainConfig:
         for name in ("keep_best", "progress"):
             if getattr(self, name) not in (None, True, False):
                 raise ValueError(f"{name} must be True, False or None, got {getattr(self, name)!r}")
-        if self.plot not in (True, False):
-            raise ValueError(f"plot must be True or False, got {self.plot!r}")
+        for name in ("plot", "keep_epochs"):
+            if getattr(self, name) not in (True, False):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}")
 
     def _check_optimizer(self) -> None:
         if self.update_rule not in DEFAULTS:
@@ -190,6 +194,7 @@ TOML_KEYS: dict[str, tuple[str, type]] = {
     "clip": ("max_grad_norm", float),
     "patience": ("patience", int),
     "seed": ("seed", int),
+    "keep_epochs": ("keep_epochs", bool),
 }
 """The settings a TOML file may hold, by key."""
 

@@ -213,7 +213,8 @@ class Trainer:
             if self.communicator.rank == 0:
                 # A kill may have left files one checkpoint ahead of the state read: write them again from it.
                 draw = self._draw if self.config.plot else None
-                write_run_files(self.out_dir, self._resumed_from, self.model, True, draw)
+                resumed = self._resumed_from
+                write_run_files(self.out_dir, resumed, self.model, True, draw, self.config.keep_epochs)
             self._resumed_from = None
             self.communicator.barrier()
         while self.epoch < self.config.num_epochs and not self.stopped_early:
@@ -466,7 +467,8 @@ class Trainer:
             word_to_idx=self.model.word_to_idx,
             metadata=self.model.metadata,
         )
-        write_run_files(self.out_dir, state, self.model, improved, self._draw if self.config.plot else None)
+        draw = self._draw if self.config.plot else None
+        write_run_files(self.out_dir, state, self.model, improved, draw, self.config.keep_epochs)
 
     def _draw(self) -> None:
         assert self.out_dir is not None  # only called with one
