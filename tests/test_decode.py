@@ -147,3 +147,64 @@ def test_beam_candidates_refuse_attention_from_a_model_that_does_not_attend():
     model, features = _peaked_model()
     with pytest.raises(ValueError, match="does not attend"):
         beam_candidates(model, features, return_attention=True)
+
+
+def _ends_after(captions: np.ndarray, word: int) -> np.ndarray:
+    """(N,) whether each caption's <END> comes right after ``word``."""
+    ends = [np.flatnonzero(row == END) for row in captions]
+    return np.array([e.size > 0 and e[0] > 0 and row[e[0] - 1] == word for e, row in zip(ends, captions, strict=True)])
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_no_caption_ends_on_a_blocked_ending(beam_size, device):
+    model, features = _peaked_model(words=3, seed=4)
+    features = np.random.default_rng(5).standard_normal((64, 4))
+    model.to(device)
+    free = model.sample(features, 8) if beam_size == 1 else beam_search(model, features, beam_size, 8)
+    last_words = [row[np.flatnonzero(row == END)[0] - 1] for row in free if END in row[1:]]
+    word = int(np.bincount(last_words).argmax())  # the commonest last word
+    assert _ends_after(free, word).any()
+
+    model.blocked_endings = [model.idx_to_word[word], "absent"]  # a word the vocabulary lacks is harmless
+    assert model.no_end_after == (word,)
+    blocked = model.sample(features, 8) if beam_size == 1 else beam_search(model, features, beam_size, 8)
+    assert not _ends_after(blocked, word).any()
+    if beam_size == 1:  # a greedy caption that never says the word is as before (a beam may change its ranks)
+        untouched = ~np.isin(free, word).any(axis=1)
+        assert untouched.any()
+        np.testing.assert_array_equal(blocked[untouched], free[untouched])
+
+
+def test_beam_search_with_a_blocked_ending_is_the_exhaustive_best_of_the_captions_allowed(device):
+    model, features = _peaked_model(words=2)
+    model.blocked_endings = ["w0"]
+    model.to(device)
+    w0 = model.word_to_idx["w0"]
+    captions = beam_search(model, features, beam_size=64, max_length=3)
+    words = [w for w in range(model.vocab_size) if w not in (NULL, START, UNK, END)]
+    for n in range(len(features)):
+        allowed = [(*p, END) for k in range(3) for p in itertools.product(words, repeat=k) if not p or p[-1] != w0]
+        allowed += list(itertools.product(words, repeat=3))  # cut at max_length: no <END>, so allowed
+        best = max(allowed, key=lambda c: _sequence_log_prob(model, features[n], c))
+        expected = np.full(3, NULL)
+        expected[: len(best)] = best
+        np.testing.assert_array_equal(captions[n], expected)
+
+
+def test_blocked_endings_are_kept_in_the_file_and_checked(tmp_path):
+    from rnncap.models import ModelFileError, load_model
+    from rnncap.models.base import BLOCKED_ENDINGS
+
+    model, _ = _peaked_model()
+    assert model.blocked_endings == () and model.no_end_after == ()
+    model.blocked_endings = ["w1", "w0", "w1"]
+    assert model.blocked_endings == ("w0", "w1") and model.metadata[BLOCKED_ENDINGS] == ["w0", "w1"]
+    assert load_model(model.save(tmp_path / "m.npz")).blocked_endings == ("w0", "w1")
+    model.blocked_endings = []
+    assert BLOCKED_ENDINGS not in model.metadata
+    for bad, message in (([""], "non-empty strings"), ([3], "non-empty strings"), (["<END>"], "special tokens")):
+        with pytest.raises(ValueError, match=message):
+            model.blocked_endings = bad
+    model.metadata[BLOCKED_ENDINGS] = [7]
+    with pytest.raises(ModelFileError, match="blocked_endings"):
+        load_model(model.save(tmp_path / "bad.npz"))

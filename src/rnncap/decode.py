@@ -19,7 +19,9 @@ decide) and return host (NumPy) arrays: token ids, log-probabilities, attention 
 Both searches are vectorised over the batch (and the beams): the only Python loop runs over time steps. Neither
 ever emits ``<NULL>`` or ``<START>`` (padding and a prompt, not words), nor, for a model whose ``unk_id`` is not
 None, ``<UNK>``: it stands for the rare words of the training captions, and a caption that says "a <UNK> on the
-grass" tells its reader nothing (the Flickr8k model wrote one in 14% of its greedy dev captions).
+grass" tells its reader nothing (the Flickr8k model wrote one in 14% of its greedy dev captions). Nor does either
+search emit ``<END>`` right after one of the model's ``no_end_after`` ids (its ``blocked_endings``: a caption never
+ends on "the"); the sampler draws from the model's distribution without that rule.
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ class Decodable(Protocol):
     unk_id: int | None
     attends: bool
     idx_to_word: list[str]
+
+    @property
+    def no_end_after(self) -> tuple[int, ...]: ...
 
     def init_state(self, features: np.ndarray) -> State: ...
     def step(self, state: State, word_ids: np.ndarray) -> tuple[np.ndarray, State]: ...
@@ -98,7 +103,7 @@ def greedy_search(
     finished = xp.zeros(N, dtype=bool)
     for t in range(max_length):
         log_probs, state = model.step(state, words)
-        words = _forbid_special_tokens(model, log_probs).argmax(axis=1).astype(np.int32)
+        words = _forbid(model, log_probs, words).argmax(axis=1).astype(np.int32)
         captions[:, t] = xp.where(finished, model.null_id, words)
         if return_attention:
             weights = model.attention_weights(state)  # (N, L)
@@ -220,7 +225,7 @@ def beam_candidates(
     words = xp.full(N * B, model.start_id, dtype=np.int32)
     for t in range(max_length):
         log_probs, state = model.step(state, words)
-        log_probs = _forbid_special_tokens(model, log_probs.astype(np.float64))
+        log_probs = _forbid(model, log_probs.astype(np.float64), words)
         parent, words_nb, was_finished = beams.advance(log_probs.reshape(N, B, -1), t)  # (N, B) each
         state = model.select_state(state, (parent + xp.arange(N)[:, None] * B).ravel())  # the parents' rows
         words = words_nb.ravel().astype(np.int32)
@@ -517,7 +522,12 @@ def never_drawn(model: Decodable) -> list[int]:
     return [model.null_id, model.start_id] + ([] if model.unk_id is None else [model.unk_id])
 
 
-def _forbid_special_tokens(model: Decodable, log_probs: np.ndarray) -> np.ndarray:
-    """Set the log-probability of the :func:`never_drawn` ids to -inf, in place; (N, V) -> (N, V)."""
-    log_probs[:, array_module(log_probs).asarray(never_drawn(model))] = -np.inf
+def _forbid(model: Decodable, log_probs: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Set to -inf, in place, the (N, V) log-probabilities of the :func:`never_drawn` ids, and of ``<END>`` in the
+    rows whose ``previous`` (N,) word is one of the model's ``no_end_after``; returns ``log_probs``."""
+    xp = array_module(log_probs)
+    log_probs[:, xp.asarray(never_drawn(model))] = -np.inf
+    if model.no_end_after:
+        blocked = xp.flatnonzero(xp.isin(previous, xp.asarray(model.no_end_after)))
+        log_probs[blocked, model.end_id] = -np.inf
     return log_probs

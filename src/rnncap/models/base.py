@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import abc
 import os
+from collections.abc import Iterable
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Literal, Self, overload
@@ -33,6 +34,9 @@ from rnncap.models.config import ModelConfig
 from rnncap.models.serialization import ModelFileError, check_params, read_model_file, write_model_file
 from rnncap.nn.dropout import DropoutDraws
 from rnncap.text import END, END_ID, NULL, START, START_ID, UNK, check_caption_ids, idx_to_word_list
+
+BLOCKED_ENDINGS = "blocked_endings"
+"""The metadata key of :attr:`CaptionModel.blocked_endings`: a sorted list of words."""
 
 
 class CaptionModel(abc.ABC):
@@ -62,6 +66,38 @@ class CaptionModel(abc.ABC):
         self.vocab_size = len(self.idx_to_word)
         # Facts saved with the weights that the network does not use, e.g. {"encoder": "efficientnet-lite2"}.
         self.metadata: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ decoding rules
+
+    @property
+    def blocked_endings(self) -> tuple[str, ...]:
+        """Words no decoded caption ends on: greedy and beam search never emit ``<END>`` right after one of them
+        (:mod:`rnncap.decode`), so that "a dog runs through the" is never written; none by default.
+
+        Kept in the model's metadata (:data:`BLOCKED_ENDINGS`) and so in its file. Self-critical fine-tuning learns
+        to cut captions off (a CIDEr-D reward hack, counted by ``rnncap evaluate`` as "cut off mid-phrase"): the
+        fine-tuned models shipped block :data:`rnncap.metrics.evaluate.CUT_OFF_ENDINGS`. The sampler of SCST
+        (:func:`rnncap.decode.sample_captions`) draws from the model's distribution as it is.
+        """
+        return tuple(self.metadata.get(BLOCKED_ENDINGS, ()))
+
+    @blocked_endings.setter
+    def blocked_endings(self, words: Iterable[str]) -> None:
+        words = [words] if isinstance(words, str) else list(words)  # one word given alone is that word
+        if not all(isinstance(word, str) and word for word in words):
+            raise ValueError(f"blocked_endings must be words (non-empty strings), got {words!r}")
+        special = sorted({NULL, START, END, UNK} & set(words))
+        if special:
+            raise ValueError(f"blocked_endings must be words, not the special tokens {special}")
+        if words:
+            self.metadata[BLOCKED_ENDINGS] = sorted(set(words))
+        else:
+            self.metadata.pop(BLOCKED_ENDINGS, None)
+
+    @property
+    def no_end_after(self) -> tuple[int, ...]:
+        """The ids of the :attr:`blocked_endings` the vocabulary has (the others can never be emitted anyway)."""
+        return tuple(self.word_to_idx[word] for word in self.blocked_endings if word in self.word_to_idx)
 
     # ------------------------------------------------------------------ the device
 
@@ -263,6 +299,10 @@ class CaptionModel(abc.ABC):
             raise ModelFileError(f"{path}: configuration {config} does not describe a {cls.__name__}: {exc}") from exc
         model.params = {name: stored[name].astype(model.dtype) for name in model.params}
         model.metadata = metadata
+        try:
+            model.blocked_endings = model.blocked_endings  # checked as if set now
+        except (TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path}: metadata {BLOCKED_ENDINGS!r}: {exc}") from exc
         return model.to(device)
 
     @classmethod
