@@ -14,6 +14,7 @@ from helpers import make_prepared
 from rnncap.apps.fit import fit
 from rnncap.apps.run_config import load_run_config
 from rnncap.cli import main
+from rnncap.metrics.evaluate import CUT_OFF_ENDINGS
 from rnncap.models import RNNConfig, load_model
 from rnncap.train import TrainConfig
 
@@ -63,6 +64,7 @@ def test_scst_fine_tunes_the_init_model_and_keeps_its_best_epoch(trained, tmp_pa
     assert best.metadata["training"]["val_greedy"]["CIDEr"] == history["metrics"][0]["CIDEr"]
     assert len(history["train_reward"]) == 1 and len(history["iteration_reward"]) == 2  # 4 photos, 2 a step
     assert best.metadata["scst_init"]["path"] == str(init)
+    assert best.blocked_endings == tuple(sorted(CUT_OFF_ENDINGS)) and not load_model(init).blocked_endings
     assert any(not np.array_equal(best.params[n], load_model(init).params[n]) for n in best.params)
 
     _train("--data", data, "--init", init, "--out", out, "--epochs", "2", *SCST)  # the same command: continues

@@ -77,6 +77,7 @@ from rnncap.backend import check_device
 from rnncap.data.store import open_store
 from rnncap.decode import caption_features
 from rnncap.metrics import evaluate
+from rnncap.metrics.evaluate import CUT_OFF_ENDINGS
 from rnncap.models import AttentionConfig, CaptionModel, ModelConfig, RNNConfig, build_model, load_model
 from rnncap.train import BEST_FILE, STATE_FILE, CaptionData, History, MetricScorer, TrainConfig, Trainer
 from rnncap.train.checkpoint import RUN_FILES, TrainerState, check_out_dir, model_from_state, read_state
@@ -212,6 +213,9 @@ def _fit_on(
         _check_init_fits(model, init, inputs)
         # The data the fine-tune learns from, by content (what a rerun must match), and the weights it started from.
         model.metadata |= {"data": data_label(paths), "data_fingerprint": fingerprint, "scst_init": init_record(init)}
+        # The fine-tune learns to cut captions off ("... on a": CIDEr-D pays for the n-grams before); the model it
+        # writes never ends a decoded caption so, at no cost in CIDEr (README, Self-critical fine-tuning).
+        model.blocked_endings = CUT_OFF_ENDINGS
         if len(paths) > 1:
             model.metadata["data_sets"] = inputs.names
         trainer = Trainer(model, inputs.train, inputs.val, config, out_dir, scorer=scorer, communicator=communicator)
