@@ -55,7 +55,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "ship), model.npz and trainer_state.npz (the last epoch, to continue), history.json and loss.png; a kill at "
         "any moment loses at most the epoch in progress. Running the same command again (or with options left "
         "out: they are the run's) continues an interrupted run; another data file or a changed model or training "
-        "option (--epochs and --patience aside) stops and names what differs. --out must be a folder.",
+        "option (--epochs, --patience and --keep-epochs aside) stops and names what differs. --out must be a folder.",
     )
     option = train.add_argument
     option("--config", type=Path, help="a TOML file of option values, keys named like the options (lr_decay = 0.9)")
