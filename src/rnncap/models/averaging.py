@@ -2,8 +2,8 @@
 
 The epochs at the end of a run (``rnncap train --keep-epochs`` keeps each: ``epoch-NNN.npz``) lie near one another
 on a noisy path; their mean usually scores a little better than any one of them (the self-critical fine-tunes of
-the README: beam-3 CIDEr 0.2 to 1.1 above the best epoch alone). Averaging only makes sense for checkpoints of one run, which
-share a class, sizes and vocabulary: anything else is refused.
+the README: beam-3 CIDEr 0.2 to 1.1 above the best epoch alone). Averaging only makes sense for checkpoints of one
+run, which share a class, sizes and vocabulary: anything else is refused.
 """
 
 from __future__ import annotations
