@@ -99,7 +99,7 @@ def torch_step(model, features, photos, index, settings, seed: int) -> Callable[
 
 
 def _torch_sample(twin, rows, attends: bool, generator):
-    """(M, MAX_LENGTH) int64 sampled ids from the twin, as rnncap.decode.sample_captions draws them."""
+    """(M, MAX_LENGTH) int64 sampled ids from the twin, as rnncap.sampling.sample_captions draws them."""
     import torch
     import torch.nn.functional as F  # noqa: N812
 

@@ -2,11 +2,11 @@
 
 The rules, each a test below:
 
-- The engine (``ENGINE``: backend, nn, models, decode, optim, train, gradcheck, text, files, checks) imports none of
-  ``HEAVY`` (torch, torchvision, onnx, onnxruntime, h5py, PIL, matplotlib) and none of the outer layers (``OUTER``:
-  data, encoders, metrics' neighbours apps, report, cli), at module level or inside a function. One exception,
-  ``LAZY_EXCEPTIONS``: the trainer may import ``rnncap.report.plots`` inside a function, to draw its loss curves
-  when asked to.
+- The engine (``ENGINE``: backend, nn, models, decode, sampling, optim, train, gradcheck, text, files, checks)
+  imports none of ``HEAVY`` (torch, torchvision, onnx, onnxruntime, h5py, PIL, matplotlib) and none of the outer
+  layers (``OUTER``: data, encoders, metrics' neighbours apps, report, cli), at module level or inside a function.
+  One exception, ``LAZY_EXCEPTIONS``: the trainer may import ``rnncap.report.plots`` inside a function, to draw its
+  loss curves when asked to.
 - What an engine module loads when imported, followed through every rnncap import transitively (parent packages'
   ``__init__`` included), holds no heavy library and no outer layer either: a careless import in ``rnncap/__init__``
   or in a module the engine may use (the metrics) would otherwise bring Pillow or h5py into the engine.
@@ -36,7 +36,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 TESTS = Path(__file__).resolve().parent
 PACKAGE = "rnncap"
-ENGINE = ("backend", "nn", "models", "decode", "optim", "train", "gradcheck", "text", "files", "checks")
+ENGINE = ("backend", "nn", "models", "decode", "sampling", "optim", "train", "gradcheck", "text", "files", "checks")
 OUTER = ("data", "encoders", "apps", "report", "cli")
 HEAVY = ("torch", "torchvision", "onnx", "onnxruntime", "h5py", "PIL", "matplotlib")
 # (importing package, imported module) pairs allowed inside a function only, with the reason.

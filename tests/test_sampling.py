@@ -1,4 +1,4 @@
-"""Multinomial sampling (rnncap.decode.sample_captions) and the policy-gradient surrogate loss it feeds: shapes and
+"""Multinomial sampling (rnncap.sampling.sample_captions) and the policy-gradient surrogate loss it feeds: shapes and
 rules, the drawn distribution, the log-probabilities the loss recomputes, and float64 gradient checks."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ import pytest
 
 from helpers import small_model
 from rnncap.backend import to_numpy
-from rnncap.decode import never_drawn, sample_captions
+from rnncap.decode import never_drawn
 from rnncap.gradcheck import numerical_gradient, rel_error
+from rnncap.sampling import sample_captions
 from rnncap.train.scst import with_start
 
 NULL, START, END, UNK = 0, 1, 2, 3

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch", reason="the parity tests compare against Py
 import torch_attention_twin  # noqa: E402
 import torch_twin  # noqa: E402
 from helpers import assert_same_loss_and_gradients, small_model  # noqa: E402
-from rnncap.decode import sample_captions  # noqa: E402
+from rnncap.sampling import sample_captions  # noqa: E402
 from rnncap.train.scst import with_start  # noqa: E402
 
 START = 1

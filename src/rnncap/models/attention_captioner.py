@@ -174,7 +174,7 @@ class AttentionCaptioner(CaptionModel):
                 training); a generator, for this batch alone.
             caption_weights: (N,) advantages of sampled captions: the loss becomes
                 ``-sum_n caption_weights[n] * sum_t log q(w_t) / N`` with q the sampler's distribution
-                (:func:`rnncap.decode.sample_captions`), and the doubly stochastic regulariser is left out (the
+                (:func:`rnncap.sampling.sample_captions`), and the doubly stochastic regulariser is left out (the
                 reward alone shapes the fine-tuning, as in self-critical.pytorch).
 
         Returns:

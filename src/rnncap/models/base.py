@@ -77,7 +77,7 @@ class CaptionModel(abc.ABC):
         Kept in the model's metadata (:data:`BLOCKED_ENDINGS`) and so in its file. Self-critical fine-tuning learns
         to cut captions off (a CIDEr-D reward hack, counted by ``rnncap evaluate`` as "cut off mid-phrase"): the
         fine-tuned models shipped block :data:`rnncap.metrics.evaluate.CUT_OFF_ENDINGS`. The sampler of SCST
-        (:func:`rnncap.decode.sample_captions`) draws from the model's distribution as it is.
+        (:func:`rnncap.sampling.sample_captions`) draws from the model's distribution as it is.
         """
         return tuple(self.metadata.get(BLOCKED_ENDINGS, ()))
 
@@ -161,7 +161,7 @@ class CaptionModel(abc.ABC):
         Given ``caption_weights`` (N,) (the advantages of sampled captions, self-critical training), the loss is
         the policy-gradient surrogate
         ``-sum_n caption_weights[n] * sum_t log q(w_t | w_<t, image) / N``, where q is the distribution
-        :func:`rnncap.decode.sample_captions` draws from (the softmax without the tokens it never draws) and the
+        :func:`rnncap.sampling.sample_captions` draws from (the softmax without the tokens it never draws) and the
         words are ``captions[:, 1:]`` up to ``<END>``; its gradient is the REINFORCE estimate.
         No other term (regulariser) is added."""
 

@@ -2,7 +2,7 @@
 
 One step on a batch of N photos (:func:`scst_step`):
 
-1. draw K captions per photo from the model (:func:`rnncap.decode.sample_captions`, temperature 1, no dropout);
+1. draw K captions per photo from the model (:func:`rnncap.sampling.sample_captions`, temperature 1, no dropout);
 2. score each with CIDEr-D against its photo's references (:class:`rnncap.train.rewards.CiderD`, document
    frequencies of the training references, counted once);
 3. subtract a baseline: ``"greedy"``, the reward of the photo's greedy caption (the paper's self-critical
@@ -29,8 +29,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from rnncap.decode import greedy_search, sample_captions
+from rnncap.decode import greedy_search
 from rnncap.models.base import CaptionModel
+from rnncap.sampling import sample_captions
 from rnncap.train.config import SCSTConfig, TrainConfig
 from rnncap.train.data import CaptionData
 from rnncap.train.rewards import CiderD
