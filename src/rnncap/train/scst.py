@@ -142,6 +142,8 @@ def scst_step(
     rewards = index.scores(samples.ids, images[samples.images])
     greedy_rewards = None
     if settings.baseline == "greedy":
+        # The caption the model is judged by (its blocked_endings applied): a baseline drawn apart from the samples,
+        # so the gradient stays unbiased whichever caption it is.
         greedy = greedy_search(model, features, settings.max_length)
         greedy_rewards = index.scores(greedy, images)
     advantage, base = advantages(rewards, K, settings.baseline, greedy_rewards)
