@@ -101,9 +101,10 @@ def greedy_search(
     attention = None
     words = xp.full(N, model.start_id, dtype=np.int32)
     finished = xp.zeros(N, dtype=bool)
+    forbidden = _forbidden_ids(model, xp)
     for t in range(max_length):
         log_probs, state = model.step(state, words)
-        words = _forbid(model, log_probs, words).argmax(axis=1).astype(np.int32)
+        words = _forbid(log_probs, words, forbidden, model.end_id).argmax(axis=1).astype(np.int32)
         captions[:, t] = xp.where(finished, model.null_id, words)
         if return_attention:
             weights = model.attention_weights(state)  # (N, L)
@@ -223,9 +224,10 @@ def beam_candidates(
     beams = _Beams.start(N, B, max_length, model, length_penalty, xp)
     attention = None  # (N, B, max_length, L) with return_attention, once L is known
     words = xp.full(N * B, model.start_id, dtype=np.int32)
+    forbidden = _forbidden_ids(model, xp)
     for t in range(max_length):
         log_probs, state = model.step(state, words)
-        log_probs = _forbid(model, log_probs.astype(np.float64), words)
+        log_probs = _forbid(log_probs.astype(np.float64), words, forbidden, model.end_id)
         parent, words_nb, was_finished = beams.advance(log_probs.reshape(N, B, -1), t)  # (N, B) each
         state = model.select_state(state, (parent + xp.arange(N)[:, None] * B).ravel())  # the parents' rows
         words = words_nb.ravel().astype(np.int32)
@@ -452,12 +454,20 @@ def never_drawn(model: Decodable) -> list[int]:
     return [model.null_id, model.start_id] + ([] if model.unk_id is None else [model.unk_id])
 
 
-def _forbid(model: Decodable, log_probs: np.ndarray, previous: np.ndarray) -> np.ndarray:
-    """Set to -inf, in place, the (N, V) log-probabilities of the :func:`never_drawn` ids, and of ``<END>`` in the
-    rows whose ``previous`` (N,) word is one of the model's ``no_end_after``; returns ``log_probs``."""
-    xp = array_module(log_probs)
-    log_probs[:, xp.asarray(never_drawn(model))] = -np.inf
-    if model.no_end_after:
-        blocked = xp.flatnonzero(xp.isin(previous, xp.asarray(model.no_end_after)))
-        log_probs[blocked, model.end_id] = -np.inf
+def _forbidden_ids(model: Decodable, xp: ModuleType) -> tuple[np.ndarray, np.ndarray]:
+    """The :func:`never_drawn` ids and the model's ``no_end_after`` ids, arrays of ``xp``: once per search."""
+    return xp.asarray(never_drawn(model)), xp.asarray(model.no_end_after, dtype=np.int64)
+
+
+def _forbid(
+    log_probs: np.ndarray, previous: np.ndarray, forbidden: tuple[np.ndarray, np.ndarray], end_id: int
+) -> np.ndarray:
+    """Set to -inf, in place, the (N, V) log-probabilities of the never-drawn ids of ``forbidden``
+    (:func:`_forbidden_ids`), and of ``<END>`` in the rows whose ``previous`` (N,) word is one of its
+    ``no_end_after`` ids; returns ``log_probs``."""
+    never, no_end_after = forbidden
+    log_probs[:, never] = -np.inf
+    if no_end_after.size:
+        xp = array_module(log_probs)
+        log_probs[xp.flatnonzero(xp.isin(previous, no_end_after)), end_id] = -np.inf
     return log_probs
