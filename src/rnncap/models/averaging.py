@@ -65,8 +65,6 @@ def average_model_files(paths: Sequence[str | os.PathLike]) -> CaptionModel:
     """
     from rnncap.models import load_model  # the package imports this module
 
-    if not paths:
-        raise ValueError("averaging needs at least one model file")
     averaged = average_models(load_model(path) for path in paths)
     averaged.metadata["averaged_from"] = [Path(path).name for path in paths]
     return averaged
