@@ -73,11 +73,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help=f"the run folder (default: {RUNS_DIR}/<data name>-<cell>, or {RUNS_DIR}/<data name>-attention; "
         "several data files join their names with +)",
     )
-    option(
+    _config_flag(
+        option,
         "--attention",
-        action="store_true",
-        default=None,  # None: not given, so that --config may set it
-        help="train the attention model (Show, Attend and Tell) on the grid features instead of a recurrent "
+        "train the attention model (Show, Attend and Tell) on the grid features instead of a recurrent "
         "network on the pooled ones; needs a file prepared without --no-grid",
     )
     _add_model_options(option)
@@ -117,13 +116,17 @@ def _add_model_options(option: Callable[..., argparse.Action]) -> None:
     )
 
 
+def _config_flag(option: Callable[..., argparse.Action], name: str, help: str) -> None:
+    """An on/off option that ``--config`` may set too: None when not given (not False), so the file's value stands."""
+    option(name, action="store_true", default=None, help=help)
+
+
 def _add_scst_options(option: Callable[..., argparse.Action]) -> None:
     scst = SCSTConfig()
-    option(
+    _config_flag(
+        option,
         "--scst",
-        action="store_true",
-        default=None,  # None: not given, so that --config may set it
-        help="self-critical fine-tuning (Rennie et al. 2017) of the --init model for CIDEr-D: samples captions, "
+        "self-critical fine-tuning (Rennie et al. 2017) of the --init model for CIDEr-D: samples captions, "
         f"rewards them against each photo's captions; --batch-size then counts photos (default {SCST_BATCH_SIZE}), "
         f"--lr defaults to {SCST_LEARNING_RATE:g}, no learning rate decay; the model's settings are --init's",
     )
@@ -177,11 +180,10 @@ def _add_training_options(option: Callable[..., argparse.Action]) -> None:
         f"{run.min_count}, as rnncap prepare's)",
     )
     option("--seed", type=int, help=f"seeds the initial weights and the shuffling (default {train.seed})")
-    option(
+    _config_flag(
+        option,
         "--keep-epochs",
-        action="store_true",
-        default=None,  # None: not given, so that --config may set it
-        help="also keep every epoch's model in the run folder (epoch-001.npz ...), to average the last few with "
+        "also keep every epoch's model in the run folder (epoch-001.npz ...), to average the last few with "
         "`rnncap average`",
     )
 
